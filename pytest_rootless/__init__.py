@@ -1,0 +1,13 @@
+"""pytest-rootless: run tests inside rootless Linux containers built from kernel primitives.
+
+Load it with ``pytest -p rootless`` (it also autoloads once installed); mark tests with
+``@pytest.mark.isolated`` or isolate a whole suite with ``--rootless``.
+"""
+
+from __future__ import annotations
+
+from ._options import OptionError
+from ._probe import UnsupportedHost
+
+__all__ = ["OptionError", "UnsupportedHost"]
+__version__ = "0.1.0"

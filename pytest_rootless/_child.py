@@ -1,0 +1,232 @@
+"""Everything that runs after the fork, inside the container.
+
+Rules for this module (CPython's ``subprocess``/``multiprocessing.popen_fork`` discipline):
+
+* the only way out of a child is ``os._exit`` in a ``finally``: a child never returns into
+  the caller's stack (that would run pytest's session twice);
+* a child never raises to the host: failures go up the result channel as data
+  (:mod:`._wire` frames), then the child exits with a status the host can also read;
+* nothing here touches pytest: the payload (what the test process runs) is a callable
+  handed in by the host side, and runs after isolation is complete.
+
+Two processes live here. The container's **init** (PID 1 of the new PID namespace) builds
+the root filesystem, enters the inner user namespace, sets the hostname and loopback, forks
+the **test process** (PID 2), then reaps every process until the test process ends and
+reports its status. When init exits the kernel kills everything left in the namespace:
+that is the cleanup guarantee (pid_namespaces(7)).
+"""
+
+from __future__ import annotations
+
+import faulthandler
+import os
+import select
+import signal
+import tempfile
+import time
+import traceback
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import NoReturn
+
+from . import _rootfs, _wire
+from . import _syscalls as sc
+from ._syscalls import CloneFlag as NS
+
+#: Exit status of init when building the container failed (sysexits' EX_SOFTWARE).
+EXIT_SETUP_FAILED = 70
+#: faulthandler dumps every thread's stack on this signal (sent by init on timeout).
+DUMP_SIGNAL = signal.SIGRTMAX - 1
+#: How long init waits for the stack dump after a timeout before it ends the container.
+DUMP_GRACE = 0.3
+
+
+@dataclass(frozen=True)
+class ChildSpec:
+    """Everything the container needs, decided on the host before the clone."""
+
+    plan: _rootfs.Plan
+    outer_uid: int
+    outer_gid: int
+    root: bool
+    hostname: str
+    share_network: bool
+    env: tuple[tuple[str, str], ...]
+    cwd: str
+    timeout: float | None
+    keep_fds: frozenset[int]
+    trace: bool
+    last_cap: int
+
+
+Payload = Callable[[int], int]
+"""What the test process runs once isolated: gets the result fd, returns an exit status."""
+
+
+def container_main(spec: ChildSpec, result_fd: int, crash_fd: int, payload: Payload) -> NoReturn:
+    """Entry point of the container's init, right after clone(2). Never returns."""
+    status = EXIT_SETUP_FAILED
+    try:
+        status = _init(spec, result_fd, crash_fd, payload)
+    except BaseException as exc:  # noqa: BLE001 - everything must go up as data
+        try:
+            _wire.send(result_fd, _error_message(exc))
+        except BaseException:  # noqa: BLE001,S110 - the host will see EOF and our status
+            pass
+    finally:
+        os._exit(status)
+
+
+def _error_message(exc: BaseException) -> _wire.Message:
+    return {
+        "kind": "setup-error",
+        "type": type(exc).__name__,
+        "errno": getattr(exc, "errno", None),
+        "call": getattr(exc, "call", None),
+        "message": str(exc),
+        "traceback": "".join(traceback.format_exception(exc)),
+        "trace": list(sc.TRACE),
+    }
+
+
+def _parent_gone(result_fd: int) -> bool:
+    """True if the host already closed its end (PDEATHSIG came too late to fire)."""
+    poller = select.poll()
+    poller.register(result_fd, select.POLLOUT)
+    return any(ev & select.POLLERR for _, ev in poller.poll(0))
+
+
+def _init(spec: ChildSpec, result_fd: int, crash_fd: int, payload: Payload) -> int:
+    sc.set_tracing(spec.trace)
+    # Die with the host: PR_SET_PDEATHSIG, then close the race where the host died before.
+    sc.prctl(sc.PR_SET_PDEATHSIG, signal.SIGKILL, "PR_SET_PDEATHSIG")
+    if _parent_gone(result_fd):
+        return EXIT_SETUP_FAILED
+    # Ctrl-C goes to the host, which ends the container; init must not die of it first.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+
+    # === USER NAMESPACE (outer) === created by clone; map our own uid/gid, nothing else.
+    uid, gid = spec.outer_uid, spec.outer_gid
+    sc.write_id_maps(uid, uid, gid, gid)
+
+    # === MOUNT NAMESPACE: the root filesystem ===
+    _rootfs.apply(spec.plan)
+
+    # === USER NAMESPACE (inner) + UTS, IPC, NET ===
+    # Mounts copied into a mount namespace owned by a less privileged user namespace are
+    # locked (mount_namespaces(7)): even with every capability in the inner namespace,
+    # nothing can remount them read-write or uncover what they hide. The namespaces the
+    # test may administer (hostname, interfaces) are owned by the inner one.
+    flags = NS.NEWUSER | NS.NEWNS | NS.NEWUTS | NS.NEWIPC
+    if not spec.share_network:
+        flags |= NS.NEWNET
+    sc.unshare(flags)
+    inner_uid, inner_gid = (0, 0) if spec.root else (uid, gid)
+    sc.write_id_maps(inner_uid, uid, inner_gid, gid)
+    # === UTS NAMESPACE ===
+    sc.sethostname(spec.hostname)
+    # === NETWORK NAMESPACE === a new one has only lo, and it is down.
+    if not spec.share_network:
+        sc.loopback_up()
+
+    if spec.trace:
+        _wire.send(result_fd, {"kind": "trace", "stage": "init", "lines": list(sc.TRACE)})
+        sc.TRACE.clear()
+
+    # PID 1 non-dumpable: the test cannot read /proc/1/fd, /proc/1/environ or open
+    # /proc/1/exe (the CVE-2019-5736 shape). Set before the fork; the child undoes it.
+    sc.prctl(sc.PR_SET_DUMPABLE, 0, "PR_SET_DUMPABLE")
+    test_pid = os.fork()
+    if test_pid == 0:
+        _test_process(spec, result_fd, crash_fd, payload)  # never returns
+    return _reap(spec, result_fd, test_pid)
+
+
+def _reap(spec: ChildSpec, result_fd: int, test_pid: int) -> int:
+    """PID 1: reap every child (orphans re-parent to us) until the test process ends."""
+    timed_out = False
+
+    if spec.timeout is not None:
+        def on_alarm(signum: int, frame: object) -> None:
+            nonlocal timed_out
+            timed_out = True
+            try:
+                os.kill(test_pid, DUMP_SIGNAL)  # faulthandler in the test dumps all stacks
+            except ProcessLookupError:
+                return
+            time.sleep(DUMP_GRACE)
+            os.kill(test_pid, signal.SIGKILL)
+
+        signal.signal(signal.SIGALRM, on_alarm)
+        signal.setitimer(signal.ITIMER_REAL, spec.timeout)
+
+    while True:
+        try:
+            pid, wait_status = os.waitpid(-1, 0)
+        except ChildProcessError:
+            return 0
+        if pid == test_pid:
+            break
+    if spec.timeout is not None:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+    message: _wire.Message = {"kind": "exit", "timed_out": timed_out}
+    if os.WIFSIGNALED(wait_status):
+        message["signal"] = os.WTERMSIG(wait_status)
+        message["status"] = 128 + os.WTERMSIG(wait_status)
+    else:
+        message["status"] = os.waitstatus_to_exitcode(wait_status)
+    _wire.send(result_fd, message)
+    return 0  # our exit ends every process left in the namespace
+
+
+def _close_inherited_fds(keep: set[int]) -> None:
+    """Close every fd but ``keep`` with close_range(2) over the gaps."""
+    start = 0
+    for fd in sorted(keep) + [None]:  # type: ignore[list-item]
+        if fd is None:
+            sc.close_range(start)
+            break
+        if fd > start:
+            sc.close_range(start, fd - 1)
+        start = fd + 1
+
+
+def _test_process(spec: ChildSpec, result_fd: int, crash_fd: int, payload: Payload) -> NoReturn:
+    status = EXIT_SETUP_FAILED
+    try:
+        sc.TRACE.clear()
+        sc.prctl(sc.PR_SET_DUMPABLE, 1, "PR_SET_DUMPABLE")
+        sc.prctl(sc.PR_SET_PDEATHSIG, signal.SIGKILL, "PR_SET_PDEATHSIG")
+        signal.signal(signal.SIGINT, signal.default_int_handler)
+        # === DROP PRIVILEGE ===
+        # setsid: no controlling terminal, so TIOCSTI cannot push keystrokes into the
+        # user's shell (CVE-2017-5226 in bubblewrap).
+        os.setsid()
+        sc.trace_note("setsid()")
+        if not spec.root:
+            sc.cap_drop_all(spec.last_cap)
+        sc.prctl(sc.PR_SET_NO_NEW_PRIVS, 1, "PR_SET_NO_NEW_PRIVS")
+        _close_inherited_fds(set(spec.keep_fds) | {0, 1, 2, result_fd, crash_fd})
+
+        # === ENVIRONMENT ===
+        os.environ["HOME"] = spec.plan.home
+        os.environ.update(dict(spec.env))
+        tmpdir = os.environ.get("TMPDIR")
+        if tmpdir is not None and not os.path.isdir(tmpdir):
+            del os.environ["TMPDIR"]
+        tempfile.tempdir = None  # the host's cached choice may not exist in here
+        os.chdir(spec.cwd)
+
+        faulthandler.enable(file=crash_fd, all_threads=True)
+        faulthandler.register(DUMP_SIGNAL, file=crash_fd, all_threads=True, chain=False)
+        if spec.trace:
+            _wire.send(result_fd, {"kind": "trace", "stage": "test", "lines": list(sc.TRACE)})
+        sc.set_tracing(False)
+        status = payload(result_fd)
+    except BaseException as exc:  # noqa: BLE001
+        try:
+            _wire.send(result_fd, _error_message(exc))
+        except BaseException:  # noqa: BLE001,S110
+            pass
+    finally:
+        os._exit(status)

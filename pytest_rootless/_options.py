@@ -1,0 +1,220 @@
+"""Container options: one place that parses, validates and defaults them.
+
+Markers, ini defaults and the ``pytest_rootless_options`` hook all produce a plain
+mapping; :func:`validate` turns it into a frozen :class:`Options` or raises
+:class:`OptionError` naming the option and what it accepts.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any, Final
+
+NAMES: Final = (
+    "network",
+    "rootfs",
+    "hostname",
+    "root",
+    "timeout",
+    "memory",
+    "pids",
+    "cpu",
+    "env",
+    "mounts",
+    "writable",
+)
+
+DEFAULTS: Final[Mapping[str, Any]] = {
+    "network": "none",
+    "rootfs": "minimal",
+    "hostname": "sandbox",
+    "root": False,
+    "timeout": None,
+    "memory": None,
+    "pids": None,
+    "cpu": None,
+    "env": {},
+    "mounts": {},
+    "writable": [],
+}
+
+# Options the contract names that this release cannot enforce yet. Accepting them and
+# running without the limit would silently weaken isolation, so they are refused.
+NOT_YET: Final[Mapping[str, str]] = {
+    "memory": "memory limits are not implemented yet",
+    "pids": "process-count limits are not implemented yet",
+    "cpu": "CPU-time limits are not implemented yet",
+    "writable": "writable copy-on-write paths are not implemented yet",
+}
+
+_HOSTNAME = re.compile(r"^[A-Za-z0-9]([A-Za-z0-9-]{0,62})?(\.[A-Za-z0-9]([A-Za-z0-9-]{0,62})?)*$")
+_SIZE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([KMGT]?)i?B?\s*$", re.IGNORECASE)
+
+
+class OptionError(ValueError):
+    """A container option has a wrong type or value (a usage error)."""
+
+
+@dataclass(frozen=True)
+class Options:
+    """Validated options of one container (see the contract for their meaning)."""
+
+    network: str = "none"
+    rootfs: str = "minimal"
+    hostname: str = "sandbox"
+    root: bool = False
+    timeout: float | None = None
+    memory: int | None = None
+    pids: int | None = None
+    cpu: float | None = None
+    env: tuple[tuple[str, str], ...] = ()
+    mounts: tuple[tuple[str, str], ...] = ()
+    writable: tuple[str, ...] = field(default=())
+
+    def describe(self) -> str:
+        parts = [f"network={self.network}", f"rootfs={self.rootfs}"]
+        if self.root:
+            parts.append("root=True")
+        if self.timeout is not None:
+            parts.append(f"timeout={self.timeout:g}s")
+        return ", ".join(parts)
+
+
+def _fail(name: str, value: object, accepted: str) -> OptionError:
+    return OptionError(f"rootless option {name}={value!r} is invalid: accepted {accepted}")
+
+
+def parse_size(value: object) -> int:
+    """``512M``, ``2G``, ``1048576`` → bytes."""
+    if isinstance(value, bool):
+        raise ValueError(value)
+    if isinstance(value, int):
+        if value <= 0:
+            raise ValueError(value)
+        return value
+    if isinstance(value, str):
+        match = _SIZE.match(value)
+        if match:
+            number = float(match.group(1))
+            unit = match.group(2).upper()
+            size = int(number * 1024 ** " KMGT".index(unit or " "))
+            if size > 0:
+                return size
+    raise ValueError(value)
+
+
+def _positive_number(name: str, value: object) -> float:
+    if isinstance(value, bool) or not isinstance(value, (int, float, str)):
+        raise _fail(name, value, "a positive number of seconds")
+    try:
+        number = float(value)
+    except ValueError:
+        raise _fail(name, value, "a positive number of seconds") from None
+    if not math.isfinite(number) or number <= 0:
+        raise _fail(name, value, "a positive number of seconds")
+    return number
+
+
+def _string_map(name: str, value: object, what: str) -> tuple[tuple[str, str], ...]:
+    if not isinstance(value, Mapping):
+        raise _fail(name, value, f"a dict of {what}")
+    items = []
+    for key, val in value.items():
+        if not isinstance(key, str) or not isinstance(val, str):
+            raise _fail(name, value, f"a dict of {what} (strings only)")
+        items.append((key, val))
+    return tuple(items)
+
+
+def validate(raw: Mapping[str, Any]) -> Options:
+    """Check every option and return the frozen :class:`Options`."""
+    unknown = sorted(set(raw) - set(NAMES))
+    if unknown:
+        raise OptionError(
+            f"unknown rootless option(s) {', '.join(unknown)}: accepted {', '.join(NAMES)}"
+        )
+    values = {**DEFAULTS, **raw}
+
+    network = values["network"]
+    if network not in ("none", "host"):
+        if isinstance(network, str) and network:
+            raise OptionError(
+                f"rootless option network={network!r}: named networks between containers are "
+                "not implemented yet; accepted 'none' or 'host'"
+            )
+        raise _fail("network", network, "'none' or 'host'")
+
+    rootfs = values["rootfs"]
+    if rootfs not in ("minimal", "host"):
+        if isinstance(rootfs, (str, os.PathLike)) and os.fspath(rootfs):
+            raise OptionError(
+                f"rootless option rootfs={rootfs!r}: a directory as root filesystem is not "
+                "implemented yet; accepted 'minimal' or 'host'"
+            )
+        raise _fail("rootfs", rootfs, "'minimal' or 'host'")
+
+    hostname = values["hostname"]
+    if not isinstance(hostname, str) or len(hostname) > 64 or not _HOSTNAME.match(hostname):
+        raise _fail("hostname", hostname, "a host name of 1-64 letters, digits, '-' and '.'")
+
+    root = values["root"]
+    if not isinstance(root, bool):
+        raise _fail("root", root, "True or False")
+
+    timeout = values["timeout"]
+    if timeout is not None:
+        timeout = _positive_number("timeout", timeout)
+
+    memory = values["memory"]
+    if memory is not None:
+        try:
+            memory = parse_size(memory)
+        except ValueError:
+            raise _fail("memory", memory, "a positive size in bytes or like '512M', '2G'") from None
+    pids = values["pids"]
+    if pids is not None and (isinstance(pids, bool) or not isinstance(pids, int) or pids < 1):
+        raise _fail("pids", pids, "a positive whole number of processes")
+    cpu = values["cpu"]
+    if cpu is not None:
+        cpu = _positive_number("cpu", cpu)
+
+    env = _string_map("env", values["env"], "variable names to values")
+    for key, _ in env:
+        if not key or "=" in key or "\0" in key:
+            raise _fail("env", values["env"], "variable names without '=' or NUL")
+
+    mounts = _string_map("mounts", values["mounts"], "inside paths to host paths")
+    for inside, host in mounts:
+        if not os.path.isabs(inside) or os.path.normpath(inside) == "/":
+            raise _fail("mounts", values["mounts"], "absolute inside paths other than '/'")
+        if not os.path.exists(host):
+            raise OptionError(f"rootless option mounts: host path {host!r} does not exist")
+    mounts = tuple((os.path.normpath(i), os.path.realpath(h)) for i, h in mounts)
+
+    writable = values["writable"]
+    if isinstance(writable, str) or not isinstance(writable, (list, tuple)):
+        raise _fail("writable", writable, "a list of paths")
+    if not all(isinstance(p, str) for p in writable):
+        raise _fail("writable", writable, "a list of paths (strings)")
+
+    for name, why in NOT_YET.items():
+        if values[name] not in (None, [], ()):
+            raise OptionError(f"rootless option {name}={values[name]!r}: {why}")
+
+    return Options(
+        network=network,
+        rootfs=rootfs,
+        hostname=hostname,
+        root=root,
+        timeout=timeout,
+        memory=memory,
+        pids=pids,
+        cpu=cpu,
+        env=env,
+        mounts=mounts,
+        writable=tuple(writable),
+    )

@@ -1,0 +1,487 @@
+"""The root filesystem of a container: a mount plan as frozen data, and applying it.
+
+Following bubblewrap, the plan is computed once (on the host, per session and set of
+options) as an ordered tuple of operations; a container only *applies* it. Applying:
+
+1. make every mount private (``MS_REC|MS_PRIVATE`` on ``/``), so nothing we mount leaks
+   to the host and host mounts made later do not leak in (mount_namespaces(7));
+2. pin every bind source with an ``O_PATH`` fd, then mount a fresh tmpfs on ``/tmp`` to
+   build the new root in (the fds keep sources that tmpfs covers reachable);
+3. apply the operations, parents before children; each read-only bind is made read-only
+   with ``mount_setattr(AT_RECURSIVE, MOUNT_ATTR_RDONLY)`` because ``MS_RDONLY`` in the bind
+   call itself is silently ignored and a plain remount would leave submounts writable;
+4. make the new root's own tmpfs read-only, then ``pivot_root(".", ".")`` into it and
+   detach the old root (pivot_root(2), the sequence from its NOTES section).
+
+Targets are created component by component and never through a symlink, so a symlink in
+the tree (ours or the host's) cannot redirect a mount onto the host.
+"""
+
+from __future__ import annotations
+
+import errno
+import os
+import stat
+import sys
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+
+from . import _syscalls as sc
+from ._syscalls import MountFlag as MS
+
+#: Where the new root is assembled before pivot_root (covered only in our mount namespace).
+BUILD_BASE = "/tmp"
+
+# /etc is built from an allow-list: what programs need to run, never secrets
+# (shadow, gshadow, sudoers, ssh host keys) nor host identity beyond the user.
+ETC_COPY = (
+    "nsswitch.conf",
+    "ld.so.cache",
+    "ld.so.conf",
+    "localtime",
+    "timezone",
+    "protocols",
+    "services",
+    "mime.types",
+    "os-release",
+    "debian_version",
+    "host.conf",
+    "gai.conf",
+    "resolv.conf",
+    "environment",
+    "inputrc",
+)
+ETC_BIND_DIRS = (
+    "ld.so.conf.d",
+    "ssl",
+    "ca-certificates",
+    "pki",
+    "crypto-policies",
+    "alternatives",
+    "terminfo",
+)
+SYSTEM_DIRS = ("usr", "bin", "sbin", "lib", "lib32", "lib64", "libx32")
+DEV_NODES = ("null", "zero", "full", "random", "urandom", "tty")
+DEV_LINKS = (
+    ("fd", "/proc/self/fd"),
+    ("stdin", "/proc/self/fd/0"),
+    ("stdout", "/proc/self/fd/1"),
+    ("stderr", "/proc/self/fd/2"),
+    ("ptmx", "pts/ptmx"),
+)
+# Read-only covers over the fresh /proc, as bubblewrap does: a uid that is root on the host
+# could otherwise write host sysctls through them.
+PROC_COVERS = ("sys", "sysrq-trigger", "irq", "bus", "fs")
+
+
+# --- the operations -------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Tmpfs:
+    target: str
+    mode: int = 0o755
+
+    def describe(self) -> str:
+        return f"tmpfs {self.target}"
+
+
+@dataclass(frozen=True)
+class Bind:
+    source: str
+    target: str
+    readonly: bool = True
+    is_file: bool = False
+
+    def describe(self) -> str:
+        return f"bind {self.source} -> {self.target} ({'ro' if self.readonly else 'rw'})"
+
+
+@dataclass(frozen=True)
+class File:
+    target: str
+    content: bytes
+    mode: int = 0o644
+
+    def describe(self) -> str:
+        return f"file {self.target}"
+
+
+@dataclass(frozen=True)
+class Symlink:
+    target: str
+    link: str
+
+    def describe(self) -> str:
+        return f"symlink {self.target} -> {self.link}"
+
+
+@dataclass(frozen=True)
+class Dir:
+    target: str
+
+    def describe(self) -> str:
+        return f"dir {self.target}"
+
+
+@dataclass(frozen=True)
+class Proc:
+    target: str = "/proc"
+
+    def describe(self) -> str:
+        return f"proc {self.target}"
+
+
+@dataclass(frozen=True)
+class ReadOnlyCover:
+    """Bind a path over itself and make it read-only (for /proc/sys and friends)."""
+
+    target: str
+
+    def describe(self) -> str:
+        return f"read-only cover {self.target}"
+
+
+@dataclass(frozen=True)
+class Devpts:
+    target: str = "/dev/pts"
+
+    def describe(self) -> str:
+        return f"devpts {self.target}"
+
+
+@dataclass(frozen=True)
+class ReadOnly:
+    """Make one mount (not its submounts) read-only once it is populated."""
+
+    target: str
+
+    def describe(self) -> str:
+        return f"read-only {self.target}"
+
+
+Op = Tmpfs | Bind | File | Symlink | Dir | Proc | ReadOnlyCover | Devpts | ReadOnly
+
+
+@dataclass(frozen=True)
+class Plan:
+    """An ordered, immutable list of operations that builds one kind of root."""
+
+    ops: tuple[Op, ...]
+    home: str
+
+    @property
+    def binds(self) -> tuple[Bind, ...]:
+        return tuple(op for op in self.ops if isinstance(op, Bind))
+
+    def describe(self) -> list[str]:
+        return [op.describe() for op in self.ops]
+
+
+# --- building a plan (host side, once per session and options) ------------------------------
+
+
+@dataclass(frozen=True)
+class Identity:
+    uid: int
+    gid: int
+    user: str
+    group: str
+    home: str
+
+
+def host_identity() -> Identity:
+    import grp
+    import pwd
+
+    uid, gid = os.getuid(), os.getgid()
+    try:
+        pw = pwd.getpwuid(uid)
+        user, home = pw.pw_name, pw.pw_dir
+    except KeyError:
+        user, home = f"user{uid}", "/nonexistent"
+    try:
+        group = grp.getgrgid(gid).gr_name
+    except KeyError:
+        group = f"group{gid}"
+    return Identity(uid, gid, user, group, os.environ.get("HOME") or home)
+
+
+def _is_under(path: str, parent: str) -> bool:
+    return parent == "/" or path == parent or path.startswith(parent.rstrip("/") + "/")
+
+
+def outermost(paths: Iterable[str]) -> list[str]:
+    """Drop every path that lies under another one (a recursive bind already shows it)."""
+    result: list[str] = []
+    for path in sorted(set(paths), key=lambda p: (p.count("/"), p)):
+        if not any(_is_under(path, kept) for kept in result):
+            result.append(path)
+    return sorted(result)
+
+
+def python_paths() -> list[str]:
+    """The running Python: its prefixes, every ``sys.path`` entry, and the directory of
+    every imported top-level package (editable installs map packages outside sys.path)."""
+    candidates = {sys.prefix, sys.base_prefix, sys.exec_prefix, sys.base_exec_prefix}
+    candidates.add(os.path.dirname(os.path.dirname(os.path.realpath(sys.executable))))
+    candidates.update(p for p in sys.path if p)
+    for name, module in list(sys.modules.items()):
+        if "." in name or module is None:
+            continue
+        location = getattr(module, "__file__", None)
+        if not isinstance(location, str) or not os.path.isabs(location):
+            continue
+        paths = getattr(module, "__path__", None)
+        if paths is not None:  # a package: its directory
+            candidates.update(p for p in paths if isinstance(p, str) and os.path.isabs(p))
+        else:
+            candidates.add(os.path.dirname(location))
+    found = []
+    for path in candidates:
+        real = os.path.realpath(path)
+        if real != "/" and os.path.exists(real):
+            found.append(real)
+    return found
+
+
+def _etc_ops() -> list[Op]:
+    ops: list[Op] = []
+    for name in ETC_COPY:
+        path = f"/etc/{name}"
+        if os.path.islink(path) and name != "resolv.conf":
+            ops.append(Symlink(path, os.readlink(path)))
+        elif os.path.isfile(path):  # resolv.conf often links into /run: copy its content
+            try:
+                with open(path, "rb") as f:
+                    ops.append(File(path, f.read()))
+            except OSError:
+                continue
+    for name in ETC_BIND_DIRS:
+        path = f"/etc/{name}"
+        if os.path.islink(path):
+            ops.append(Symlink(path, os.readlink(path)))
+        elif os.path.isdir(path):
+            ops.append(Bind(path, path))
+    # Debian links /usr/lib/python3.X/sitecustomize.py into /etc/python3.X.
+    for name in sorted(os.listdir("/etc")) if os.path.isdir("/etc") else ():
+        if name.startswith("python") and os.path.isdir(f"/etc/{name}"):
+            ops.append(Bind(os.path.realpath(f"/etc/{name}"), f"/etc/{name}"))
+    return ops
+
+
+def _identity_ops(ident: Identity, home: str, hostname: str) -> list[Op]:
+    users = {0: f"root:x:0:0:root:{home if ident.uid == 0 else '/root'}:/bin/sh"}
+    users[ident.uid] = f"{ident.user}:x:{ident.uid}:{ident.gid}::{home}:/bin/sh"
+    users.setdefault(65534, "nobody:x:65534:65534:nobody:/nonexistent:/usr/sbin/nologin")
+    groups = {0: "root:x:0:", ident.gid: f"{ident.group}:x:{ident.gid}:"}
+    groups.setdefault(65534, "nogroup:x:65534:")
+    hosts = (
+        f"127.0.0.1\tlocalhost\n127.0.1.1\t{hostname}\n"
+        f"::1\tlocalhost ip6-localhost ip6-loopback\n"
+    )
+    return [
+        File("/etc/passwd", ("\n".join(users[k] for k in sorted(users)) + "\n").encode()),
+        File("/etc/group", ("\n".join(groups[k] for k in sorted(groups)) + "\n").encode()),
+        File("/etc/hostname", f"{hostname}\n".encode()),
+        File("/etc/hosts", hosts.encode()),
+    ]
+
+
+def _dev_ops() -> list[Op]:
+    # mknod(2) is EPERM in a user namespace: bind the host's nodes instead (bubblewrap --dev).
+    ops: list[Op] = [Tmpfs("/dev", 0o755)]
+    ops += [Bind(f"/dev/{n}", f"/dev/{n}", readonly=False, is_file=True) for n in DEV_NODES]
+    ops += [Symlink(f"/dev/{name}", link) for name, link in DEV_LINKS]
+    ops += [Tmpfs("/dev/shm", 0o1777), Devpts("/dev/pts"), ReadOnly("/dev")]
+    return ops
+
+
+def choose_home(ident: Identity, occupied: Sequence[str]) -> str:
+    """HOME is a fresh empty tmpfs. Use the host's HOME path unless something the
+    container needs lives under it (pyenv under /root, a project in ~): then a
+    neutral path, so HOME really is empty."""
+    for home in (ident.home, f"/home/{ident.user}", "/home/sandbox"):
+        if home.startswith("/") and home != "/" and not any(_is_under(p, home) for p in occupied):
+            return home
+    return "/home/sandbox"
+
+
+def _order(ops: list[Op]) -> tuple[Op, ...]:
+    # Parents before children; a ReadOnly of a mount after everything inside it.
+    def key(op: Op) -> tuple[tuple[str, ...], int]:
+        parts = tuple(p for p in op.target.split("/") if p)
+        return (parts, 0) if not isinstance(op, ReadOnly) else (parts + ("\uffff",), 1)
+
+    return tuple(sorted(ops, key=key))
+
+
+def build_plan(
+    *,
+    rootfs: str,
+    ident: Identity,
+    hostname: str,
+    ro_paths: Iterable[str],
+    rw_paths: Iterable[str],
+    cwd: str,
+    mounts: Iterable[tuple[str, str]] = (),
+    state_dir: str,
+) -> Plan:
+    """The operations that build a root of kind ``rootfs`` ("minimal" or "host").
+
+    ``state_dir`` is a private host directory for files a read-only host tree cannot
+    hold (``/etc/hostname`` and ``/etc/hosts`` over the host's own, for ``rootfs="host"``).
+    """
+    mounts = list(mounts)
+    rw = outermost(os.path.realpath(p) for p in rw_paths)
+    ops: list[Op] = []
+    if rootfs == "host":
+        home = choose_home(ident, [])
+        ops.append(Bind("/", "/"))
+        for op in _identity_ops(ident, home, hostname)[2:]:  # hostname and hosts
+            assert isinstance(op, File)
+            source = os.path.join(state_dir, f"{hostname}.{os.path.basename(op.target)}")
+            with open(source, "wb") as f:
+                f.write(op.content)
+            ops.append(Bind(source, op.target, readonly=True, is_file=True))
+        scratch = [p for p in ("/tmp", "/var/tmp") if os.path.isdir(p)]
+    else:
+        ro = outermost(os.path.realpath(p) for p in ro_paths)
+        for name in SYSTEM_DIRS:
+            path = f"/{name}"
+            if os.path.islink(path):
+                ops.append(Symlink(path, os.readlink(path)))
+            elif os.path.isdir(path):
+                ro.append(path)
+        ro = outermost(ro)
+        ops += [Bind(p, p) for p in ro]
+        ops += _etc_ops()
+        home = choose_home(ident, ro + rw + [inside for inside, _ in mounts])
+        ops += _identity_ops(ident, home, hostname)
+        scratch = ["/tmp", "/var/tmp"]
+    ops += [Tmpfs(p, 0o1777) for p in scratch]
+    ops.append(Tmpfs(home, 0o700))
+    ops += [Bind(p, p, readonly=False) for p in rw]
+    ops += [Bind(host, inside) for inside, host in mounts]
+    ops += _dev_ops()
+    ops.append(Proc("/proc"))
+    ops += [ReadOnlyCover(f"/proc/{name}") for name in PROC_COVERS]
+    covered = [op.target for op in ops if isinstance(op, (Bind, Tmpfs))]
+    if not any(_is_under(cwd, c) for c in covered):
+        ops.append(Dir(cwd))
+    return Plan(_order(ops), home)
+
+
+# --- applying a plan (inside the container's init, after clone) -----------------------------
+
+
+class RootfsError(OSError):
+    """Building the root filesystem failed; the message names the operation."""
+
+
+def _makedirs(path: str, mode: int = 0o755) -> None:
+    """mkdir -p that refuses to pass through a symlink (O_NOFOLLOW semantics)."""
+    current = ""
+    for part in path.strip("/").split("/"):
+        if not part:
+            continue
+        current += "/" + part
+        try:
+            st = os.lstat(current)
+        except FileNotFoundError:
+            os.mkdir(current, mode)
+            continue
+        if stat.S_ISLNK(st.st_mode):
+            raise RootfsError(errno.ELOOP, f"refusing to follow the symlink {current}")
+
+
+def _create_file(path: str) -> None:
+    _makedirs(os.path.dirname(path))
+    try:
+        st = os.lstat(path)
+    except FileNotFoundError:
+        os.close(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o644))
+        return
+    if stat.S_ISLNK(st.st_mode):
+        raise RootfsError(errno.ELOOP, f"refusing to follow the symlink {path}")
+
+
+def apply(plan: Plan, base: str = BUILD_BASE) -> None:
+    """Build ``plan`` and pivot into it. Runs in the container's init (mount namespace
+    already unshared, capabilities held in the owning user namespace)."""
+    # === MOUNT PROPAGATION ===
+    sc.mount(None, "/", None, MS.REC | MS.PRIVATE)
+    # === PIN BIND SOURCES === (before the build tmpfs covers any of them)
+    sources: dict[str, int] = {}
+    for bind in plan.binds:
+        if bind.source not in sources:
+            try:
+                sources[bind.source] = sc.open_path(bind.source)
+            except OSError as exc:
+                raise RootfsError(exc.errno or errno.EIO,
+                                  f"cannot open bind source {bind.source}: {exc.strerror}")
+    # === NEW ROOT ON A FRESH TMPFS ===
+    sc.mount("tmpfs", base, "tmpfs", MS.NOSUID | MS.NODEV, "mode=0755")
+    for op in plan.ops:
+        target = base + op.target if op.target != "/" else base
+        try:
+            _apply_one(op, target, sources)
+        except RootfsError:
+            raise
+        except OSError as exc:
+            raise RootfsError(exc.errno or errno.EIO,
+                              f"{op.describe()}: {exc.strerror or exc}") from None
+    for fd in sources.values():
+        os.close(fd)
+    sc.mount_setattr(base, sc.MOUNT_ATTR_RDONLY, recursive=False)
+    # === PIVOT_ROOT === (never chroot: a process with CAP_SYS_CHROOT escapes a chroot)
+    os.chdir(base)
+    sc.pivot_root(".", ".")
+    sc.umount2(".", sc.MNT_DETACH)
+    os.chdir("/")
+
+
+def _apply_one(op: Op, target: str, sources: dict[str, int]) -> None:
+    if isinstance(op, Tmpfs):
+        _makedirs(target)
+        sc.mount("tmpfs", target, "tmpfs", MS.NOSUID | MS.NODEV, f"mode={op.mode:04o}",
+                 label="tmpfs")
+    elif isinstance(op, Bind):
+        if op.is_file:
+            _create_file(target)
+        elif not os.path.isdir(target):
+            _makedirs(target)
+        sc.mount(sc.fd_path(sources[op.source]), target, None, MS.BIND | MS.REC, label=op.source)
+        if op.readonly:
+            sc.mount_setattr(target, sc.MOUNT_ATTR_RDONLY, recursive=True)
+    elif isinstance(op, File):
+        _makedirs(os.path.dirname(target))
+        fd = os.open(target, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW | os.O_CLOEXEC,
+                     op.mode)
+        try:
+            os.write(fd, op.content)
+        finally:
+            os.close(fd)
+        sc.trace_note(f"write({op.target!r}, {len(op.content)} bytes)")
+    elif isinstance(op, Symlink):
+        _makedirs(os.path.dirname(target))
+        os.symlink(op.link, target)
+        sc.trace_note(f"symlink({op.link!r}, {op.target!r})")
+    elif isinstance(op, Dir):
+        _makedirs(target)
+        sc.trace_note(f"mkdir({op.target!r})")
+    elif isinstance(op, Proc):
+        # A fresh proc for the new PID namespace, mounted by a process inside it. Never
+        # MS_BIND here: that silently binds the host's /proc, showing host pids.
+        _makedirs(target)
+        sc.mount("proc", target, "proc", MS.NOSUID | MS.NODEV | MS.NOEXEC)
+    elif isinstance(op, ReadOnlyCover):
+        if os.path.lexists(target):
+            sc.mount(target, target, None, MS.BIND | MS.REC, label=op.target)
+            sc.mount_setattr(target, sc.MOUNT_ATTR_RDONLY, recursive=True)
+    elif isinstance(op, Devpts):
+        _makedirs(target)
+        sc.mount("devpts", target, "devpts", MS.NOSUID | MS.NOEXEC,
+                 "newinstance,ptmxmode=0666,mode=0620")
+    elif isinstance(op, ReadOnly):
+        sc.mount_setattr(target, sc.MOUNT_ATTR_RDONLY, recursive=False)

@@ -1,0 +1,606 @@
+"""One pytest item in a container: host-side setup and teardown, the container side of
+pytest's runtest protocol, and reports that come back as data.
+
+The split follows the contract on fixture scopes:
+
+* on the host, before the clone: the collector chain is set up and every fixture of
+  class, module, package or session scope the item uses is created, once per scope, as
+  pytest would; the container inherits them through fork (copy-on-write);
+* in the container: function-scoped fixtures, the test, their teardown — pytest's own
+  ``pytest_runtest_setup/call/teardown`` hooks and ``pytest_runtest_makereport``, so every
+  plugin sees the usual protocol; each report goes up through
+  ``pytest_report_to_serializable`` as a JSON frame the moment it is made;
+* on the host, after: the host logs each report through ``pytest_runtest_logreport`` as it
+  arrives, then tears down higher scopes as ``nextitem`` requires.
+
+Two private pytest attributes are used, both stable since pytest 3: ``session._setupstate``
+(the stack of set-up nodes) and the item's ``_request``/``_fixtureinfo`` (to create the
+higher-scoped fixtures on the host). Everything else is public API and hooks.
+"""
+
+from __future__ import annotations
+
+import builtins
+import contextlib
+import functools
+import os
+import signal
+import tempfile
+import time
+import warnings
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+import pytest
+
+from . import _child, _probe, _rootfs, _spawn, _wire
+from . import _syscalls as sc
+from ._options import Options
+
+Phase = Literal["setup", "call", "teardown"]
+PHASES: tuple[Phase, ...] = ("setup", "call", "teardown")
+
+
+# --- session state --------------------------------------------------------------------------
+
+
+@dataclass
+class SessionState:
+    """Per-session facts computed once: the host's support, plans, fds pytest needs."""
+
+    config: pytest.Config
+    trace: bool = False
+    support: _probe.Support | None = None
+    crash: _spawn.CrashChannel | None = None
+    keep_fds: frozenset[int] | None = None
+    identity: _rootfs.Identity = field(default_factory=_rootfs.host_identity)
+    plans: dict[tuple[Any, ...], _rootfs.Plan] = field(default_factory=dict)
+    python_paths: tuple[tuple[str, ...], list[str]] | None = None
+    state_dir: str | None = None
+    unsupported: int = 0
+    isolated: int = 0
+
+    def close(self) -> None:
+        if self.crash is not None:
+            self.crash.close()
+            self.crash = None
+        if self.state_dir is not None:
+            import shutil
+
+            shutil.rmtree(self.state_dir, ignore_errors=True)
+            self.state_dir = None
+
+    # -- the host's support, from one real trial container
+    def probe(self) -> _probe.Support:
+        if self.support is None:
+            self.support = _probe.trial(self._trial)
+        return self.support
+
+    def _trial(self) -> tuple[bool, str | None, int | None, str]:
+        spec = self.child_spec(Options(), item=None)
+        outcome = self._run(spec, lambda fd: 0, lambda message: None)
+        if outcome.setup_error is not None:
+            err = outcome.setup_error
+            return False, err.get("call"), err.get("errno"), str(err.get("message"))
+        if outcome.status != 0:
+            return False, None, None, f"the trial container ended with status {outcome.status}"
+        return True, None, None, ""
+
+    def _run(
+        self,
+        spec: _child.ChildSpec,
+        payload: _child.Payload,
+        on_message: Callable[[_wire.Message], None],
+    ) -> _spawn.Outcome:
+        if self.crash is None:
+            self.crash = _spawn.CrashChannel()
+        return _spawn.run(spec, payload, on_message, self.crash)
+
+    # -- what a container of these options needs
+    def _python_paths(self) -> list[str]:
+        key = (tuple(os.sys.path), str(len(os.sys.modules)))  # type: ignore[attr-defined]
+        if self.python_paths is None or self.python_paths[0] != key:
+            self.python_paths = (key, _rootfs.python_paths())
+        return self.python_paths[1]
+
+    def _basetemp(self) -> list[str]:
+        # tmp_path must work inside and stay on the host: create pytest's basetemp on the
+        # host now (it is created lazily, and would otherwise be created in the container).
+        factory = getattr(self.config, "_tmp_path_factory", None)
+        if factory is None:
+            return []
+        return [str(factory.getbasetemp())]
+
+    def _fds(self) -> frozenset[int]:
+        if self.keep_fds is None:
+            self.keep_fds = pytest_fds(self.config)
+        return self.keep_fds
+
+    def plan(self, options: Options, item: pytest.Item | None, cwd: str) -> _rootfs.Plan:
+        ro = list(self._python_paths())
+        ro.append(str(self.config.rootpath))
+        if item is not None:
+            ro.append(str(item.path.parent))
+        ro = [p for p in ro if os.path.realpath(p) != "/"]
+        rw = self._basetemp()
+        key = (options.rootfs, options.hostname, options.mounts, tuple(sorted(ro)),
+               tuple(rw), cwd)
+        plan = self.plans.get(key)
+        if plan is None:
+            if self.state_dir is None:
+                self.state_dir = tempfile.mkdtemp(prefix="pytest-rootless-")
+            plan = _rootfs.build_plan(
+                rootfs=options.rootfs,
+                ident=self.identity,
+                hostname=options.hostname,
+                ro_paths=ro,
+                rw_paths=rw,
+                cwd=cwd,
+                mounts=options.mounts,
+                state_dir=self.state_dir,
+            )
+            self.plans[key] = plan
+        return plan
+
+    def child_spec(self, options: Options, item: pytest.Item | None) -> _child.ChildSpec:
+        cwd = os.getcwd()
+        return _child.ChildSpec(
+            plan=self.plan(options, item, cwd),
+            outer_uid=os.geteuid(),
+            outer_gid=os.getegid(),
+            root=options.root,
+            hostname=options.hostname,
+            share_network=options.network == "host",
+            env=options.env,
+            cwd=cwd,
+            timeout=options.timeout,
+            keep_fds=self._fds(),
+            trace=self.trace,
+            last_cap=sc.cap_last_cap(),
+        )
+
+
+def pytest_fds(config: pytest.Config) -> frozenset[int]:
+    """The fds pytest itself needs in the container: stdio, the capture files behind them
+    and the saved terminal fds (recognised by being the same open file as fd 0-2, with
+    capture suspended and resumed). Every other inherited fd gets closed."""
+    identities: set[tuple[int, int]] = set()
+
+    def add_stdio() -> None:
+        for fd in (0, 1, 2):
+            with contextlib.suppress(OSError):
+                st = os.fstat(fd)
+                identities.add((st.st_dev, st.st_ino))
+
+    add_stdio()
+    capman = config.pluginmanager.getplugin("capturemanager")
+    if capman is not None and capman.is_globally_capturing():
+        capman.resume_global_capture()
+        try:
+            add_stdio()
+        finally:
+            capman.suspend_global_capture()
+    keep = {0, 1, 2}
+    for name in os.listdir("/proc/self/fd"):
+        fd = int(name)
+        with contextlib.suppress(OSError):
+            st = os.fstat(fd)
+            if (st.st_dev, st.st_ino) in identities:
+                keep.add(fd)
+    return frozenset(keep)
+
+
+# --- the host side of one item ---------------------------------------------------------------
+
+
+def _reraise(item: pytest.Item) -> tuple[type[BaseException], ...]:
+    reraise: tuple[type[BaseException], ...] = (pytest.exit.Exception,)
+    if not item.config.getoption("usepdb", False):
+        reraise += (KeyboardInterrupt,)
+    return reraise
+
+
+class _HostCapture:
+    """Capture what host-side setup/teardown prints, as pytest would for the item."""
+
+    def __init__(self, config: pytest.Config) -> None:
+        capman = config.pluginmanager.getplugin("capturemanager")
+        self.capman = capman if capman is not None and capman.is_globally_capturing() else None
+        self.out = self.err = ""
+
+    @contextlib.contextmanager
+    def __call__(self) -> Iterator[None]:
+        if self.capman is None:
+            yield
+            return
+        self.capman.resume_global_capture()
+        try:
+            yield
+        finally:
+            self.capman.suspend_global_capture()
+            self.out, self.err = self.capman.read_global_capture()
+
+    def drain(self) -> tuple[str, str]:
+        """What the container wrote into the shared capture files and never collected."""
+        if self.capman is None:
+            return "", ""
+        out, err = self.capman.read_global_capture()
+        return out, err
+
+
+def _host_setup(item: pytest.Item) -> None:
+    """Set up the collector chain and every non-function-scoped fixture on the host."""
+    setupstate = item.session._setupstate  # type: ignore[attr-defined]
+    setupstate.setup(item.parent)
+    request = getattr(item, "_request", None)
+    info = getattr(item, "_fixtureinfo", None)
+    if not request or info is None:
+        return
+    names = [
+        name
+        for name in getattr(item, "fixturenames", ())
+        if (defs := info.name2fixturedefs.get(name)) and defs[-1].scope != "function"
+    ]
+    if not names:
+        return
+    # The item must look active while it requests fixtures (pytest >= 9.1 treats requests
+    # from an inactive node as teardown-time requests), but its own setup — the
+    # function-scoped fixtures — belongs to the container: push it without calling
+    # item.setup(), and pop it again before the fork.
+    setupstate.stack[item] = ([], None)
+    try:
+        for name in names:
+            request.getfixturevalue(name)
+    finally:
+        del setupstate.stack[item]
+
+
+def _host_teardown(item: pytest.Item, nextitem: pytest.Item | None) -> None:
+    item.session._setupstate.teardown_exact(nextitem)  # type: ignore[attr-defined]
+
+
+def _interact(item: pytest.Item, call: pytest.CallInfo[None], report: pytest.TestReport) -> None:
+    if call.excinfo is None or hasattr(report, "wasxfail"):
+        return
+    if isinstance(call.excinfo.value, pytest.skip.Exception):
+        return
+    item.ihook.pytest_exception_interact(node=item, call=call, report=report)
+
+
+def _report_from(item: pytest.Item, call: pytest.CallInfo[None]) -> pytest.TestReport:
+    report: pytest.TestReport = item.ihook.pytest_runtest_makereport(item=item, call=call)
+    return report
+
+
+def _failure_report(
+    item: pytest.Item, when: Phase, text: str, sections: list[tuple[str, str]], duration: float
+) -> pytest.TestReport:
+    return pytest.TestReport(
+        nodeid=item.nodeid,
+        location=item.location,
+        keywords={name: 1 for name in item.keywords},
+        outcome="failed",
+        longrepr=text,
+        when=when,
+        sections=sections,
+        duration=duration,
+        start=time.time() - duration,
+        stop=time.time(),
+        user_properties=list(item.user_properties),
+    )
+
+
+def _load_report(item: pytest.Item, data: object) -> pytest.TestReport:
+    """A report from the container, checked: only data, only this item's phases."""
+    if not isinstance(data, dict) or data.get("$report_type") != "TestReport":
+        raise _wire.ProtocolError("a report frame does not hold a TestReport")
+    try:
+        report = item.config.hook.pytest_report_from_serializable(config=item.config, data=data)
+    except Exception as exc:
+        raise _wire.ProtocolError(f"a report could not be read: {exc!r}") from None
+    if not isinstance(report, pytest.TestReport):
+        raise _wire.ProtocolError("a report frame does not hold a TestReport")
+    if report.when not in PHASES or report.outcome not in ("passed", "failed", "skipped"):
+        raise _wire.ProtocolError(f"a report has when={report.when!r} outcome={report.outcome!r}")
+    if report.nodeid != item.nodeid:
+        raise _wire.ProtocolError(f"a report names another test: {report.nodeid!r}")
+    report.location = tuple(report.location)  # type: ignore[assignment]
+    return report
+
+
+_BUILTIN_WARNINGS = {
+    name: obj
+    for name, obj in vars(builtins).items()
+    if isinstance(obj, type) and issubclass(obj, Warning)
+}
+
+
+def _warning_category(name: str, module: str) -> type[Warning]:
+    """The category of a warning from the container, by name only (data, not code)."""
+    if module == "builtins" and name in _BUILTIN_WARNINGS:
+        return _BUILTIN_WARNINGS[name]
+    candidate = getattr(pytest, name, None)
+    if isinstance(candidate, type) and issubclass(candidate, Warning):
+        return candidate
+    return type(name, (Warning,), {"__module__": module})
+
+
+def _record_warning(item: pytest.Item, message: _wire.Message) -> None:
+    category = _warning_category(str(message.get("category")), str(message.get("module")))
+    lineno = message.get("lineno")
+    warning = warnings.WarningMessage(
+        message=category(str(message.get("message"))),
+        category=category,
+        filename=str(message.get("filename")),
+        lineno=lineno if isinstance(lineno, int) else 0,
+    )
+    item.ihook.pytest_warning_recorded.call_historic(
+        kwargs={"warning_message": warning, "when": "runtest", "nodeid": item.nodeid,
+                "location": None}
+    )
+
+
+def _describe_end(outcome: _spawn.Outcome, options: Options) -> str:
+    if outcome.timed_out:
+        return f"the container exceeded timeout={options.timeout:g}s and was stopped"
+    if outcome.signal is not None:
+        try:
+            name = signal.Signals(outcome.signal).name
+        except ValueError:
+            name = f"signal {outcome.signal}"
+        return (f"the test process was killed by signal {outcome.signal} "
+                f"({name}, exit status {128 + outcome.signal})")
+    if outcome.status is not None:
+        return f"the test process exited with status {outcome.status} before reporting"
+    return f"the container's init ended with status {outcome.init_status} before reporting"
+
+
+@dataclass
+class _Received:
+    reports: dict[str, pytest.TestReport] = field(default_factory=dict)
+    warnings: list[_wire.Message] = field(default_factory=list)
+    exit_request: _wire.Message | None = None
+    interrupted: bool = False
+    protocol_error: str | None = None
+
+
+def run_item(
+    item: pytest.Item, nextitem: pytest.Item | None, options: Options, state: SessionState
+) -> None:
+    """pytest's runtest protocol for ``item``, with the item's own phases in a container."""
+    ihook = item.ihook
+    ihook.pytest_runtest_logstart(nodeid=item.nodeid, location=item.location)
+    reraise = _reraise(item)
+    capture = _HostCapture(item.config)
+
+    def host_setup() -> None:
+        with capture():
+            _host_setup(item)
+
+    setup_call = pytest.CallInfo.from_call(host_setup, "setup", reraise=reraise)
+    for key, text in (("stdout", capture.out), ("stderr", capture.err)):
+        if text:
+            item.add_report_section("setup", key, text)
+    received = _Received()
+    if setup_call.excinfo is not None:
+        report = _report_from(item, setup_call)
+        ihook.pytest_runtest_logreport(report=report)
+        _interact(item, setup_call, report)
+    else:
+        _run_in_container(item, options, state, received, capture)
+
+    if received.exit_request is not None:
+        message = received.exit_request
+        code = message.get("returncode")
+        raise pytest.exit.Exception(str(message.get("reason")),
+                                    code if isinstance(code, int) else None)
+    if received.interrupted:
+        raise KeyboardInterrupt
+
+    # === teardown: the container's (function scope) merged with the host's (higher) ===
+    if item.session.shouldfail or item.session.shouldstop:
+        nextitem = None
+    teardown_call = pytest.CallInfo.from_call(
+        lambda: _captured(capture, lambda: _host_teardown(item, nextitem)), "teardown",
+        reraise=reraise,
+    )
+    inner = received.reports.get("teardown")
+    if teardown_call.excinfo is not None and (inner is None or not inner.failed):
+        report = _report_from(item, teardown_call)
+    elif inner is not None:
+        report = inner
+    else:
+        report = _report_from(item, teardown_call)
+    for key, text in (("stdout", capture.out), ("stderr", capture.err)):
+        if text:
+            _append_section(report, f"Captured {key} teardown", text)
+    ihook.pytest_runtest_logreport(report=report)
+    if teardown_call.excinfo is not None:
+        _interact(item, teardown_call, report)
+    for message in received.warnings:
+        _record_warning(item, message)
+    ihook.pytest_runtest_logfinish(nodeid=item.nodeid, location=item.location)
+
+
+def _captured(capture: _HostCapture, fn: Callable[[], None]) -> None:
+    with capture():
+        fn()
+
+
+def _append_section(report: pytest.TestReport, title: str, text: str) -> None:
+    for index, (name, content) in enumerate(report.sections):
+        if name == title:
+            report.sections[index] = (name, content + text)
+            return
+    report.sections.append((title, text))
+
+
+def _run_in_container(
+    item: pytest.Item,
+    options: Options,
+    state: SessionState,
+    received: _Received,
+    capture: _HostCapture,
+) -> None:
+    ihook = item.ihook
+    writer = state.config.pluginmanager.getplugin("terminalreporter")
+
+    def on_message(message: _wire.Message) -> None:
+        kind = message["kind"]
+        if received.protocol_error is not None:
+            return
+        if kind == "report":
+            try:
+                report = _load_report(item, message.get("data"))
+            except _wire.ProtocolError as exc:
+                received.protocol_error = str(exc)
+                return
+            if report.when in received.reports:
+                received.protocol_error = f"a second {report.when} report arrived"
+                return
+            received.reports[report.when] = report
+            if report.when != "teardown":  # held: merged with the host's teardown
+                ihook.pytest_runtest_logreport(report=report)
+        elif kind == "warning":
+            received.warnings.append(message)
+        elif kind == "session-exit":
+            received.exit_request = message
+        elif kind == "interrupt":
+            received.interrupted = True
+        elif kind == "trace" and writer is not None:
+            _print_trace(writer, item, message)
+
+    spec = state.child_spec(options, item)
+    started = time.monotonic()
+    if state.trace and writer is not None:
+        sc.set_tracing(True)
+    try:
+        outcome = state._run(spec, functools.partial(_container_protocol, item), on_message)
+    finally:
+        if state.trace and writer is not None:
+            sc.set_tracing(False)
+    received.protocol_error = received.protocol_error or outcome.protocol_error
+    out, err = capture.drain()
+    if received.exit_request is not None or received.interrupted:
+        return
+    _report_missing(item, options, outcome, received, (out, err), time.monotonic() - started)
+
+
+def _report_missing(
+    item: pytest.Item,
+    options: Options,
+    outcome: _spawn.Outcome,
+    received: _Received,
+    output: tuple[str, str],
+    elapsed: float,
+) -> None:
+    """If the container ended before sending every report, fail the phase it was in."""
+    expected: list[Phase] = ["setup"]
+    setup = received.reports.get("setup")
+    if setup is None or (setup.passed and not item.config.getoption("setuponly", False)):
+        expected.append("call")
+    missing = [when for when in expected if when not in received.reports]
+    if received.protocol_error is None and outcome.setup_error is None and not missing \
+            and not outcome.timed_out:
+        return
+    if not missing:
+        # Everything arrived, then the container misbehaved: fail the teardown.
+        missing = ["teardown"]
+    when = missing[0]
+    lines = [f"rootless: {_describe_end(outcome, options)} during {when}."]
+    if received.protocol_error is not None:
+        lines = [f"rootless: the container sent malformed data during {when}: "
+                 f"{received.protocol_error}"]
+    if outcome.setup_error is not None:
+        err = outcome.setup_error
+        lines = [f"rootless: the container could not be built: {err.get('message')}"]
+        trace = err.get("trace")
+        if isinstance(trace, list) and trace:
+            lines += ["", "steps taken (the last one failed):"]
+            lines += [f"  {line}" for line in trace]
+        tb = err.get("traceback")
+        if isinstance(tb, str) and tb:
+            lines += ["", tb.rstrip()]
+    if outcome.crash_text.strip():
+        title = ("stack of every thread at the timeout" if outcome.timed_out
+                 else "Python traceback (faulthandler)")
+        lines += ["", f"{title}:", outcome.crash_text.rstrip()]
+    sections = [(f"Captured {key} {when}", text)
+                for key, text in zip(("stdout", "stderr"), output, strict=True) if text]
+    report = _failure_report(item, when, "\n".join(lines), sections, elapsed)
+    received.reports[when] = report
+    item.ihook.pytest_runtest_logreport(report=report)
+
+
+def _print_trace(writer: Any, item: pytest.Item, message: _wire.Message) -> None:
+    """One line per kernel step, in order: the host's clone, then init's, then the test's."""
+    lines = message.get("lines")
+    if not isinstance(lines, list):
+        return
+    stage = str(message.get("stage"))
+    if stage == "init":
+        writer.ensure_newline()
+        writer.write_line(f"rootless trace {item.nodeid}:")
+        for line in sc.TRACE:  # the clone(2) made by the host
+            writer.write_line(f"  [host] {line}")
+    for line in lines:
+        writer.write_line(f"  [{stage}] {line}")
+
+
+# --- the container side of one item (runs in the test process, after isolation) -------------
+
+
+def _container_protocol(item: pytest.Item, result_fd: int) -> int:
+    """pytest's runtestprotocol for one item, reports sent up instead of logged."""
+    config = item.config
+    ihook = item.ihook
+    reraise = _reraise(item)
+    send = functools.partial(_wire.send, result_fd)
+
+    def call_and_report(when: Phase, **kwds: Any) -> pytest.TestReport:
+        hook = {
+            "setup": ihook.pytest_runtest_setup,
+            "call": ihook.pytest_runtest_call,
+            "teardown": ihook.pytest_runtest_teardown,
+        }[when]
+        call = pytest.CallInfo.from_call(lambda: hook(item=item, **kwds), when=when,
+                                         reraise=reraise)
+        report: pytest.TestReport = ihook.pytest_runtest_makereport(item=item, call=call)
+        data = config.hook.pytest_report_to_serializable(config=config, report=report)
+        send({"kind": "report", "data": data})
+        return report
+
+    with warnings.catch_warnings(record=True) as log:
+        try:
+            report = call_and_report("setup")
+            if report.passed and not config.getoption("setuponly", False):
+                call_and_report("call")
+            # Tear down the item only: the next node that stays set up is its parent; the
+            # host tears down higher scopes.
+            call_and_report("teardown", nextitem=item.parent)
+        except pytest.exit.Exception as exc:
+            send({"kind": "session-exit", "reason": exc.msg, "returncode": exc.returncode})
+        except KeyboardInterrupt:
+            send({"kind": "interrupt"})
+        finally:
+            for w in log:
+                send({
+                    "kind": "warning",
+                    "message": str(w.message),
+                    "category": w.category.__name__,
+                    "module": w.category.__module__,
+                    "filename": w.filename,
+                    "lineno": w.lineno,
+                })
+    return 0
+
+
+def fail_without_running(item: pytest.Item, text: str) -> None:
+    """Report ``item`` as an error in setup without running any of it."""
+    ihook = item.ihook
+    ihook.pytest_runtest_logstart(nodeid=item.nodeid, location=item.location)
+    ihook.pytest_runtest_logreport(report=_failure_report(item, "setup", text, [], 0.0))
+    teardown = pytest.CallInfo.from_call(lambda: None, "teardown")
+    ihook.pytest_runtest_logreport(report=_report_from(item, teardown))
+    ihook.pytest_runtest_logfinish(nodeid=item.nodeid, location=item.location)

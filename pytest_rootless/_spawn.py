@@ -1,0 +1,173 @@
+"""Host side of a container's life: clone it, stream what it sends, wait, kill.
+
+One clone(2) of the pytest process creates the container's init directly inside new
+user, mount and PID namespaces (see :func:`._syscalls.clone`); init forks the test
+process. The host reads framed messages from a pipe as they arrive, enforces a backstop
+deadline, and always reaps init, so no container outlives its test.
+"""
+
+from __future__ import annotations
+
+import os
+import select
+import signal
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from . import _child, _wire
+from . import _syscalls as sc
+from ._syscalls import CloneFlag as NS
+
+#: Extra time the host gives a container past its timeout before killing it itself
+#: (init normally ends it first, after the stack dump).
+BACKSTOP_GRACE = 2.0
+#: Most of the crash channel (faulthandler output) that the host reads back.
+MAX_CRASH_TEXT = 256 * 1024
+
+
+@dataclass
+class Outcome:
+    """How a container ended, as seen from the host."""
+
+    status: int | None = None  # the test process: exit code, or 128+signal
+    signal: int | None = None
+    timed_out: bool = False
+    killed_by_host: bool = False
+    init_status: int | None = None  # init's own wait status, as an exit code
+    setup_error: _wire.Message | None = None
+    protocol_error: str | None = None
+    crash_text: str = ""
+    trace: list[str] = field(default_factory=list)
+
+
+class CrashChannel:
+    """A memfd the test process's faulthandler writes into; reused for each container."""
+
+    def __init__(self) -> None:
+        self.fd = os.memfd_create("rootless-crash", os.MFD_CLOEXEC)
+
+    def reset(self) -> None:
+        os.ftruncate(self.fd, 0)
+        os.lseek(self.fd, 0, os.SEEK_SET)
+
+    def read(self) -> str:
+        size = os.fstat(self.fd).st_size
+        data = os.pread(self.fd, min(size, MAX_CRASH_TEXT), max(0, size - MAX_CRASH_TEXT))
+        return data.decode(errors="replace")
+
+    def close(self) -> None:
+        os.close(self.fd)
+
+
+CLONE_FLAGS = NS.NEWUSER | NS.NEWNS | NS.NEWPID
+
+
+def run(
+    spec: _child.ChildSpec,
+    payload: _child.Payload,
+    on_message: Callable[[_wire.Message], None],
+    crash: CrashChannel,
+) -> Outcome:
+    """Run one container to its end, calling ``on_message`` for each frame as it arrives."""
+    crash.reset()
+    for stream in (sys.stdout, sys.stderr):
+        try:
+            stream.flush()  # or the child would write the buffered text a second time
+        except (OSError, ValueError):
+            pass
+    read_fd, write_fd = os.pipe2(os.O_CLOEXEC)
+    try:
+        pid = sc.clone(CLONE_FLAGS)
+    except BaseException:
+        os.close(read_fd)
+        os.close(write_fd)
+        raise
+    if pid == 0:
+        try:
+            os.close(read_fd)
+        finally:
+            _child.container_main(spec, write_fd, crash.fd, payload)
+    os.close(write_fd)
+    outcome = Outcome()
+    try:
+        _collect(pid, read_fd, spec.timeout, outcome, on_message)
+    except BaseException:
+        _kill(pid)
+        raise
+    finally:
+        os.close(read_fd)
+        _, wait_status = _waitpid(pid)
+        outcome.init_status = os.waitstatus_to_exitcode(wait_status)
+    if outcome.status is None or outcome.status != 0 or outcome.timed_out:
+        outcome.crash_text = crash.read()
+    return outcome
+
+
+def _waitpid(pid: int) -> tuple[int, int]:
+    while True:
+        try:
+            return os.waitpid(pid, 0)
+        except InterruptedError:
+            continue
+
+
+def _kill(pid: int) -> None:
+    try:
+        os.kill(pid, signal.SIGKILL)  # PID 1 of the namespace: the kernel kills the rest
+    except ProcessLookupError:
+        pass
+
+
+def _collect(
+    pid: int,
+    read_fd: int,
+    timeout: float | None,
+    outcome: Outcome,
+    on_message: Callable[[_wire.Message], None],
+) -> None:
+    decoder = _wire.Decoder()
+    deadline = None if timeout is None else time.monotonic() + timeout + BACKSTOP_GRACE
+    poller = select.poll()
+    poller.register(read_fd, select.POLLIN)
+    while True:
+        wait_ms = None
+        if deadline is not None:
+            wait_ms = max(0, int((deadline - time.monotonic()) * 1000))
+        if not poller.poll(wait_ms):
+            _kill(pid)
+            outcome.timed_out = outcome.killed_by_host = True
+            deadline = None
+            continue
+        chunk = os.read(read_fd, 1 << 20)
+        if not chunk:
+            if decoder.pending and outcome.protocol_error is None:
+                outcome.protocol_error = "the container closed its channel in the middle of a frame"
+            return
+        if outcome.protocol_error is not None:
+            continue  # drain until EOF; the container is being killed
+        try:
+            messages = decoder.feed(chunk)
+        except _wire.ProtocolError as exc:
+            outcome.protocol_error = str(exc)
+            _kill(pid)
+            continue
+        for message in messages:
+            kind = message["kind"]
+            if kind == "exit":
+                outcome.status = _int_or_none(message.get("status"))
+                outcome.signal = _int_or_none(message.get("signal"))
+                outcome.timed_out = outcome.timed_out or bool(message.get("timed_out"))
+            elif kind == "setup-error":
+                outcome.setup_error = message
+            elif kind == "trace":
+                lines = message.get("lines")
+                if isinstance(lines, list):
+                    outcome.trace.extend(str(line) for line in lines)
+            else:
+                on_message(message)
+
+
+def _int_or_none(value: object) -> int | None:
+    return value if isinstance(value, int) and not isinstance(value, bool) else None

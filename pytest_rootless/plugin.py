@@ -1,0 +1,223 @@
+"""pytest hooks of pytest-rootless: options, ini values, markers, header and summary.
+
+The work is done elsewhere: options resolve in :mod:`._options`, the host's support is
+decided by :mod:`._probe`, and an isolated item runs through :mod:`._runner`.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from . import _hookspecs, _options, _runner
+
+STATE_KEY = pytest.StashKey[_runner.SessionState]()
+OPTIONS_KEY = pytest.StashKey[_options.Options]()
+
+ISOLATED_MARKER = (
+    "isolated(**options): run the test in a fresh rootless container (own user, mount, "
+    "PID, network, UTS and IPC namespaces over a minimal read-only root). Options: "
+    "network, rootfs, hostname, root, timeout, env, mounts (see pytest-rootless)."
+)
+CONTAINER_MARKER = "container(**options): options of the `container` fixture's container."
+
+HELP_ROOTLESS = "run every test as if it carried @pytest.mark.isolated."
+HELP_OFF = "run tests marked isolated WITHOUT isolation (for debugging); warns in the summary."
+HELP_REQUIRE = (
+    "fail isolated tests when this host cannot isolate them, instead of skipping them "
+    "(ini: rootless_require = true)."
+)
+HELP_TRACE = "print, per container, the kernel steps it took (one line per syscall)."
+
+_INI: dict[str, tuple[str, str]] = {
+    "network": ("string", "default network of isolated tests: none or host"),
+    "rootfs": ("string", "default root filesystem: minimal or host"),
+    "hostname": ("string", "default hostname inside containers"),
+    "root": ("bool", "default for root=: uid 0 inside the container"),
+    "timeout": ("string", "default timeout of a container, in seconds"),
+    "memory": ("string", "default memory limit of a container (bytes, 512M, 2G)"),
+    "pids": ("string", "default maximum number of processes in a container"),
+    "cpu": ("string", "default CPU-time limit of a container, in seconds"),
+    "env": ("linelist", "variables set inside containers, one NAME=value per line"),
+    "mounts": ("linelist", "extra read-only binds, one /inside=/host/path per line"),
+    "writable": ("linelist", "paths writable inside containers, one per line"),
+}
+
+
+def pytest_addhooks(pluginmanager: pytest.PytestPluginManager) -> None:
+    pluginmanager.add_hookspecs(_hookspecs)
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    group = parser.getgroup("rootless", "rootless containers (pytest-rootless)")
+    group.addoption("--rootless", action="store_true", default=False, help=HELP_ROOTLESS)
+    group.addoption("--rootless-off", action="store_true", default=False, help=HELP_OFF)
+    group.addoption("--rootless-require", action="store_true", default=False, help=HELP_REQUIRE)
+    group.addoption("--rootless-trace", action="store_true", default=False, help=HELP_TRACE)
+    parser.addini("rootless_require", HELP_REQUIRE, type="bool", default=False)
+    for name, (kind, help_text) in _INI.items():
+        default: Any = {"bool": False, "linelist": []}.get(kind, "")
+        parser.addini(f"rootless_{name}", help_text, type=kind, default=default)  # type: ignore[arg-type]
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line("markers", ISOLATED_MARKER)
+    config.addinivalue_line("markers", CONTAINER_MARKER)
+    state = _runner.SessionState(config, trace=bool(config.getoption("rootless_trace")))
+    config.stash[STATE_KEY] = state
+
+
+def pytest_unconfigure(config: pytest.Config) -> None:
+    state = config.stash.get(STATE_KEY, None)
+    if state is not None:
+        state.close()
+
+
+def _ini_options(config: pytest.Config) -> dict[str, Any]:
+    """Options set in the ini file, parsed from their text form (unset ones omitted)."""
+    raw: dict[str, Any] = {}
+    for name, (kind, _) in _INI.items():
+        value = config.getini(f"rootless_{name}")
+        if kind == "bool":
+            if value:
+                raw[name] = True
+        elif kind == "linelist":
+            if not value:
+                continue
+            if name == "writable":
+                raw[name] = list(value)
+                continue
+            pairs = {}
+            for line in value:
+                key, sep, val = line.partition("=")
+                if not sep:
+                    raise _options.OptionError(
+                        f"ini rootless_{name}: {line!r} is not of the form NAME=value"
+                    )
+                pairs[key.strip()] = val.strip()
+            raw[name] = pairs
+        elif value:
+            raw[name] = _ini_scalar(name, value)
+    return raw
+
+
+def _ini_scalar(name: str, value: str) -> Any:
+    if name == "pids":
+        try:
+            return int(value)
+        except ValueError:
+            raise _options.OptionError(
+                f"ini rootless_pids = {value!r}: accepted a positive whole number"
+            ) from None
+    if name in ("timeout", "cpu"):
+        try:
+            return float(value)
+        except ValueError:
+            raise _options.OptionError(
+                f"ini rootless_{name} = {value!r}: accepted a positive number of seconds"
+            ) from None
+    return value
+
+
+def _wants_isolation(item: pytest.Item) -> bool:
+    return bool(item.config.getoption("rootless")) or item.get_closest_marker("isolated") is not None
+
+
+def resolve_options(config: pytest.Config, item: pytest.Item | None,
+                    markers: list[pytest.Mark]) -> _options.Options:
+    """ini defaults, then markers (closest first wins per option), then the hook."""
+    raw = _ini_options(config)
+    from_markers: dict[str, Any] = {}
+    for mark in markers:
+        if mark.args:
+            raise _options.OptionError(
+                f"@pytest.mark.{mark.name} takes keyword options only, got {mark.args!r}"
+            )
+        for key, value in mark.kwargs.items():
+            from_markers.setdefault(key, value)
+    raw.update(from_markers)
+    config.hook.pytest_rootless_options(config=config, item=item, options=raw)
+    return _options.validate(raw)
+
+
+@pytest.hookimpl(trylast=True)
+def pytest_collection_modifyitems(
+    session: pytest.Session, config: pytest.Config, items: list[pytest.Item]
+) -> None:
+    state = config.stash[STATE_KEY]
+    isolated = []
+    for item in items:
+        if not _wants_isolation(item):
+            continue
+        try:
+            options = resolve_options(config, item, list(item.iter_markers("isolated")))
+        except _options.OptionError as exc:
+            raise pytest.UsageError(f"{item.nodeid}: {exc}") from None
+        isolated.append(item)
+        if not config.getoption("rootless_off"):
+            item.stash[OPTIONS_KEY] = options
+    state.isolated = len(isolated)
+    if not isolated or config.getoption("rootless_off"):
+        return
+    support = state.probe()
+    if support.ok or _require(config):
+        return
+    state.unsupported = len(isolated)
+    for item in isolated:
+        item.add_marker(pytest.mark.skip(reason=f"rootless: {support.reason}"))
+        del item.stash[OPTIONS_KEY]
+
+
+def _require(config: pytest.Config) -> bool:
+    return bool(config.getoption("rootless_require") or config.getini("rootless_require"))
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_runtest_protocol(item: pytest.Item, nextitem: pytest.Item | None) -> bool | None:
+    options = item.stash.get(OPTIONS_KEY, None)
+    if options is None:
+        return None
+    state = item.config.stash[STATE_KEY]
+    support = state.probe()
+    if not support.ok:
+        _runner.fail_without_running(
+            item, f"rootless: isolation is required (--rootless-require) but {support.reason}"
+        )
+        return True
+    _runner.run_item(item, nextitem, options, state)
+    return True
+
+
+def pytest_report_header(config: pytest.Config) -> list[str]:
+    if config.getoption("rootless_off"):
+        line = "rootless: OFF (--rootless-off): tests marked isolated run without isolation"
+    else:
+        scope = "every test (--rootless)" if config.getoption("rootless") else \
+            "tests marked @pytest.mark.isolated"
+        try:
+            defaults = _options.validate(_ini_options(config)).describe()
+        except _options.OptionError as exc:
+            raise pytest.UsageError(str(exc)) from None
+        line = f"rootless: isolating {scope}; defaults {defaults}"
+    lines = [line]
+    for extra in config.hook.pytest_rootless_report_header(config=config):
+        lines.extend(extra)
+    return lines
+
+
+def pytest_terminal_summary(terminalreporter: Any, exitstatus: int, config: pytest.Config) -> None:
+    state = config.stash.get(STATE_KEY, None)
+    if state is None:
+        return
+    if config.getoption("rootless_off") and state.isolated:
+        terminalreporter.write_sep("=", "rootless", yellow=True)
+        terminalreporter.write_line(
+            f"WARNING: --rootless-off: {state.isolated} test(s) that ask for isolation ran "
+            "WITHOUT it, on the host.", yellow=True
+        )
+    elif state.unsupported and state.support is not None:
+        terminalreporter.write_sep("=", "rootless", yellow=True)
+        terminalreporter.write_line(
+            f"{state.unsupported} isolated test(s) skipped: {state.support.reason}", yellow=True
+        )
