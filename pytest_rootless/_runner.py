@@ -79,7 +79,7 @@ class SessionState:
 
     def _trial(self) -> tuple[bool, str | None, int | None, str]:
         spec = self.child_spec(Options(), item=None)
-        outcome = self._run(spec, lambda fd: 0, lambda message: None)
+        outcome = self.run_container(spec, lambda fd: 0, lambda message: None)
         if outcome.setup_error is not None:
             err = outcome.setup_error
             return False, err.get("call"), err.get("errno"), str(err.get("message"))
@@ -87,7 +87,7 @@ class SessionState:
             return False, None, None, f"the trial container ended with status {outcome.status}"
         return True, None, None, ""
 
-    def _run(
+    def run_container(
         self,
         spec: _child.ChildSpec,
         payload: _child.Payload,
@@ -114,20 +114,18 @@ class SessionState:
 
     def _fds(self) -> frozenset[int]:
         if self.keep_fds is None:
-            self.keep_fds = pytest_fds(self.config)
+            self.keep_fds = pytest_fds(self.config)  # once: pytest's own fds do not change
         return self.keep_fds
 
     def plan(self, options: Options, item: pytest.Item | None, cwd: str) -> _rootfs.Plan:
-        ro = list(self._python_paths())
-        ro.append(str(self.config.rootpath))
+        ro = [*self._python_paths(), str(self.config.rootpath)]
         if item is not None:
             ro.append(str(item.path.parent))
-        ro = [p for p in ro if os.path.realpath(p) != "/"]
         rw = self._basetemp()
-        key = (options.rootfs, options.hostname, options.mounts, tuple(sorted(ro)),
-               tuple(rw), cwd)
+        key = (options.rootfs, options.hostname, options.mounts, tuple(ro), tuple(rw), cwd)
         plan = self.plans.get(key)
         if plan is None:
+            ro = [p for p in ro if os.path.realpath(p) != "/"]
             if self.state_dir is None:
                 self.state_dir = tempfile.mkdtemp(prefix="pytest-rootless-")
             plan = _rootfs.build_plan(
@@ -476,7 +474,7 @@ def _run_in_container(
     if state.trace and writer is not None:
         sc.set_tracing(True)
     try:
-        outcome = state._run(spec, functools.partial(_container_protocol, item), on_message)
+        outcome = state.run_container(spec, functools.partial(_container_protocol, item), on_message)
     finally:
         if state.trace and writer is not None:
             sc.set_tracing(False)

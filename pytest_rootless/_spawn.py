@@ -161,11 +161,9 @@ def _collect(
                 outcome.timed_out = outcome.timed_out or bool(message.get("timed_out"))
             elif kind == "setup-error":
                 outcome.setup_error = message
-            elif kind == "trace":
-                lines = message.get("lines")
-                if isinstance(lines, list):
-                    outcome.trace.extend(str(line) for line in lines)
             else:
+                if kind == "trace" and isinstance(message.get("lines"), list):
+                    outcome.trace.extend(str(line) for line in message["lines"])
                 on_message(message)
 
 

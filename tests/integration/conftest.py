@@ -1,0 +1,66 @@
+"""Integration tests: real containers, made by the runtime directly (no pytest item).
+
+``run_in_container(fn, **options)`` runs ``fn()`` in the container's test process and
+returns (outcome, value): ``value`` is what ``fn`` returned (JSON data), or None.
+"""
+
+from __future__ import annotations
+
+import traceback
+from collections.abc import Callable, Iterator
+from typing import Any, Protocol
+
+import pytest
+
+from pytest_rootless import _options, _runner, _spawn, _wire
+
+
+class RunInContainer(Protocol):
+    def __call__(
+        self,
+        fn: Callable[[], Any],
+        *,
+        options: _options.Options | None = None,
+        trace: bool = False,
+        **raw: Any,
+    ) -> tuple[_spawn.Outcome, Any]: ...
+
+
+@pytest.fixture
+def run_in_container(pytestconfig: pytest.Config) -> Iterator[RunInContainer]:
+    state = _runner.SessionState(pytestconfig, keep_fds=frozenset({0, 1, 2}))
+    support = state.probe()
+    if not support.ok:
+        pytest.skip(f"rootless: {support.reason}")
+
+    def run(
+        fn: Callable[[], Any],
+        *,
+        options: _options.Options | None = None,
+        trace: bool = False,
+        **raw: Any,
+    ) -> tuple[_spawn.Outcome, Any]:
+        values: list[Any] = []
+
+        def payload(fd: int) -> int:
+            try:
+                value = fn()
+            except BaseException:  # noqa: BLE001 - shown in the host's failure
+                _wire.send(fd, {"kind": "value", "error": traceback.format_exc()})
+                return 1
+            _wire.send(fd, {"kind": "value", "value": value})
+            return 0
+
+        def on_message(message: _wire.Message) -> None:
+            if message["kind"] == "value":
+                if "error" in message:
+                    pytest.fail(f"in the container:\n{message['error']}")
+                values.append(message["value"])
+
+        state.trace = trace
+        spec = state.child_spec(options or _options.validate(raw), None)
+        outcome = state.run_container(spec, payload, on_message)
+        return outcome, values[0] if values else None
+
+    yield run
+    state.close()

@@ -1,0 +1,81 @@
+"""Option validation: every bad value is an OptionError naming the option."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from pytest_rootless._options import DEFAULTS, OptionError, Options, parse_size, validate
+
+
+def test_defaults() -> None:
+    assert validate({}) == Options()
+    assert set(DEFAULTS) == set(Options.__dataclass_fields__)
+
+
+def test_valid_values_are_normalised() -> None:
+    options = validate(
+        {"network": "host", "rootfs": "host", "hostname": "lab-1.example", "root": True,
+         "timeout": "2.5", "env": {"A": "1"}, "mounts": {"/data": "/usr/share"}}
+    )
+    assert options.timeout == 2.5
+    assert options.env == (("A", "1"),)
+    assert options.mounts == (("/data", "/usr/share"),)
+
+
+@pytest.mark.parametrize(
+    ("raw", "named"),
+    [
+        ({"network": 3}, "network"),
+        ({"network": ""}, "network"),
+        ({"network": "lab"}, "network"),
+        ({"rootfs": "nowhere"}, "rootfs"),
+        ({"rootfs": None}, "rootfs"),
+        ({"hostname": "a/b"}, "hostname"),
+        ({"hostname": "x" * 65}, "hostname"),
+        ({"hostname": ""}, "hostname"),
+        ({"hostname": "-lead"}, "hostname"),
+        ({"root": "yes"}, "root"),
+        ({"timeout": -1}, "timeout"),
+        ({"timeout": 0}, "timeout"),
+        ({"timeout": "soon"}, "timeout"),
+        ({"timeout": True}, "timeout"),
+        ({"timeout": float("nan")}, "timeout"),
+        ({"memory": "lots"}, "memory"),
+        ({"pids": -1}, "pids"),
+        ({"pids": 1.5}, "pids"),
+        ({"cpu": 0}, "cpu"),
+        ({"env": {"A": 1}}, "env"),
+        ({"env": ["A=1"]}, "env"),
+        ({"env": {"A=B": "1"}}, "env"),
+        ({"mounts": {"relative": "/usr"}}, "mounts"),
+        ({"mounts": {"/data": "/does/not/exist"}}, "mounts"),
+        ({"writable": "/x"}, "writable"),
+        ({"bogus": 1}, "bogus"),
+    ],
+)
+def test_bad_values_name_the_option(raw: dict[str, Any], named: str) -> None:
+    with pytest.raises(OptionError, match=named):
+        validate(raw)
+
+
+@pytest.mark.parametrize("name", ["memory", "pids", "cpu", "writable"])
+def test_limits_not_enforced_yet_are_refused_not_ignored(name: str) -> None:
+    value = {"memory": "512M", "pids": 10, "cpu": 5, "writable": ["/var/cache"]}[name]
+    with pytest.raises(OptionError, match="not implemented yet"):
+        validate({name: value})
+
+
+@pytest.mark.parametrize(
+    ("text", "size"),
+    [("512M", 512 << 20), ("2G", 2 << 30), ("1024", 1024), (4096, 4096), ("1.5K", 1536)],
+)
+def test_parse_size(text: object, size: int) -> None:
+    assert parse_size(text) == size
+
+
+@pytest.mark.parametrize("text", ["lots", "-1", 0, "", True, None])
+def test_parse_size_rejects(text: object) -> None:
+    with pytest.raises(ValueError):  # noqa: PT011
+        parse_size(text)

@@ -1,0 +1,146 @@
+"""The mount plan as data, and the order in which it is applied (recording fake)."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+from pytest_rootless import _rootfs
+from pytest_rootless._rootfs import Bind, Dir, File, Proc, ReadOnlyCover, Symlink, Tmpfs
+
+from .fakes import FakeKernel
+
+IDENT = _rootfs.Identity(uid=1000, gid=1000, user="alice", group="alice", home="/home/alice")
+
+
+def plan(**kwargs: object) -> _rootfs.Plan:
+    args: dict[str, object] = {
+        "rootfs": "minimal",
+        "ident": IDENT,
+        "hostname": "sandbox",
+        "ro_paths": ["/usr/lib", "/usr", "/opt/project"],
+        "rw_paths": [],
+        "cwd": "/opt/project",
+        "state_dir": "/nonexistent",
+    }
+    args.update(kwargs)
+    return _rootfs.build_plan(**args)  # type: ignore[arg-type]
+
+
+def test_outermost_drops_nested_paths() -> None:
+    assert _rootfs.outermost(["/a/b", "/a", "/c", "/ab", "/a/b/c"]) == ["/a", "/ab", "/c"]
+
+
+def test_minimal_root_contents() -> None:
+    p = plan()
+    binds = {op.target: op for op in p.ops if isinstance(op, Bind)}
+    assert "/usr" in binds and binds["/usr"].readonly
+    assert "/usr/lib" not in binds  # inside /usr already
+    assert "/opt/project" in binds and binds["/opt/project"].readonly
+    tmpfs = {op.target for op in p.ops if isinstance(op, Tmpfs)}
+    assert {"/tmp", "/var/tmp", "/dev", "/dev/shm", "/home/alice"} <= tmpfs
+    files = {op.target: op.content for op in p.ops if isinstance(op, File)}
+    assert files["/etc/hostname"] == b"sandbox\n"
+    assert b"127.0.1.1\tsandbox" in files["/etc/hosts"]
+    assert b"alice:x:1000:1000::/home/alice:" in files["/etc/passwd"]
+    targets = {op.target for op in p.ops}
+    for secret in ("/etc/shadow", "/etc/gshadow", "/etc/sudoers", "/etc/ssh", "/root", "/home",
+                   "/run", "/var/run", "/mnt", "/media", "/srv", "/sys", "/boot"):
+        assert secret not in targets
+    assert Proc("/proc") in p.ops
+    assert ReadOnlyCover("/proc/sys") in p.ops
+    assert p.home == "/home/alice"
+
+
+def test_home_moves_when_something_is_bound_under_it() -> None:
+    p = plan(ro_paths=["/usr", "/home/alice/project"], cwd="/home/alice/project")
+    assert p.home != "/home/alice"
+    assert Tmpfs(p.home, 0o700) in p.ops
+
+
+def test_cwd_outside_the_binds_becomes_an_empty_dir() -> None:
+    p = plan(cwd="/srv/elsewhere")
+    assert Dir("/srv/elsewhere") in p.ops
+
+
+def test_parents_come_before_children() -> None:
+    p = plan(rw_paths=["/tmp/pytest-of-alice/pytest-1"], ro_paths=["/usr", "/tmp/proj"],
+             cwd="/tmp/proj")
+    order = [op.target for op in p.ops]
+    assert order.index("/tmp") < order.index("/tmp/proj")
+    assert order.index("/tmp") < order.index("/tmp/pytest-of-alice/pytest-1")
+    assert order.index("/dev") < order.index("/dev/null") < order.index("/dev/shm")
+    assert order.index("/proc") < order.index("/proc/sys")
+    # the read-only remount of /dev comes after everything inside it
+    assert order.index("/dev/shm") < max(
+        i for i, op in enumerate(p.ops) if isinstance(op, _rootfs.ReadOnly)
+    )
+
+
+def test_host_root_binds_everything_read_only(tmp_path: Path) -> None:
+    p = plan(rootfs="host", state_dir=str(tmp_path))
+    assert p.ops[0] == Bind("/", "/")
+    assert (tmp_path / "sandbox.hostname").read_text() == "sandbox\n"
+    etc = {op.target for op in p.ops if isinstance(op, Bind) and op.target.startswith("/etc")}
+    assert etc == {"/etc/hostname", "/etc/hosts"}
+
+
+def test_apply_order_with_the_recording_fake(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    kernel = FakeKernel()
+    monkeypatch.setattr(_rootfs, "sc", kernel)
+    monkeypatch.chdir(tmp_path)
+    p = _rootfs.Plan(
+        (
+            Bind("/usr", "/usr"),
+            Symlink("/bin", "usr/bin"),
+            Tmpfs("/tmp", 0o1777),
+            Bind("/somewhere", "/tmp/project", readonly=True),
+            Bind("/dev/null", "/dev/null", readonly=False, is_file=True),
+            Proc("/proc"),
+            ReadOnlyCover("/proc/sys"),
+        ),
+        home="/home/x",
+    )
+    base = str(tmp_path / "root")
+    os.mkdir(base)
+    os.makedirs(base + "/proc/sys")  # a real proc would provide it
+    _rootfs.apply(p, base=base)
+    names = kernel.names()
+    # propagation first, sources pinned before the build tmpfs covers them
+    assert kernel.calls[0][:3] == ("mount", "None", "/")
+    first_tmpfs = names.index("mount", 1)
+    assert all(n == "open_path" for n in names[1:first_tmpfs])
+    assert kernel.calls[first_tmpfs][1:3] == ("tmpfs", base)
+    # each read-only bind is followed by a recursive read-only mount_setattr
+    usr = kernel.calls.index(("mount", "/usr", base + "/usr", "None", "20480"))
+    assert kernel.calls[usr + 1] == ("mount_setattr", base + "/usr", "1", "True")
+    dev_null = [c for c in kernel.calls if c[:3] == ("mount", "/dev/null", base + "/dev/null")]
+    assert dev_null and kernel.calls[kernel.calls.index(dev_null[0]) + 1][0] != "mount_setattr"
+    # proc is a fresh mount, never a bind
+    proc = next(c for c in kernel.calls if c[1] == "proc")
+    assert proc[3] == "proc" and int(proc[4]) & 4096 == 0
+    # the root is made read-only, then pivot_root(".", ".") and the old root detached
+    assert kernel.calls[-3] == ("mount_setattr", base, "1", "False")
+    assert kernel.calls[-2] == ("pivot_root", ".", ".")
+    assert kernel.calls[-1] == ("umount2", ".", "2")
+    assert os.readlink(base + "/bin") == "usr/bin"
+    assert os.path.isfile(base + "/dev/null")
+
+
+def test_apply_refuses_to_follow_a_symlink(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(_rootfs, "sc", FakeKernel())
+    monkeypatch.chdir(tmp_path)
+    base = tmp_path / "root"
+    base.mkdir()
+    escape = tmp_path / "outside"
+    escape.mkdir()
+    p = _rootfs.Plan((Symlink("/lib", str(escape)), Dir("/lib/evil")), home="/h")
+    with pytest.raises(_rootfs.RootfsError, match="symlink"):
+        _rootfs.apply(p, base=str(base))
+    assert not (escape / "evil").exists()

@@ -1,0 +1,68 @@
+"""The frame codec: JSON only, bounded, incremental."""
+
+from __future__ import annotations
+
+import os
+import pickle
+from pathlib import Path
+
+import pytest
+
+from pytest_rootless import _wire
+
+
+def test_round_trip_in_pieces() -> None:
+    messages = [{"kind": "a", "n": 1}, {"kind": "b", "text": "é" * 1000}]
+    data = b"".join(_wire.encode(m) for m in messages)
+    decoder = _wire.Decoder()
+    out = []
+    for i in range(0, len(data), 7):
+        out += decoder.feed(data[i : i + 7])
+    assert out == messages
+    assert decoder.pending == 0
+
+
+def test_values_json_cannot_hold_are_sent_as_text() -> None:
+    message = {"kind": "x", "path": Path("/a"), "set": {1}, "obj": object()}
+    (decoded,) = _wire.Decoder().feed(_wire.encode(message))
+    assert decoded["path"] == "/a"
+    assert decoded["set"] == [1]
+    assert decoded["obj"].startswith("<object object")
+
+
+def test_oversized_claim_is_refused_before_allocation() -> None:
+    header = (4 * 1024**3 - 1).to_bytes(4, "big")
+    with pytest.raises(_wire.ProtocolError, match="claims"):
+        _wire.Decoder().feed(header)
+
+
+@pytest.mark.parametrize(
+    "body",
+    [b"not json", b"[1, 2]", b'{"no": "kind"}', b"\xff\xfe", pickle.dumps({"kind": "x"})],
+)
+def test_garbage_is_a_protocol_error(body: bytes) -> None:
+    with pytest.raises(_wire.ProtocolError):
+        _wire.Decoder().feed(len(body).to_bytes(4, "big") + body)
+
+
+def test_a_pickle_is_never_loaded() -> None:
+    class Boom:
+        def __reduce__(self) -> tuple[object, tuple[str]]:
+            return (os.system, ("touch /nonexistent-should-never-run",))
+
+    body = pickle.dumps(Boom())
+    with pytest.raises(_wire.ProtocolError):
+        _wire.Decoder().feed(len(body).to_bytes(4, "big") + body)
+
+
+def test_send_over_a_pipe() -> None:
+    r, w = os.pipe()
+    try:
+        _wire.send(w, {"kind": "report", "data": "x" * 30_000})
+        os.close(w)
+        data = b""
+        while chunk := os.read(r, 65536):
+            data += chunk
+    finally:
+        os.close(r)
+    assert _wire.Decoder().feed(data) == [{"kind": "report", "data": "x" * 30_000}]
