@@ -68,10 +68,10 @@ def container_main(spec: ChildSpec, result_fd: int, crash_fd: int, payload: Payl
     status = EXIT_SETUP_FAILED
     try:
         status = _init(spec, result_fd, crash_fd, payload)
-    except BaseException as exc:  # noqa: BLE001 - everything must go up as data
+    except BaseException as exc:
         try:
             _wire.send(result_fd, _error_message(exc))
-        except BaseException:  # noqa: BLE001,S110 - the host will see EOF and our status
+        except BaseException:
             pass
     finally:
         os._exit(status)
@@ -147,6 +147,7 @@ def _reap(spec: ChildSpec, result_fd: int, test_pid: int) -> int:
     timed_out = False
 
     if spec.timeout is not None:
+
         def on_alarm(signum: int, frame: object) -> None:
             nonlocal timed_out
             timed_out = True
@@ -182,13 +183,11 @@ def _reap(spec: ChildSpec, result_fd: int, test_pid: int) -> int:
 def _close_inherited_fds(keep: set[int]) -> None:
     """Close every fd but ``keep`` with close_range(2) over the gaps."""
     start = 0
-    for fd in sorted(keep) + [None]:  # type: ignore[list-item]
-        if fd is None:
-            sc.close_range(start)
-            break
+    for fd in sorted(keep):
         if fd > start:
             sc.close_range(start, fd - 1)
         start = fd + 1
+    sc.close_range(start)
 
 
 def _test_process(spec: ChildSpec, result_fd: int, crash_fd: int, payload: Payload) -> NoReturn:
@@ -223,10 +222,10 @@ def _test_process(spec: ChildSpec, result_fd: int, crash_fd: int, payload: Paylo
             _wire.send(result_fd, {"kind": "trace", "stage": "test", "lines": list(sc.TRACE)})
         sc.set_tracing(False)
         status = payload(result_fd)
-    except BaseException as exc:  # noqa: BLE001
+    except BaseException as exc:
         try:
             _wire.send(result_fd, _error_message(exc))
-        except BaseException:  # noqa: BLE001,S110
+        except BaseException:
             pass
     finally:
         os._exit(status)

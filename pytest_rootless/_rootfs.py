@@ -277,8 +277,7 @@ def _identity_ops(ident: Identity, home: str, hostname: str) -> list[Op]:
     groups = {0: "root:x:0:", ident.gid: f"{ident.group}:x:{ident.gid}:"}
     groups.setdefault(65534, "nogroup:x:65534:")
     hosts = (
-        f"127.0.0.1\tlocalhost\n127.0.1.1\t{hostname}\n"
-        f"::1\tlocalhost ip6-localhost ip6-loopback\n"
+        f"127.0.0.1\tlocalhost\n127.0.1.1\t{hostname}\n::1\tlocalhost ip6-localhost ip6-loopback\n"
     )
     return [
         File("/etc/passwd", ("\n".join(users[k] for k in sorted(users)) + "\n").encode()),
@@ -311,7 +310,7 @@ def _order(ops: list[Op]) -> tuple[Op, ...]:
     # Parents before children; a ReadOnly of a mount after everything inside it.
     def key(op: Op) -> tuple[tuple[str, ...], int]:
         parts = tuple(p for p in op.target.split("/") if p)
-        return (parts, 0) if not isinstance(op, ReadOnly) else (parts + ("\uffff",), 1)
+        return (parts, 0) if not isinstance(op, ReadOnly) else ((*parts, "\uffff"), 1)
 
     return tuple(sorted(ops, key=key))
 
@@ -418,8 +417,9 @@ def apply(plan: Plan, base: str = BUILD_BASE) -> None:
             try:
                 sources[bind.source] = sc.open_path(bind.source)
             except OSError as exc:
-                raise RootfsError(exc.errno or errno.EIO,
-                                  f"cannot open bind source {bind.source}: {exc.strerror}")
+                raise RootfsError(
+                    exc.errno or errno.EIO, f"cannot open bind source {bind.source}: {exc.strerror}"
+                ) from None
     # === NEW ROOT ON A FRESH TMPFS ===
     sc.mount("tmpfs", base, "tmpfs", MS.NOSUID | MS.NODEV, "mode=0755")
     for op in plan.ops:
@@ -429,8 +429,9 @@ def apply(plan: Plan, base: str = BUILD_BASE) -> None:
         except RootfsError:
             raise
         except OSError as exc:
-            raise RootfsError(exc.errno or errno.EIO,
-                              f"{op.describe()}: {exc.strerror or exc}") from None
+            raise RootfsError(
+                exc.errno or errno.EIO, f"{op.describe()}: {exc.strerror or exc}"
+            ) from None
     for fd in sources.values():
         os.close(fd)
     sc.mount_setattr(base, sc.MOUNT_ATTR_RDONLY, recursive=False)
@@ -444,8 +445,9 @@ def apply(plan: Plan, base: str = BUILD_BASE) -> None:
 def _apply_one(op: Op, target: str, sources: dict[str, int]) -> None:
     if isinstance(op, Tmpfs):
         _makedirs(target)
-        sc.mount("tmpfs", target, "tmpfs", MS.NOSUID | MS.NODEV, f"mode={op.mode:04o}",
-                 label="tmpfs")
+        sc.mount(
+            "tmpfs", target, "tmpfs", MS.NOSUID | MS.NODEV, f"mode={op.mode:04o}", label="tmpfs"
+        )
     elif isinstance(op, Bind):
         if op.is_file:
             _create_file(target)
@@ -456,8 +458,9 @@ def _apply_one(op: Op, target: str, sources: dict[str, int]) -> None:
             sc.mount_setattr(target, sc.MOUNT_ATTR_RDONLY, recursive=True)
     elif isinstance(op, File):
         _makedirs(os.path.dirname(target))
-        fd = os.open(target, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW | os.O_CLOEXEC,
-                     op.mode)
+        fd = os.open(
+            target, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW | os.O_CLOEXEC, op.mode
+        )
         try:
             os.write(fd, op.content)
         finally:
@@ -481,7 +484,8 @@ def _apply_one(op: Op, target: str, sources: dict[str, int]) -> None:
             sc.mount_setattr(target, sc.MOUNT_ATTR_RDONLY, recursive=True)
     elif isinstance(op, Devpts):
         _makedirs(target)
-        sc.mount("devpts", target, "devpts", MS.NOSUID | MS.NOEXEC,
-                 "newinstance,ptmxmode=0666,mode=0620")
+        sc.mount(
+            "devpts", target, "devpts", MS.NOSUID | MS.NOEXEC, "newinstance,ptmxmode=0666,mode=0620"
+        )
     elif isinstance(op, ReadOnly):
         sc.mount_setattr(target, sc.MOUNT_ATTR_RDONLY, recursive=False)

@@ -25,6 +25,7 @@ import contextlib
 import functools
 import os
 import signal
+import sys
 import tempfile
 import time
 import warnings
@@ -56,7 +57,7 @@ class SessionState:
     keep_fds: frozenset[int] | None = None
     identity: _rootfs.Identity = field(default_factory=_rootfs.host_identity)
     plans: dict[tuple[Any, ...], _rootfs.Plan] = field(default_factory=dict)
-    python_paths: tuple[tuple[str, ...], list[str]] | None = None
+    python_paths: tuple[tuple[tuple[str, ...], int], list[str]] | None = None
     state_dir: str | None = None
     unsupported: int = 0
     isolated: int = 0
@@ -99,7 +100,7 @@ class SessionState:
 
     # -- what a container of these options needs
     def _python_paths(self) -> list[str]:
-        key = (tuple(os.sys.path), str(len(os.sys.modules)))  # type: ignore[attr-defined]
+        key = (tuple(sys.path), len(sys.modules))
         if self.python_paths is None or self.python_paths[0] != key:
             self.python_paths = (key, _rootfs.python_paths())
         return self.python_paths[1]
@@ -229,8 +230,9 @@ class _HostCapture:
 
 def _host_setup(item: pytest.Item) -> None:
     """Set up the collector chain and every non-function-scoped fixture on the host."""
-    setupstate = item.session._setupstate  # type: ignore[attr-defined]
-    setupstate.setup(item.parent)
+    setupstate = item.session._setupstate
+    # SetupState.setup() only needs listchain() of its argument: the parent's chain.
+    setupstate.setup(item.parent)  # type: ignore[arg-type]
     request = getattr(item, "_request", None)
     info = getattr(item, "_fixtureinfo", None)
     if not request or info is None:
@@ -255,7 +257,7 @@ def _host_setup(item: pytest.Item) -> None:
 
 
 def _host_teardown(item: pytest.Item, nextitem: pytest.Item | None) -> None:
-    item.session._setupstate.teardown_exact(nextitem)  # type: ignore[attr-defined]
+    item.session._setupstate.teardown_exact(nextitem)
 
 
 def _interact(item: pytest.Item, call: pytest.CallInfo[None], report: pytest.TestReport) -> None:
@@ -334,8 +336,12 @@ def _record_warning(item: pytest.Item, message: _wire.Message) -> None:
         lineno=lineno if isinstance(lineno, int) else 0,
     )
     item.ihook.pytest_warning_recorded.call_historic(
-        kwargs={"warning_message": warning, "when": "runtest", "nodeid": item.nodeid,
-                "location": None}
+        kwargs={
+            "warning_message": warning,
+            "when": "runtest",
+            "nodeid": item.nodeid,
+            "location": None,
+        }
     )
 
 
@@ -347,8 +353,10 @@ def _describe_end(outcome: _spawn.Outcome, options: Options) -> str:
             name = signal.Signals(outcome.signal).name
         except ValueError:
             name = f"signal {outcome.signal}"
-        return (f"the test process was killed by signal {outcome.signal} "
-                f"({name}, exit status {128 + outcome.signal})")
+        return (
+            f"the test process was killed by signal {outcome.signal} "
+            f"({name}, exit status {128 + outcome.signal})"
+        )
     if outcome.status is not None:
         return f"the test process exited with status {outcome.status} before reporting"
     return f"the container's init ended with status {outcome.init_status} before reporting"
@@ -391,8 +399,9 @@ def run_item(
     if received.exit_request is not None:
         message = received.exit_request
         code = message.get("returncode")
-        raise pytest.exit.Exception(str(message.get("reason")),
-                                    code if isinstance(code, int) else None)
+        raise pytest.exit.Exception(
+            str(message.get("reason")), code if isinstance(code, int) else None
+        )
     if received.interrupted:
         raise KeyboardInterrupt
 
@@ -400,7 +409,8 @@ def run_item(
     if item.session.shouldfail or item.session.shouldstop:
         nextitem = None
     teardown_call = pytest.CallInfo.from_call(
-        lambda: _captured(capture, lambda: _host_teardown(item, nextitem)), "teardown",
+        lambda: _captured(capture, lambda: _host_teardown(item, nextitem)),
+        "teardown",
         reraise=reraise,
     )
     inner = received.reports.get("teardown")
@@ -474,7 +484,8 @@ def _run_in_container(
     if state.trace and writer is not None:
         sc.set_tracing(True)
     try:
-        outcome = state.run_container(spec, functools.partial(_container_protocol, item), on_message)
+        payload = functools.partial(_container_protocol, item)
+        outcome = state.run_container(spec, payload, on_message)
     finally:
         if state.trace and writer is not None:
             sc.set_tracing(False)
@@ -499,8 +510,12 @@ def _report_missing(
     if setup is None or (setup.passed and not item.config.getoption("setuponly", False)):
         expected.append("call")
     missing = [when for when in expected if when not in received.reports]
-    if received.protocol_error is None and outcome.setup_error is None and not missing \
-            and not outcome.timed_out:
+    if (
+        received.protocol_error is None
+        and outcome.setup_error is None
+        and not missing
+        and not outcome.timed_out
+    ):
         return
     if not missing:
         # Everything arrived, then the container misbehaved: fail the teardown.
@@ -508,8 +523,9 @@ def _report_missing(
     when = missing[0]
     lines = [f"rootless: {_describe_end(outcome, options)} during {when}."]
     if received.protocol_error is not None:
-        lines = [f"rootless: the container sent malformed data during {when}: "
-                 f"{received.protocol_error}"]
+        lines = [
+            f"rootless: the container sent malformed data during {when}: {received.protocol_error}"
+        ]
     if outcome.setup_error is not None:
         err = outcome.setup_error
         lines = [f"rootless: the container could not be built: {err.get('message')}"]
@@ -521,11 +537,17 @@ def _report_missing(
         if isinstance(tb, str) and tb:
             lines += ["", tb.rstrip()]
     if outcome.crash_text.strip():
-        title = ("stack of every thread at the timeout" if outcome.timed_out
-                 else "Python traceback (faulthandler)")
+        title = (
+            "stack of every thread at the timeout"
+            if outcome.timed_out
+            else "Python traceback (faulthandler)"
+        )
         lines += ["", f"{title}:", outcome.crash_text.rstrip()]
-    sections = [(f"Captured {key} {when}", text)
-                for key, text in zip(("stdout", "stderr"), output, strict=True) if text]
+    sections = [
+        (f"Captured {key} {when}", text)
+        for key, text in zip(("stdout", "stderr"), output, strict=True)
+        if text
+    ]
     report = _failure_report(item, when, "\n".join(lines), sections, elapsed)
     received.reports[when] = report
     item.ihook.pytest_runtest_logreport(report=report)
@@ -562,8 +584,9 @@ def _container_protocol(item: pytest.Item, result_fd: int) -> int:
             "call": ihook.pytest_runtest_call,
             "teardown": ihook.pytest_runtest_teardown,
         }[when]
-        call = pytest.CallInfo.from_call(lambda: hook(item=item, **kwds), when=when,
-                                         reraise=reraise)
+        call = pytest.CallInfo.from_call(
+            lambda: hook(item=item, **kwds), when=when, reraise=reraise
+        )
         report: pytest.TestReport = ihook.pytest_runtest_makereport(item=item, call=call)
         data = config.hook.pytest_report_to_serializable(config=config, report=report)
         send({"kind": "report", "data": data})
@@ -583,14 +606,16 @@ def _container_protocol(item: pytest.Item, result_fd: int) -> int:
             send({"kind": "interrupt"})
         finally:
             for w in log:
-                send({
-                    "kind": "warning",
-                    "message": str(w.message),
-                    "category": w.category.__name__,
-                    "module": w.category.__module__,
-                    "filename": w.filename,
-                    "lineno": w.lineno,
-                })
+                send(
+                    {
+                        "kind": "warning",
+                        "message": str(w.message),
+                        "category": w.category.__name__,
+                        "module": w.category.__module__,
+                        "filename": w.filename,
+                        "lineno": w.lineno,
+                    }
+                )
     return 0
 
 

@@ -148,7 +148,9 @@ def _nr(name: str) -> int:
     try:
         return _NR[name]
     except KeyError:
-        raise SyscallError(errno.ENOSYS, f"{name}: no syscall number for {platform.machine()}")
+        raise SyscallError(
+            errno.ENOSYS, f"{name}: no syscall number for {platform.machine()}"
+        ) from None
 
 
 # --- processes ------------------------------------------------------------------------------
@@ -174,8 +176,14 @@ def clone(flags: CloneFlag) -> int:
     syscall = _libc_gil.syscall
     syscall.restype = ctypes.c_long
     api.PyOS_BeforeFork()
-    pid = syscall(ctypes.c_long(_nr("clone")), ctypes.c_ulong(int(flags) | SIGCHLD),
-                  ctypes.c_void_p(0), ctypes.c_void_p(0), ctypes.c_void_p(0), ctypes.c_void_p(0))
+    pid = syscall(
+        ctypes.c_long(_nr("clone")),
+        ctypes.c_ulong(int(flags) | SIGCHLD),
+        ctypes.c_void_p(0),
+        ctypes.c_void_p(0),
+        ctypes.c_void_p(0),
+        ctypes.c_void_p(0),
+    )
     if pid == 0:
         api.PyOS_AfterFork_Child()
         return 0
@@ -197,8 +205,13 @@ def prctl(option: int, arg2: int = 0, name: str | None = None) -> int:
     """prctl(2) with one argument (the options used here take one)."""
     label = name or str(option)
     return _check(
-        _libc.prctl(ctypes.c_int(option), ctypes.c_ulong(arg2), ctypes.c_ulong(0),
-                    ctypes.c_ulong(0), ctypes.c_ulong(0)),
+        _libc.prctl(
+            ctypes.c_int(option),
+            ctypes.c_ulong(arg2),
+            ctypes.c_ulong(0),
+            ctypes.c_ulong(0),
+            ctypes.c_ulong(0),
+        ),
         f"prctl({label}, {arg2})",
     )
 
@@ -241,22 +254,29 @@ def cap_drop_all(last_cap: int) -> None:
     prctl(PR_CAP_AMBIENT, PR_CAP_AMBIENT_CLEAR_ALL, "PR_CAP_AMBIENT_CLEAR_ALL")
     header = _CapHeader(_LINUX_CAPABILITY_VERSION_3, 0)
     data = (_CapData * 2)()
-    _check(_libc.capset(ctypes.byref(header), ctypes.byref(data)),
-           "capset(effective=0, permitted=0, inheritable=0)")
+    _check(
+        _libc.capset(ctypes.byref(header), ctypes.byref(data)),
+        "capset(effective=0, permitted=0, inheritable=0)",
+    )
 
 
 def close_range(first: int, last: int = 0xFFFFFFFF) -> None:
     """close_range(2): close fds first..last (used to close every inherited fd)."""
-    res = _libc.syscall(ctypes.c_long(_nr("close_range")), ctypes.c_uint(first),
-                        ctypes.c_uint(last), ctypes.c_uint(0))
+    res = _libc.syscall(
+        ctypes.c_long(_nr("close_range")),
+        ctypes.c_uint(first),
+        ctypes.c_uint(last),
+        ctypes.c_uint(0),
+    )
     _check(res, f"close_range({first}, {'~0' if last == 0xFFFFFFFF else last})")
 
 
 # --- user namespace -------------------------------------------------------------------------
 
 
-def write_id_maps(inside_uid: int, outside_uid: int, inside_gid: int, outside_gid: int,
-                  pid: str = "self") -> None:
+def write_id_maps(
+    inside_uid: int, outside_uid: int, inside_gid: int, outside_gid: int, pid: str = "self"
+) -> None:
     """Write the one-line uid and gid maps of a fresh user namespace (user_namespaces(7)).
 
     ``setgroups`` must be ``deny`` before ``gid_map`` is written, or an unprivileged writer
@@ -287,8 +307,15 @@ def _flag_names(flags: int) -> str:
     return str(MountFlag(flags)) if flags else "0"
 
 
-def mount(source: str | None, target: str, fstype: str | None, flags: int,
-          data: str | None = None, *, label: str | None = None) -> None:
+def mount(
+    source: str | None,
+    target: str,
+    fstype: str | None,
+    flags: int,
+    data: str | None = None,
+    *,
+    label: str | None = None,
+) -> None:
     """mount(2). ``label`` replaces ``source`` in messages (e.g. a /proc/self/fd path)."""
     shown = label or source
     call = f"mount({shown!r}, {target!r}, {fstype!r}, {_flag_names(flags)}"
@@ -307,8 +334,10 @@ def mount(source: str | None, target: str, fstype: str | None, flags: int,
 
 def umount2(target: str, flags: int) -> None:
     """umount2(2)."""
-    _check(_libc.umount2(target.encode(), ctypes.c_int(flags)),
-           f"umount2({target!r}, {'MNT_DETACH' if flags == MNT_DETACH else flags})")
+    _check(
+        _libc.umount2(target.encode(), ctypes.c_int(flags)),
+        f"umount2({target!r}, {'MNT_DETACH' if flags == MNT_DETACH else flags})",
+    )
 
 
 class _MountAttr(ctypes.Structure):
@@ -326,9 +355,14 @@ def mount_setattr(path: str, attr_set: int, *, recursive: bool = True) -> None:
     so submounts of a read-only bind would stay writable."""
     attr = _MountAttr(attr_set, 0, 0, 0)
     flags = AT_RECURSIVE if recursive else 0
-    res = _libc.syscall(ctypes.c_long(_nr("mount_setattr")), ctypes.c_int(AT_FDCWD),
-                        path.encode(), ctypes.c_uint(flags), ctypes.byref(attr),
-                        ctypes.c_size_t(ctypes.sizeof(attr)))
+    res = _libc.syscall(
+        ctypes.c_long(_nr("mount_setattr")),
+        ctypes.c_int(AT_FDCWD),
+        path.encode(),
+        ctypes.c_uint(flags),
+        ctypes.byref(attr),
+        ctypes.c_size_t(ctypes.sizeof(attr)),
+    )
     what = "MOUNT_ATTR_RDONLY" if attr_set == MOUNT_ATTR_RDONLY else hex(attr_set)
     _check(res, f"mount_setattr({path!r}, {'AT_RECURSIVE' if recursive else 0}, {what})")
 
@@ -362,8 +396,11 @@ def loopback_up() -> None:
             flags = struct.unpack(_IFREQ, fcntl.ioctl(sock, SIOCGIFFLAGS, req))[1]
             fcntl.ioctl(sock, SIOCSIFFLAGS, struct.pack(_IFREQ, b"lo", flags | IFF_UP))
         except OSError as exc:
-            _trace(f"ioctl(SIOCSIFFLAGS, 'lo', IFF_UP) = -1 {errno.errorcode.get(exc.errno or 0)}")
-            raise SyscallError(exc.errno or errno.EIO, "ioctl(SIOCSIFFLAGS, 'lo', IFF_UP)") from None
+            err = errno.errorcode.get(exc.errno or 0)
+            _trace(f"ioctl(SIOCSIFFLAGS, 'lo', IFF_UP) = -1 {err}")
+            raise SyscallError(
+                exc.errno or errno.EIO, "ioctl(SIOCSIFFLAGS, 'lo', IFF_UP)"
+            ) from None
     _trace("ioctl(SIOCSIFFLAGS, 'lo', IFF_UP)")
 
 

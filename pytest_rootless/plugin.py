@@ -121,11 +121,14 @@ def _ini_scalar(name: str, value: str) -> Any:
 
 
 def _wants_isolation(item: pytest.Item) -> bool:
-    return bool(item.config.getoption("rootless")) or item.get_closest_marker("isolated") is not None
+    if item.config.getoption("rootless"):
+        return True
+    return item.get_closest_marker("isolated") is not None
 
 
-def resolve_options(config: pytest.Config, item: pytest.Item | None,
-                    markers: list[pytest.Mark]) -> _options.Options:
+def resolve_options(
+    config: pytest.Config, item: pytest.Item | None, markers: list[pytest.Mark]
+) -> _options.Options:
     """ini defaults, then markers (closest first wins per option), then the hook."""
     raw = _ini_options(config)
     from_markers: dict[str, Any] = {}
@@ -193,8 +196,11 @@ def pytest_report_header(config: pytest.Config) -> list[str]:
     if config.getoption("rootless_off"):
         line = "rootless: OFF (--rootless-off): tests marked isolated run without isolation"
     else:
-        scope = "every test (--rootless)" if config.getoption("rootless") else \
-            "tests marked @pytest.mark.isolated"
+        scope = (
+            "every test (--rootless)"
+            if config.getoption("rootless")
+            else "tests marked @pytest.mark.isolated"
+        )
         try:
             defaults = _options.validate(_ini_options(config)).describe()
         except _options.OptionError as exc:
@@ -214,7 +220,8 @@ def pytest_terminal_summary(terminalreporter: Any, exitstatus: int, config: pyte
         terminalreporter.write_sep("=", "rootless", yellow=True)
         terminalreporter.write_line(
             f"WARNING: --rootless-off: {state.isolated} test(s) that ask for isolation ran "
-            "WITHOUT it, on the host.", yellow=True
+            "WITHOUT it, on the host.",
+            yellow=True,
         )
     elif state.unsupported and state.support is not None:
         terminalreporter.write_sep("=", "rootless", yellow=True)

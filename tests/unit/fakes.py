@@ -22,8 +22,16 @@ class FakeKernel:
     MOUNT_ATTR_RDONLY = _syscalls.MOUNT_ATTR_RDONLY
     MNT_DETACH = _syscalls.MNT_DETACH
 
-    def mount(self, source: str | None, target: str, fstype: str | None, flags: int,
-              data: str | None = None, *, label: str | None = None) -> None:
+    def mount(
+        self,
+        source: str | None,
+        target: str,
+        fstype: str | None,
+        flags: int,
+        data: str | None = None,
+        *,
+        label: str | None = None,
+    ) -> None:
         shown = label or source
         self.calls.append(("mount", str(shown), target, str(fstype), str(int(flags))))
 

@@ -16,8 +16,15 @@ def test_defaults() -> None:
 
 def test_valid_values_are_normalised() -> None:
     options = validate(
-        {"network": "host", "rootfs": "host", "hostname": "lab-1.example", "root": True,
-         "timeout": "2.5", "env": {"A": "1"}, "mounts": {"/data": "/usr/share"}}
+        {
+            "network": "host",
+            "rootfs": "host",
+            "hostname": "lab-1.example",
+            "root": True,
+            "timeout": "2.5",
+            "env": {"A": "1"},
+            "mounts": {"/data": "/usr/share"},
+        }
     )
     assert options.timeout == 2.5
     assert options.env == (("A", "1"),)

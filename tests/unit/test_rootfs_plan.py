@@ -36,9 +36,9 @@ def test_outermost_drops_nested_paths() -> None:
 def test_minimal_root_contents() -> None:
     p = plan()
     binds = {op.target: op for op in p.ops if isinstance(op, Bind)}
-    assert "/usr" in binds and binds["/usr"].readonly
+    assert binds["/usr"].readonly
     assert "/usr/lib" not in binds  # inside /usr already
-    assert "/opt/project" in binds and binds["/opt/project"].readonly
+    assert binds["/opt/project"].readonly
     tmpfs = {op.target for op in p.ops if isinstance(op, Tmpfs)}
     assert {"/tmp", "/var/tmp", "/dev", "/dev/shm", "/home/alice"} <= tmpfs
     files = {op.target: op.content for op in p.ops if isinstance(op, File)}
@@ -46,8 +46,21 @@ def test_minimal_root_contents() -> None:
     assert b"127.0.1.1\tsandbox" in files["/etc/hosts"]
     assert b"alice:x:1000:1000::/home/alice:" in files["/etc/passwd"]
     targets = {op.target for op in p.ops}
-    for secret in ("/etc/shadow", "/etc/gshadow", "/etc/sudoers", "/etc/ssh", "/root", "/home",
-                   "/run", "/var/run", "/mnt", "/media", "/srv", "/sys", "/boot"):
+    for secret in (
+        "/etc/shadow",
+        "/etc/gshadow",
+        "/etc/sudoers",
+        "/etc/ssh",
+        "/root",
+        "/home",
+        "/run",
+        "/var/run",
+        "/mnt",
+        "/media",
+        "/srv",
+        "/sys",
+        "/boot",
+    ):
         assert secret not in targets
     assert Proc("/proc") in p.ops
     assert ReadOnlyCover("/proc/sys") in p.ops
@@ -66,8 +79,9 @@ def test_cwd_outside_the_binds_becomes_an_empty_dir() -> None:
 
 
 def test_parents_come_before_children() -> None:
-    p = plan(rw_paths=["/tmp/pytest-of-alice/pytest-1"], ro_paths=["/usr", "/tmp/proj"],
-             cwd="/tmp/proj")
+    p = plan(
+        rw_paths=["/tmp/pytest-of-alice/pytest-1"], ro_paths=["/usr", "/tmp/proj"], cwd="/tmp/proj"
+    )
     order = [op.target for op in p.ops]
     assert order.index("/tmp") < order.index("/tmp/proj")
     assert order.index("/tmp") < order.index("/tmp/pytest-of-alice/pytest-1")
@@ -119,10 +133,12 @@ def test_apply_order_with_the_recording_fake(
     usr = kernel.calls.index(("mount", "/usr", base + "/usr", "None", "20480"))
     assert kernel.calls[usr + 1] == ("mount_setattr", base + "/usr", "1", "True")
     dev_null = [c for c in kernel.calls if c[:3] == ("mount", "/dev/null", base + "/dev/null")]
-    assert dev_null and kernel.calls[kernel.calls.index(dev_null[0]) + 1][0] != "mount_setattr"
+    assert dev_null
+    assert kernel.calls[kernel.calls.index(dev_null[0]) + 1][0] != "mount_setattr"
     # proc is a fresh mount, never a bind
     proc = next(c for c in kernel.calls if c[1] == "proc")
-    assert proc[3] == "proc" and int(proc[4]) & 4096 == 0
+    assert proc[3] == "proc"
+    assert int(proc[4]) & 4096 == 0  # no MS_BIND
     # the root is made read-only, then pivot_root(".", ".") and the old root detached
     assert kernel.calls[-3] == ("mount_setattr", base, "1", "False")
     assert kernel.calls[-2] == ("pivot_root", ".", ".")
@@ -131,9 +147,7 @@ def test_apply_order_with_the_recording_fake(
     assert os.path.isfile(base + "/dev/null")
 
 
-def test_apply_refuses_to_follow_a_symlink(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
+def test_apply_refuses_to_follow_a_symlink(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(_rootfs, "sc", FakeKernel())
     monkeypatch.chdir(tmp_path)
     base = tmp_path / "root"
