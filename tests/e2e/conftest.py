@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import pytest
 
+
 @pytest.fixture(autouse=True)
 def _inner_ini(pytester: pytest.Pytester) -> None:
     """Pin the inner run's rootdir to its own directory, with none of our ini settings

@@ -97,8 +97,7 @@ def _summary(result: pytest.RunResult) -> list[str]:
 def test_outcomes_identical_with_and_without_isolation(pytester: pytest.Pytester) -> None:
     pytester.makepyfile(ALL_OUTCOMES)
     plain = pytester.runpytest_subprocess("-p", "rootless", "-ra", timeout=TIMEOUT)
-    isolated = pytester.runpytest_subprocess("-p", "rootless", "--rootless", "-ra",
-                                             timeout=TIMEOUT)
+    isolated = pytester.runpytest_subprocess("-p", "rootless", "--rootless", "-ra", timeout=TIMEOUT)
 
     plain.assert_outcomes(**EXPECTED)
     isolated.assert_outcomes(**EXPECTED)
@@ -126,11 +125,13 @@ def test_warning_inside_appears_in_warnings_summary(pytester: pytest.Pytester) -
     pytester.makepyfile(WARNS)
     result = pytester.runpytest_subprocess("-p", "rootless", "-W", "default", timeout=TIMEOUT)
     result.assert_outcomes(passed=1, warnings=1)
-    result.stdout.fnmatch_lines([
-        "*warnings summary*",
-        "*test_warns*",
-        "*UserWarning: distinctive-e2e-warning from inside",
-    ])
+    result.stdout.fnmatch_lines(
+        [
+            "*warnings summary*",
+            "*test_warns*",
+            "*UserWarning: distinctive-e2e-warning from inside",
+        ]
+    )
 
 
 CAPTURE = """
@@ -158,18 +159,20 @@ def test_captured_output_in_the_right_phase_sections(pytester: pytest.Pytester) 
     pytester.makepyfile(CAPTURE)
     result = pytester.runpytest_subprocess("-p", "rootless", timeout=TIMEOUT)
     result.assert_outcomes(failed=1)
-    result.stdout.fnmatch_lines([
-        "*_ test_capture _*",
-        "E       assert False",
-        "*- Captured stdout setup -*",
-        "printed-in-fixture-setup",
-        "*- Captured stderr setup -*",
-        "stderr-in-fixture-setup",
-        "*- Captured stdout call -*",
-        "printed-in-body",
-        "*- Captured stderr call -*",
-        "stderr-in-body",
-    ])
+    result.stdout.fnmatch_lines(
+        [
+            "*_ test_capture _*",
+            "E       assert False",
+            "*- Captured stdout setup -*",
+            "printed-in-fixture-setup",
+            "*- Captured stderr setup -*",
+            "stderr-in-fixture-setup",
+            "*- Captured stdout call -*",
+            "printed-in-body",
+            "*- Captured stderr call -*",
+            "stderr-in-body",
+        ]
+    )
 
 
 LIVE = """

@@ -1,0 +1,127 @@
+"""Fixture scopes across the container boundary: higher scopes set up and torn down once on
+the host, function scope inside; ``tmp_path`` works inside and stays on the host."""
+
+from __future__ import annotations
+
+import pytest
+
+TIMEOUT = 120
+
+# Runs on the host: the log is written next to the tests (read-only inside a container, so
+# a line written from inside would fail, not land here).
+CONFTEST = """
+    import os
+    from pathlib import Path
+
+    import pytest
+
+    LOG = Path(__file__).parent / "events.log"
+
+
+    def log(event):
+        with LOG.open("a") as f:
+            f.write(f"{event} {os.getpid()}\\n")
+
+
+    @pytest.fixture(scope="session")
+    def session_resource():
+        log("session-setup")
+        yield {"made_in": os.getpid()}
+        log("session-teardown")
+"""
+
+TEST_A = """
+    import os
+
+    import pytest
+
+    from conftest import log
+
+    pytestmark = pytest.mark.isolated
+
+
+    @pytest.fixture(scope="module")
+    def module_resource():
+        log("module-setup")
+        yield ["module", os.getpid()]
+        log("module-teardown")
+
+
+    @pytest.fixture
+    def function_pid():
+        pid = os.getpid()
+        yield pid
+        assert os.getpid() == 2
+
+
+    @pytest.mark.parametrize("n", [1, 2, 3])
+    def test_uses_all_scopes(session_resource, module_resource, function_pid, n):
+        assert function_pid == 2
+        assert os.getpid() == 2
+        # The values made on the host are inherited as they were.
+        assert session_resource["made_in"] not in (1, 2)
+        assert module_resource == ["module", session_resource["made_in"]]
+"""
+
+TEST_B = """
+    import os
+
+    import pytest
+
+
+    @pytest.mark.isolated
+    def test_session_resource_again(session_resource):
+        assert os.getpid() == 2
+        assert session_resource["made_in"] not in (1, 2)
+"""
+
+
+def test_higher_scopes_once_on_the_host_function_scope_inside(
+    pytester: pytest.Pytester,
+) -> None:
+    pytester.makeconftest(CONFTEST)
+    pytester.makepyfile(test_a=TEST_A, test_b=TEST_B)
+    result = pytester.runpytest_subprocess("-p", "rootless", "-v", timeout=TIMEOUT)
+    result.assert_outcomes(passed=4)
+    result.stdout.fnmatch_lines(
+        [
+            "*test_a.py::test_uses_all_scopes?1? PASSED*",
+            "*test_a.py::test_uses_all_scopes?2? PASSED*",
+            "*test_a.py::test_uses_all_scopes?3? PASSED*",
+            "*test_b.py::test_session_resource_again PASSED*",
+        ]
+    )
+    events = (pytester.path / "events.log").read_text().splitlines()
+    names = [line.split()[0] for line in events]
+    assert names == ["session-setup", "module-setup", "module-teardown", "session-teardown"]
+    # All in one host process: the inner pytest itself, never a container's PID 2.
+    pids = {line.split()[1] for line in events}
+    assert len(pids) == 1
+    assert pids != {"2"}
+
+
+TMP_PATH = """
+    import os
+
+    import pytest
+
+
+    @pytest.mark.isolated
+    def test_tmp_path(tmp_path):
+        assert os.getpid() == 2
+        target = tmp_path / "made-inside.txt"
+        target.write_text("hello from the container")
+        assert target.read_text() == "hello from the container"
+"""
+
+
+def test_tmp_path_works_inside_and_stays_on_the_host(pytester: pytest.Pytester) -> None:
+    pytester.makepyfile(TMP_PATH)
+    basetemp = pytester.path / "basetemp"
+    result = pytester.runpytest_subprocess(
+        "-p", "rootless", f"--basetemp={basetemp}", timeout=TIMEOUT
+    )
+    result.assert_outcomes(passed=1)
+    result.stdout.fnmatch_lines(["*1 passed*"])
+    made = basetemp / "test_tmp_path0" / "made-inside.txt"
+    assert made.read_text() == "hello from the container"
