@@ -296,14 +296,21 @@ def _dev_ops() -> list[Op]:
     return ops
 
 
-def choose_home(ident: Identity, occupied: Sequence[str]) -> str:
+def choose_home(ident: Identity, occupied: Sequence[str], *, host_tree: bool = False) -> str:
     """HOME is a fresh empty tmpfs. Use the host's HOME path unless something the
-    container needs lives under it (pyenv under /root, a project in ~): then a
-    neutral path, so HOME really is empty."""
-    for home in (ident.home, f"/home/{ident.user}", "/home/sandbox"):
+    container needs lives under it (pyenv under /root, a project in ~): then a neutral
+    path, so HOME really is empty. Over the read-only host tree a mount point must
+    already exist, so there the fallback lives in the fresh /tmp."""
+    candidates = [ident.home, f"/home/{ident.user}"]
+    if host_tree:
+        candidates = [c for c in candidates if os.path.isdir(c)]
+        candidates.append(f"/tmp/home-{ident.user}")
+    else:
+        candidates.append("/home/sandbox")
+    for home in candidates:
         if home.startswith("/") and home != "/" and not any(_is_under(p, home) for p in occupied):
             return home
-    return "/home/sandbox"
+    return candidates[-1]
 
 
 def _order(ops: list[Op]) -> tuple[Op, ...]:
@@ -333,19 +340,23 @@ def build_plan(
     """
     mounts = list(mounts)
     rw = outermost(os.path.realpath(p) for p in rw_paths)
+    needed = outermost(os.path.realpath(p) for p in ro_paths)
     ops: list[Op] = []
     if rootfs == "host":
-        home = choose_home(ident, [])
+        # The whole host tree, read-only; the fresh /tmp, /var/tmp and HOME below cover
+        # parts of it, so what the test needs from there is bound again on top.
+        scratch = [p for p in ("/tmp", "/var/tmp") if os.path.isdir(p)]
+        home = choose_home(ident, needed + rw, host_tree=True)
         ops.append(Bind("/", "/"))
+        ops += [Bind(p, p) for p in needed if any(_is_under(p, s) for s in [*scratch, home])]
         for op in _identity_ops(ident, home, hostname)[2:]:  # hostname and hosts
             assert isinstance(op, File)
             source = os.path.join(state_dir, f"{hostname}.{os.path.basename(op.target)}")
             with open(source, "wb") as f:
                 f.write(op.content)
             ops.append(Bind(source, op.target, readonly=True, is_file=True))
-        scratch = [p for p in ("/tmp", "/var/tmp") if os.path.isdir(p)]
     else:
-        ro = outermost(os.path.realpath(p) for p in ro_paths)
+        ro = list(needed)
         for name in SYSTEM_DIRS:
             path = f"/{name}"
             if os.path.islink(path):
@@ -365,8 +376,11 @@ def build_plan(
     ops += _dev_ops()
     ops.append(Proc("/proc"))
     ops += [ReadOnlyCover(f"/proc/{name}") for name in PROC_COVERS]
-    covered = [op.target for op in ops if isinstance(op, (Bind, Tmpfs))]
-    if not any(_is_under(cwd, c) for c in covered):
+    # The working directory must exist inside: if the deepest mount above it is a fresh
+    # tmpfs (not a bind of the host's tree), create it there, empty.
+    above = [op for op in ops if isinstance(op, (Bind, Tmpfs)) and _is_under(cwd, op.target)]
+    deepest = max(above, key=lambda op: op.target.count("/") + len(op.target), default=None)
+    if not isinstance(deepest, Bind):
         ops.append(Dir(cwd))
     return Plan(_order(ops), home)
 

@@ -306,6 +306,14 @@ def _load_report(item: pytest.Item, data: object) -> pytest.TestReport:
     if report.nodeid != item.nodeid:
         raise _wire.ProtocolError(f"a report names another test: {report.nodeid!r}")
     report.location = tuple(report.location)  # type: ignore[assignment]
+    longrepr = report.longrepr
+    if isinstance(longrepr, list) and len(longrepr) == 3:
+        # A skip's (path, lineno, message): JSON has no tuples, pytest's summary needs one.
+        path, lineno, message = longrepr
+        if isinstance(path, str) and isinstance(lineno, int | None) and isinstance(message, str):
+            report.longrepr = (path, lineno, message)
+        else:
+            raise _wire.ProtocolError(f"a report has a malformed longrepr: {longrepr!r}")
     return report
 
 
@@ -504,23 +512,24 @@ def _report_missing(
     output: tuple[str, str],
     elapsed: float,
 ) -> None:
-    """If the container ended before sending every report, fail the phase it was in."""
+    """If the container ended badly or before sending every report, fail the phase it
+    was in. A failed teardown is stored, not logged: run_item merges it with the host's."""
     expected: list[Phase] = ["setup"]
     setup = received.reports.get("setup")
     if setup is None or (setup.passed and not item.config.getoption("setuponly", False)):
         expected.append("call")
+    expected.append("teardown")
     missing = [when for when in expected if when not in received.reports]
+    ended_badly = outcome.status != 0 or outcome.timed_out
     if (
         received.protocol_error is None
         and outcome.setup_error is None
         and not missing
-        and not outcome.timed_out
+        and not ended_badly
     ):
         return
-    if not missing:
-        # Everything arrived, then the container misbehaved: fail the teardown.
-        missing = ["teardown"]
-    when = missing[0]
+    # Everything arrived, then the container misbehaved: fail the teardown.
+    when = missing[0] if missing else "teardown"
     lines = [f"rootless: {_describe_end(outcome, options)} during {when}."]
     if received.protocol_error is not None:
         lines = [
@@ -550,7 +559,8 @@ def _report_missing(
     ]
     report = _failure_report(item, when, "\n".join(lines), sections, elapsed)
     received.reports[when] = report
-    item.ihook.pytest_runtest_logreport(report=report)
+    if when != "teardown":
+        item.ihook.pytest_runtest_logreport(report=report)
 
 
 def _print_trace(writer: Any, item: pytest.Item, message: _wire.Message) -> None:

@@ -158,3 +158,24 @@ def test_apply_refuses_to_follow_a_symlink(tmp_path: Path, monkeypatch: pytest.M
     with pytest.raises(_rootfs.RootfsError, match="symlink"):
         _rootfs.apply(p, base=str(base))
     assert not (escape / "evil").exists()
+
+
+def test_host_root_rebinds_what_the_fresh_tmp_and_home_cover(tmp_path: Path) -> None:
+    p = plan(
+        rootfs="host",
+        state_dir=str(tmp_path),
+        ro_paths=["/tmp/venv", "/home/alice/src/project", "/usr/lib/python3"],
+        cwd="/tmp/work",
+    )
+    binds = {op.target for op in p.ops if isinstance(op, Bind)}
+    assert "/tmp/venv" in binds  # under the fresh /tmp: bound again
+    assert p.home != "/home/alice"  # the project lives there: HOME moves, stays empty
+    # both visible through the read-only "/", nothing covers them
+    assert "/home/alice/src/project" not in binds
+    assert "/usr/lib/python3" not in binds
+    assert Dir("/tmp/work") in p.ops  # cwd under the fresh /tmp is created
+
+
+def test_cwd_that_is_a_bound_project_needs_no_dir() -> None:
+    p = plan(ro_paths=["/usr", "/tmp/proj"], cwd="/tmp/proj")
+    assert not [op for op in p.ops if isinstance(op, Dir)]
