@@ -171,7 +171,7 @@ def clone(flags: CloneFlag) -> int:
     not, which only matters if another thread is inside malloc without the GIL at that
     instant. The child (PID 1 of the container) calls glibc's fork() itself afterwards.
     """
-    call = f"clone({CloneFlag(flags)!s}|SIGCHLD)"
+    call = f"clone({_flag_names(flags, CloneFlag, 'CLONE_')}|SIGCHLD)"
     api = ctypes.pythonapi
     syscall = _libc_gil.syscall
     syscall.restype = ctypes.c_long
@@ -198,7 +198,10 @@ def clone(flags: CloneFlag) -> int:
 
 def unshare(flags: CloneFlag) -> None:
     """unshare(2): move the caller into new namespaces."""
-    _check(_libc.unshare(ctypes.c_int(int(flags))), f"unshare({CloneFlag(flags)!s})")
+    _check(
+        _libc.unshare(ctypes.c_int(int(flags))),
+        f"unshare({_flag_names(flags, CloneFlag, 'CLONE_')})",
+    )
 
 
 def prctl(option: int, arg2: int = 0, name: str | None = None) -> int:
@@ -303,8 +306,14 @@ def write_id_maps(
 # --- mounts ---------------------------------------------------------------------------------
 
 
-def _flag_names(flags: int) -> str:
-    return str(MountFlag(flags)) if flags else "0"
+def _flag_names(flags: int, kind: type[enum.IntFlag] | None = None, prefix: str = "MS_") -> str:
+    """``MS_BIND|MS_REC`` rather than ``20480``: the trace reads like the man page."""
+    kind = kind or MountFlag
+    names = [f"{prefix}{flag.name}" for flag in kind if flag.value and flags & flag.value]
+    rest = flags & ~sum(flag.value for flag in kind if flags & flag.value)
+    if rest:
+        names.append(hex(rest))
+    return "|".join(names) or "0"
 
 
 def mount(
