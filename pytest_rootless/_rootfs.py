@@ -5,12 +5,13 @@ options) as an ordered tuple of operations; a container only *applies* it. Apply
 
 1. make every mount private (``MS_REC|MS_PRIVATE`` on ``/``), so nothing we mount leaks
    to the host and host mounts made later do not leak in (mount_namespaces(7));
-2. pin every bind source with an ``O_PATH`` fd, then mount a fresh tmpfs on ``/tmp`` to
-   build the new root in (the fds keep sources that tmpfs covers reachable);
+2. pin every bind source with an ``O_PATH`` fd, then bind the prepared skeleton (see
+   :func:`prepare`) on ``/tmp`` as the new root (the fds keep reachable the sources it
+   covers);
 3. apply the operations, parents before children; each read-only bind is made read-only
    with ``mount_setattr(AT_RECURSIVE, MOUNT_ATTR_RDONLY)`` because ``MS_RDONLY`` in the bind
    call itself is silently ignored and a plain remount would leave submounts writable;
-4. make the new root's own tmpfs read-only, then ``pivot_root(".", ".")`` into it and
+4. make the new root itself read-only, then ``pivot_root(".", ".")`` into it and
    detach the old root (pivot_root(2), the sequence from its NOTES section).
 
 Targets are created component by component and never through a symlink, so a symlink in
@@ -169,6 +170,8 @@ class Plan:
 
     ops: tuple[Op, ...]
     home: str
+    #: A host directory holding the root's own files (set by :func:`prepare`).
+    skeleton: str | None = None
 
     @property
     def binds(self) -> tuple[Bind, ...]:
@@ -385,6 +388,57 @@ def build_plan(
     return Plan(_order(ops), home)
 
 
+def prepare(plan: Plan, directory: str) -> Plan:
+    """Write, once and on the host, every part of the root that is not a mount.
+
+    Directories, mount points, the /etc files, symlinks and the read-only /dev are created
+    under ``directory`` (the *skeleton*); containers bind it read-only as their root and
+    only mount on top of it, instead of recreating it in a tmpfs each time. What lies
+    under a fresh tmpfs or under a bind of the host's tree stays in the plan: it can only
+    be created once those are mounted.
+    """
+
+    def materialisable(target: str, covers: list[str]) -> bool:
+        return not any(_is_under(target, c) and target != c for c in covers)
+
+    # A tmpfs made read-only once populated is the same as a read-only skeleton directory,
+    # where the skeleton itself shows at that place (not under a bind of the host's tree).
+    mounts = [op.target for op in plan.ops if isinstance(op, Tmpfs | Bind | Proc | Devpts)]
+    sealed = {
+        op.target
+        for op in plan.ops
+        if isinstance(op, ReadOnly) and materialisable(op.target, mounts)
+    }
+    ops = [op for op in plan.ops if not (op.target in sealed and isinstance(op, Tmpfs | ReadOnly))]
+    covers = [op.target for op in ops if isinstance(op, Tmpfs | Bind | Proc | Devpts)]
+
+    os.makedirs(directory, 0o755, exist_ok=True)
+    os.chmod(directory, 0o755)
+    kept: list[Op] = []
+    for op in ops:
+        if not materialisable(op.target, covers):
+            kept.append(op)
+            continue
+        path = directory + op.target if op.target != "/" else directory
+        if isinstance(op, File):
+            _makedirs(os.path.dirname(path))
+            with open(path, "wb") as f:
+                f.write(op.content)
+            os.chmod(path, op.mode)
+        elif isinstance(op, Symlink):
+            _makedirs(os.path.dirname(path))
+            os.symlink(op.link, path)
+        elif isinstance(op, Dir):
+            _makedirs(path)
+        else:  # a mount: create its mount point now, mount it in each container
+            if isinstance(op, Bind) and op.is_file:
+                _create_file(path)
+            else:
+                _makedirs(path)
+            kept.append(op)
+    return Plan(tuple(kept), plan.home, skeleton=directory)
+
+
 # --- applying a plan (inside the container's init, after clone) -----------------------------
 
 
@@ -394,6 +448,14 @@ class RootfsError(OSError):
 
 def _makedirs(path: str, mode: int = 0o755) -> None:
     """mkdir -p that refuses to pass through a symlink (O_NOFOLLOW semantics)."""
+    try:  # the common case: the mount point exists, reached through no symlink at all
+        os.close(sc.open_dir_nofollow(path))
+        return
+    except sc.SyscallError as exc:
+        if exc.errno == errno.ELOOP:
+            raise RootfsError(errno.ELOOP, f"refusing to follow a symlink in {path}") from None
+        if exc.errno not in (errno.ENOENT, errno.ENOTDIR):
+            raise
     current = ""
     for part in path.strip("/").split("/"):
         if not part:
@@ -424,9 +486,11 @@ def apply(plan: Plan, base: str = BUILD_BASE) -> None:
     already unshared, capabilities held in the owning user namespace)."""
     # === MOUNT PROPAGATION ===
     sc.mount(None, "/", None, MS.REC | MS.PRIVATE)
-    # === PIN BIND SOURCES === (before the build tmpfs covers any of them)
+    if plan.skeleton is None:
+        raise RootfsError(errno.EINVAL, "the plan was not prepared (no skeleton)")
+    # === PIN BIND SOURCES === (before the new root covers any of them)
     sources: dict[str, int] = {}
-    for bind in plan.binds:
+    for bind in (Bind(plan.skeleton, "/"), *plan.binds):
         if bind.source not in sources:
             try:
                 sources[bind.source] = sc.open_path(bind.source)
@@ -434,8 +498,8 @@ def apply(plan: Plan, base: str = BUILD_BASE) -> None:
                 raise RootfsError(
                     exc.errno or errno.EIO, f"cannot open bind source {bind.source}: {exc.strerror}"
                 ) from None
-    # === NEW ROOT ON A FRESH TMPFS ===
-    sc.mount("tmpfs", base, "tmpfs", MS.NOSUID | MS.NODEV, "mode=0755")
+    # === NEW ROOT: the prepared skeleton, then mounts on top ===
+    sc.mount(sc.fd_path(sources[plan.skeleton]), base, None, MS.BIND, label=plan.skeleton)
     for op in plan.ops:
         target = base + op.target if op.target != "/" else base
         try:
@@ -465,7 +529,7 @@ def _apply_one(op: Op, target: str, sources: dict[str, int]) -> None:
     elif isinstance(op, Bind):
         if op.is_file:
             _create_file(target)
-        elif not os.path.isdir(target):
+        else:
             _makedirs(target)
         sc.mount(sc.fd_path(sources[op.source]), target, None, MS.BIND | MS.REC, label=op.source)
         if op.readonly:

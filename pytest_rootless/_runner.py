@@ -139,6 +139,7 @@ class SessionState:
                 mounts=options.mounts,
                 state_dir=self.state_dir,
             )
+            plan = _rootfs.prepare(plan, tempfile.mkdtemp(dir=self.state_dir, prefix="root-"))
             self.plans[key] = plan
         return plan
 

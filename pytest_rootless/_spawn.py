@@ -8,6 +8,7 @@ deadline, and always reaps init, so no container outlives its test.
 
 from __future__ import annotations
 
+import gc
 import os
 import select
 import signal
@@ -78,12 +79,19 @@ def run(
         except (OSError, ValueError):
             pass
     read_fd, write_fd = os.pipe2(os.O_CLOEXEC)
+    # Freeze the collector's view of every existing object for the fork: the container
+    # then never walks (and so never copies, page by page) the host's object graph.
+    # The host unfreezes at once, so its own garbage is collected as before.
+    gc.freeze()
     try:
         pid = sc.clone(CLONE_FLAGS)
     except BaseException:
+        gc.unfreeze()
         os.close(read_fd)
         os.close(write_fd)
         raise
+    if pid != 0:
+        gc.unfreeze()
     if pid == 0:
         try:
             os.close(read_fd)

@@ -19,7 +19,7 @@ import os
 import platform
 import socket
 import struct
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 __all__ = [
     "AT_FDCWD",
@@ -124,8 +124,20 @@ PR_CAP_AMBIENT_CLEAR_ALL = 4
 
 # Syscall numbers for the calls glibc does not wrap (arch/*/entry/syscalls).
 _SYSCALLS = {
-    "x86_64": {"clone": 56, "pivot_root": 155, "close_range": 436, "mount_setattr": 442},
-    "aarch64": {"clone": 220, "pivot_root": 41, "close_range": 436, "mount_setattr": 442},
+    "x86_64": {
+        "clone": 56,
+        "pivot_root": 155,
+        "close_range": 436,
+        "openat2": 437,
+        "mount_setattr": 442,
+    },
+    "aarch64": {
+        "clone": 220,
+        "pivot_root": 41,
+        "close_range": 436,
+        "openat2": 437,
+        "mount_setattr": 442,
+    },
 }
 _NR = _SYSCALLS.get(platform.machine(), {})
 
@@ -135,12 +147,16 @@ _libc = ctypes.CDLL(None, use_errno=True)
 _libc_gil = ctypes.PyDLL(None, use_errno=True)
 
 
-def _check(result: int, call: str) -> int:
+def _check(result: int, call: str | Callable[[], str]) -> int:
+    """Raise on -1 with the call named; trace it. ``call`` may be a function, so that the
+    description is only formatted when it is shown (mount is called ~30 times a container)."""
     if result == -1:
         err = ctypes.get_errno()
-        _trace(f"{call} = -1 {errno.errorcode.get(err, err)}")
-        raise SyscallError(err, call)
-    _trace(call)
+        text = call if isinstance(call, str) else call()
+        _trace(f"{text} = -1 {errno.errorcode.get(err, err)}")
+        raise SyscallError(err, text)
+    if TRACING:
+        TRACE.append(call if isinstance(call, str) else call())
     return result
 
 
@@ -326,9 +342,11 @@ def mount(
     label: str | None = None,
 ) -> None:
     """mount(2). ``label`` replaces ``source`` in messages (e.g. a /proc/self/fd path)."""
-    shown = label or source
-    call = f"mount({shown!r}, {target!r}, {fstype!r}, {_flag_names(flags)}"
-    call += f", {data!r})" if data else ")"
+
+    def call() -> str:
+        text = f"mount({label or source!r}, {target!r}, {fstype!r}, {_flag_names(flags)}"
+        return text + (f", {data!r})" if data else ")")
+
     _check(
         _libc.mount(
             source.encode() if source is not None else None,
@@ -372,8 +390,12 @@ def mount_setattr(path: str, attr_set: int, *, recursive: bool = True) -> None:
         ctypes.byref(attr),
         ctypes.c_size_t(ctypes.sizeof(attr)),
     )
-    what = "MOUNT_ATTR_RDONLY" if attr_set == MOUNT_ATTR_RDONLY else hex(attr_set)
-    _check(res, f"mount_setattr({path!r}, {'AT_RECURSIVE' if recursive else 0}, {what})")
+
+    def call() -> str:
+        what = "MOUNT_ATTR_RDONLY" if attr_set == MOUNT_ATTR_RDONLY else hex(attr_set)
+        return f"mount_setattr({path!r}, {'AT_RECURSIVE' if recursive else 0}, {what})"
+
+    _check(res, call)
 
 
 def pivot_root(new_root: str, put_old: str) -> None:
@@ -417,6 +439,34 @@ def set_tracing(on: bool) -> None:
     global TRACING
     TRACING = on
     TRACE.clear()
+
+
+class _OpenHow(ctypes.Structure):
+    _fields_ = (
+        ("flags", ctypes.c_uint64),
+        ("mode", ctypes.c_uint64),
+        ("resolve", ctypes.c_uint64),
+    )
+
+
+RESOLVE_NO_SYMLINKS = 0x04  # include/uapi/linux/openat2.h
+
+
+def open_dir_nofollow(path: str) -> int:
+    """openat2(2) with RESOLVE_NO_SYMLINKS: an O_PATH fd of the directory ``path``, or
+    ELOOP if *any* component of it is a symlink (O_NOFOLLOW only checks the last one)."""
+    how = _OpenHow(os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC, 0, RESOLVE_NO_SYMLINKS)
+    res = _libc.syscall(
+        ctypes.c_long(_nr("openat2")),
+        ctypes.c_int(AT_FDCWD),
+        path.encode(),
+        ctypes.byref(how),
+        ctypes.c_size_t(ctypes.sizeof(how)),
+    )
+    if res == -1:
+        err = ctypes.get_errno()
+        raise SyscallError(err, f"openat2({path!r}, O_PATH|O_DIRECTORY, RESOLVE_NO_SYMLINKS)")
+    return int(res)
 
 
 def fd_path(fd: int) -> str:

@@ -45,6 +45,11 @@ class FakeKernel:
         self.calls.append(("open_path", path))
         return fd
 
+    SyscallError = _syscalls.SyscallError
+
+    def open_dir_nofollow(self, path: str) -> int:
+        return _syscalls.open_dir_nofollow(path)  # a lookup only: real, as it changes nothing
+
     def fd_path(self, fd: int) -> str:
         return f"/proc/self/fd/{fd}"
 

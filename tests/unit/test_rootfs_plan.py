@@ -101,40 +101,61 @@ def test_host_root_binds_everything_read_only(tmp_path: Path) -> None:
     assert etc == {"/etc/hostname", "/etc/hosts"}
 
 
+def test_prepare_writes_the_skeleton_once(tmp_path: Path) -> None:
+    p = _rootfs.prepare(plan(), str(tmp_path / "skel"))
+    skel = tmp_path / "skel"
+    assert (skel / "etc/hostname").read_text() == "sandbox\n"
+    assert (skel / "dev/null").is_file()  # mount point for the host's node
+    assert os.readlink(skel / "dev/fd") == "/proc/self/fd"
+    assert (skel / "usr").is_dir()
+    assert (skel / "proc").is_dir()
+    # what is written is no longer in the plan; mounts stay, /dev is no tmpfs any more
+    assert not [op for op in p.ops if isinstance(op, File | Symlink)]
+    assert Tmpfs("/dev", 0o755) not in p.ops
+    assert Bind("/usr", "/usr") in p.ops
+    assert p.skeleton == str(skel)
+
+
 def test_apply_order_with_the_recording_fake(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     kernel = FakeKernel()
     monkeypatch.setattr(_rootfs, "sc", kernel)
     monkeypatch.chdir(tmp_path)
-    p = _rootfs.Plan(
-        (
-            Bind("/usr", "/usr"),
-            Symlink("/bin", "usr/bin"),
-            Tmpfs("/tmp", 0o1777),
-            Bind("/somewhere", "/tmp/project", readonly=True),
-            Bind("/dev/null", "/dev/null", readonly=False, is_file=True),
-            Proc("/proc"),
-            ReadOnlyCover("/proc/sys"),
+    skeleton = str(tmp_path / "skel")
+    p = _rootfs.prepare(
+        _rootfs.Plan(
+            (
+                Bind("/usr", "/usr"),
+                Symlink("/bin", "usr/bin"),
+                Tmpfs("/tmp", 0o1777),
+                Bind("/somewhere", "/tmp/project", readonly=True),
+                Bind("/dev/null", "/dev/null", readonly=False, is_file=True),
+                Proc("/proc"),
+                ReadOnlyCover("/proc/sys"),
+            ),
+            home="/home/x",
         ),
-        home="/home/x",
+        skeleton,
     )
-    base = str(tmp_path / "root")
-    os.mkdir(base)
-    os.makedirs(base + "/proc/sys")  # a real proc would provide it
+    # The fake mounts nothing: build on the skeleton itself, stand in for the fresh proc.
+    base = skeleton
+    os.makedirs(skeleton + "/proc/sys")
     _rootfs.apply(p, base=base)
     names = kernel.names()
-    # propagation first, sources pinned before the build tmpfs covers them
+    # propagation first, sources pinned before the new root covers them
     assert kernel.calls[0][:3] == ("mount", "None", "/")
-    first_tmpfs = names.index("mount", 1)
-    assert all(n == "open_path" for n in names[1:first_tmpfs])
-    assert kernel.calls[first_tmpfs][1:3] == ("tmpfs", base)
+    first_mount = names.index("mount", 1)
+    assert all(n == "open_path" for n in names[1:first_mount])
+    assert kernel.calls[first_mount][1:3] == (skeleton, base)  # the skeleton is the root
     # each read-only bind is followed by a recursive read-only mount_setattr
     usr = kernel.calls.index(("mount", "/usr", base + "/usr", "None", "20480"))
     assert kernel.calls[usr + 1] == ("mount_setattr", base + "/usr", "1", "True")
     dev_null = [c for c in kernel.calls if c[:3] == ("mount", "/dev/null", base + "/dev/null")]
     assert dev_null
     assert kernel.calls[kernel.calls.index(dev_null[0]) + 1][0] != "mount_setattr"
+    # the project under the fresh /tmp gets its mount point created there, at apply time
+    assert os.path.isdir(base + "/tmp/project")
     # proc is a fresh mount, never a bind
     proc = next(c for c in kernel.calls if c[1] == "proc")
     assert proc[3] == "proc"
@@ -143,21 +164,21 @@ def test_apply_order_with_the_recording_fake(
     assert kernel.calls[-3] == ("mount_setattr", base, "1", "False")
     assert kernel.calls[-2] == ("pivot_root", ".", ".")
     assert kernel.calls[-1] == ("umount2", ".", "2")
-    assert os.readlink(base + "/bin") == "usr/bin"
-    assert os.path.isfile(base + "/dev/null")
+    assert os.readlink(skeleton + "/bin") == "usr/bin"
 
 
-def test_apply_refuses_to_follow_a_symlink(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(_rootfs, "sc", FakeKernel())
-    monkeypatch.chdir(tmp_path)
-    base = tmp_path / "root"
-    base.mkdir()
+def test_a_symlink_never_redirects_a_mount_point(tmp_path: Path) -> None:
     escape = tmp_path / "outside"
     escape.mkdir()
     p = _rootfs.Plan((Symlink("/lib", str(escape)), Dir("/lib/evil")), home="/h")
     with pytest.raises(_rootfs.RootfsError, match="symlink"):
-        _rootfs.apply(p, base=str(base))
+        _rootfs.prepare(p, str(tmp_path / "skel"))
     assert not (escape / "evil").exists()
+
+
+def test_apply_refuses_an_unprepared_plan(tmp_path: Path) -> None:
+    with pytest.raises(_rootfs.RootfsError, match="not prepared"):
+        _rootfs.apply(_rootfs.Plan((), home="/h"), base=str(tmp_path))
 
 
 def test_host_root_rebinds_what_the_fresh_tmp_and_home_cover(tmp_path: Path) -> None:
@@ -179,3 +200,11 @@ def test_host_root_rebinds_what_the_fresh_tmp_and_home_cover(tmp_path: Path) -> 
 def test_cwd_that_is_a_bound_project_needs_no_dir() -> None:
     p = plan(ro_paths=["/usr", "/tmp/proj"], cwd="/tmp/proj")
     assert not [op for op in p.ops if isinstance(op, Dir)]
+
+
+def test_an_existing_mount_point_behind_a_symlink_is_refused(tmp_path: Path) -> None:
+    (tmp_path / "real" / "mnt").mkdir(parents=True)
+    (tmp_path / "link").symlink_to(tmp_path / "real")
+    with pytest.raises(_rootfs.RootfsError, match="symlink"):
+        _rootfs._makedirs(str(tmp_path / "link" / "mnt"))
+    _rootfs._makedirs(str(tmp_path / "real" / "mnt"))  # the same directory, directly: fine
