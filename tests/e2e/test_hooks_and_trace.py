@@ -103,7 +103,8 @@ def test_trace_prints_each_kernel_step(pytester: pytest.Pytester) -> None:
                 "  [init] mount_setattr('/tmp/usr', AT_RECURSIVE, MOUNT_ATTR_RDONLY)",
                 "  [init] pivot_root('.', '.')",
                 "  [init] umount2('.', MNT_DETACH)",
-                "  [init] unshare(CLONE_NEWNS|CLONE_NEWUTS|CLONE_NEWIPC|CLONE_NEWUSER|CLONE_NEWNET)",
+                "  [init] unshare(CLONE_NEWNS|CLONE_NEWUTS|CLONE_NEWIPC|CLONE_NEWUSER"
+                "|CLONE_NEWNET)",
                 "  [init] sethostname('sandbox')",
                 "  [init] ioctl(SIOCSIFFLAGS, 'lo', IFF_UP)",
                 "  [test] setsid()",
