@@ -73,6 +73,17 @@ def static_problem() -> str | None:
     return None
 
 
+_CAP_SETFCAP = 31  # include/uapi/linux/capability.h
+
+
+def _has_capability(cap: int) -> bool:
+    status = _read("/proc/self/status") or ""
+    for line in status.splitlines():
+        if line.startswith("CapEff:"):
+            return bool(int(line.split()[1], 16) >> cap & 1)
+    return False
+
+
 def explain_trial_failure(call: str | None, err: int | None, message: str) -> str:
     """Turn the first failing step of a trial container into cause + fix."""
     hints = sysctl_problems()
@@ -90,6 +101,12 @@ def explain_trial_failure(call: str | None, err: int | None, message: str) -> st
             "the user-namespace limit is reached (ENOSPC); fix: raise "
             "user.max_user_namespaces, or check for leaked namespaces"
         )
+    if "uid_map" in call and os.geteuid() == 0 and not _has_capability(_CAP_SETFCAP):
+        return (
+            "this process is uid 0 without CAP_SETFCAP (inside another container?), and the "
+            "kernel refuses to map uid 0 into a new user namespace then (Linux 5.12+); fix: "
+            "run as a non-root user, or give the outer container CAP_SETFCAP (root=True)"
+        )
     if "uid_map" in call or "gid_map" in call or "setgroups" in call:
         return (
             f"writing the user namespace's id map was refused ({message}); an LSM likely "
@@ -99,8 +116,9 @@ def explain_trial_failure(call: str | None, err: int | None, message: str) -> st
     if call.startswith("mount('proc'"):
         return (
             "mounting a fresh /proc was refused: the host's /proc has over-mounts (Docker "
-            "and similar mask parts of it), so the kernel will not show a new one; fix: run "
-            "with an unmasked /proc (docker --security-opt systempaths=unconfined)"
+            "and similar mask parts of it, and so does an isolated test's own /proc), so the "
+            "kernel will not show a new one; fix: run with an unmasked /proc (docker "
+            "--security-opt systempaths=unconfined), not from inside an isolated test"
         )
     if call.startswith("mount_setattr") and err == errno.ENOSYS:
         return "mount_setattr(2) is missing: Linux 5.12 or newer is required"

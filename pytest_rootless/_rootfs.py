@@ -443,7 +443,10 @@ def prepare(plan: Plan, directory: str) -> Plan:
 
 
 class RootfsError(OSError):
-    """Building the root filesystem failed; the message names the operation."""
+    """Building the root filesystem failed; the message names the operation and ``call``
+    the system call that failed, when one did."""
+
+    call: str | None = None
 
 
 def _makedirs(path: str, mode: int = 0o755) -> None:
@@ -507,9 +510,9 @@ def apply(plan: Plan, base: str = BUILD_BASE) -> None:
         except RootfsError:
             raise
         except OSError as exc:
-            raise RootfsError(
-                exc.errno or errno.EIO, f"{op.describe()}: {exc.strerror or exc}"
-            ) from None
+            error = RootfsError(exc.errno or errno.EIO, f"{op.describe()}: {exc.strerror or exc}")
+            error.call = getattr(exc, "call", None)
+            raise error from None
     for fd in sources.values():
         os.close(fd)
     sc.mount_setattr(base, sc.MOUNT_ATTR_RDONLY, recursive=False)
