@@ -59,6 +59,10 @@ class ChildSpec:
     last_cap: int
 
 
+#: The namespaces the container's init is cloned into (the rest come with the inner
+#: user namespace, see _init).
+CLONE_FLAGS = NS.NEWUSER | NS.NEWNS | NS.NEWPID
+
 Payload = Callable[[int], int]
 """What the test process runs once isolated: gets the result fd, returns an exit status."""
 
@@ -72,6 +76,33 @@ def container_main(spec: ChildSpec, result_fd: int, crash_fd: int, payload: Payl
         try:
             _wire.send(result_fd, _error_message(exc))
         except BaseException:
+            pass
+    finally:
+        os._exit(status)
+
+
+def relay_main(spec: ChildSpec, result_fd: int, crash_fd: int, payload: Payload) -> NoReturn:
+    """Entry point of a single-threaded copy of a multi-threaded pytest: clone the
+    container's init from here (safe: no other thread can hold a malloc lock), wait for
+    it and exit with its status. Never returns."""
+    status = EXIT_SETUP_FAILED
+    try:
+        sc.prctl(sc.PR_SET_PDEATHSIG, signal.SIGKILL, "PR_SET_PDEATHSIG")
+        if _parent_gone(result_fd):
+            os._exit(status)
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
+        pid = sc.clone(CLONE_FLAGS)
+        if pid == 0:
+            container_main(spec, result_fd, crash_fd, payload)
+        os.close(result_fd)
+        _, wait_status = os.waitpid(pid, 0)
+        status = os.waitstatus_to_exitcode(wait_status)
+        if status < 0:
+            status = 128 - status
+    except BaseException as exc:  # noqa: BLE001 - everything must go up as data
+        try:
+            _wire.send(result_fd, _error_message(exc))
+        except BaseException:  # noqa: BLE001,S110
             pass
     finally:
         os._exit(status)

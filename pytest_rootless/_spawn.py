@@ -19,7 +19,6 @@ from dataclasses import dataclass, field
 
 from . import _child, _wire
 from . import _syscalls as sc
-from ._syscalls import CloneFlag as NS
 
 #: Extra time the host gives a container past its timeout before killing it itself
 #: (init normally ends it first, after the stack dump).
@@ -62,9 +61,6 @@ class CrashChannel:
         os.close(self.fd)
 
 
-CLONE_FLAGS = NS.NEWUSER | NS.NEWNS | NS.NEWPID
-
-
 def run(
     spec: _child.ChildSpec,
     payload: _child.Payload,
@@ -83,8 +79,11 @@ def run(
     # then never walks (and so never copies, page by page) the host's object graph.
     # The host unfreezes at once, so its own garbage is collected as before.
     gc.freeze()
+    # The raw clone(2) is only safe in a single-threaded process (see _syscalls.clone);
+    # with other threads, a single-threaded copy made by glibc's fork() clones the init.
+    entry = _child.container_main if _single_threaded() else _child.relay_main
     try:
-        pid = sc.clone(CLONE_FLAGS)
+        pid = sc.clone(_child.CLONE_FLAGS) if entry is _child.container_main else sc.fork()
     except BaseException:
         gc.unfreeze()
         os.close(read_fd)
@@ -96,7 +95,7 @@ def run(
         try:
             os.close(read_fd)
         finally:
-            _child.container_main(spec, write_fd, crash.fd, payload)
+            entry(spec, write_fd, crash.fd, payload)
     os.close(write_fd)
     outcome = Outcome()
     try:
@@ -111,6 +110,14 @@ def run(
     if outcome.status is None or outcome.status != 0 or outcome.timed_out:
         outcome.crash_text = crash.read()
     return outcome
+
+
+def _single_threaded() -> bool:
+    """Whether this process has one thread (num_threads, field 20 of proc_pid_stat(5)):
+    C threads count too (faulthandler's watchdog, a C library's workers)."""
+    with open("/proc/self/stat", "rb") as f:
+        fields = f.read().rsplit(b")", 1)[1].split()
+    return fields[17] == b"1"
 
 
 def _waitpid(pid: int) -> tuple[int, int]:

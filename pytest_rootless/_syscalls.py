@@ -172,6 +172,29 @@ def _nr(name: str) -> int:
 # --- processes ------------------------------------------------------------------------------
 
 
+def fork() -> int:
+    """glibc's fork(3), with CPython's fork protocol around it (see :func:`clone`).
+
+    ``os.fork()`` would do the same, but on Python 3.12+ it also warns about forking a
+    multi-threaded process, the one case this is used for: a single-threaded copy is
+    made first so that the raw clone(2) then runs with no other thread (glibc's fork
+    takes the malloc arena locks around the fork; a raw clone cannot)."""
+    api = ctypes.pythonapi
+    libc_fork = _libc_gil.fork
+    libc_fork.restype = ctypes.c_int
+    api.PyOS_BeforeFork()
+    pid = libc_fork()
+    if pid == 0:
+        api.PyOS_AfterFork_Child()
+        return 0
+    err = ctypes.get_errno()
+    api.PyOS_AfterFork_Parent()
+    if pid == -1:
+        raise SyscallError(err, "fork()")
+    _trace(f"fork() = {pid}")
+    return int(pid)
+
+
 def clone(flags: CloneFlag) -> int:
     """clone(2) with fork semantics plus namespace ``flags``; returns 0 in the child.
 
@@ -183,9 +206,10 @@ def clone(flags: CloneFlag) -> int:
     child) saves one fork of the whole pytest process per container, and is allowed from a
     multi-threaded parent, where ``unshare(CLONE_NEWUSER)`` is EINVAL (user_namespaces(7)).
 
-    glibc's own fork() also takes the malloc arena locks around the fork; a raw clone does
-    not, which only matters if another thread is inside malloc without the GIL at that
-    instant. The child (PID 1 of the container) calls glibc's fork() itself afterwards.
+    glibc's own fork() takes the malloc arena locks around the fork; a raw clone does not.
+    If another thread held one at that instant, the child's copy stays locked forever and
+    its next malloc-using fork() deadlocks. So this is only called by a single-threaded
+    process (the caller checks, and forks a single-threaded copy first otherwise).
     """
     call = f"clone({_flag_names(flags, CloneFlag, 'CLONE_')}|SIGCHLD)"
     api = ctypes.pythonapi
