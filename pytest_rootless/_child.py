@@ -22,6 +22,7 @@ import faulthandler
 import os
 import select
 import signal
+import sys
 import tempfile
 import time
 import traceback
@@ -74,7 +75,7 @@ def container_main(spec: ChildSpec, result_fd: int, crash_fd: int, payload: Payl
         status = _init(spec, result_fd, crash_fd, payload)
     except BaseException as exc:
         try:
-            _wire.send(result_fd, _error_message(exc))
+            _wire.send(result_fd, _error_message(exc, "init"))
         except BaseException:
             pass
     finally:
@@ -99,18 +100,19 @@ def relay_main(spec: ChildSpec, result_fd: int, crash_fd: int, payload: Payload)
         status = os.waitstatus_to_exitcode(wait_status)
         if status < 0:
             status = 128 - status
-    except BaseException as exc:  # noqa: BLE001 - everything must go up as data
+    except BaseException as exc:
         try:
-            _wire.send(result_fd, _error_message(exc))
-        except BaseException:  # noqa: BLE001,S110
+            _wire.send(result_fd, _error_message(exc, "init"))
+        except BaseException:
             pass
     finally:
         os._exit(status)
 
 
-def _error_message(exc: BaseException) -> _wire.Message:
+def _error_message(exc: BaseException, stage: str) -> _wire.Message:
     return {
         "kind": "setup-error",
+        "stage": stage,
         "type": type(exc).__name__,
         "errno": getattr(exc, "errno", None),
         "call": getattr(exc, "call", None),
@@ -170,6 +172,8 @@ def _init(spec: ChildSpec, result_fd: int, crash_fd: int, payload: Payload) -> i
     test_pid = os.fork()
     if test_pid == 0:
         _test_process(spec, result_fd, crash_fd, payload)  # never returns
+    # Init needs nothing of pytest's any more: only the channel to the host.
+    _close_inherited_fds({result_fd})
     return _reap(spec, result_fd, test_pid)
 
 
@@ -233,14 +237,17 @@ def _test_process(spec: ChildSpec, result_fd: int, crash_fd: int, payload: Paylo
         # user's shell (CVE-2017-5226 in bubblewrap).
         os.setsid()
         sc.trace_note("setsid()")
+        # A fresh, empty session keyring: the host's may hold Kerberos tickets or
+        # filesystem keys (keyrings(7); runc does the same).
+        sc.keyctl_join_session_keyring()
         if not spec.root:
             sc.cap_drop_all(spec.last_cap)
         sc.prctl(sc.PR_SET_NO_NEW_PRIVS, 1, "PR_SET_NO_NEW_PRIVS")
         _close_inherited_fds(set(spec.keep_fds) | {0, 1, 2, result_fd, crash_fd})
 
         # === ENVIRONMENT ===
-        os.environ["HOME"] = spec.plan.home
         os.environ.update(dict(spec.env))
+        os.environ["HOME"] = spec.plan.home
         tmpdir = os.environ.get("TMPDIR")
         if tmpdir is not None and not os.path.isdir(tmpdir):
             del os.environ["TMPDIR"]
@@ -255,8 +262,13 @@ def _test_process(spec: ChildSpec, result_fd: int, crash_fd: int, payload: Paylo
         status = payload(result_fd)
     except BaseException as exc:
         try:
-            _wire.send(result_fd, _error_message(exc))
+            _wire.send(result_fd, _error_message(exc, "test"))
         except BaseException:
             pass
     finally:
+        for stream in (sys.stdout, sys.stderr):  # os._exit skips it: -s output to a pipe
+            try:
+                stream.flush()
+            except BaseException:
+                pass
         os._exit(status)

@@ -183,9 +183,14 @@ def validate(raw: Mapping[str, Any]) -> Options:
         cpu = _positive_number("cpu", cpu)
 
     env = _string_map("env", values["env"], "variable names to values")
-    for key, _ in env:
-        if not key or "=" in key or "\0" in key:
+    for key, val in env:
+        if not key or "=" in key or "\0" in key or "\0" in val:
             raise _fail("env", values["env"], "variable names without '=' or NUL")
+        if key == "HOME":
+            raise OptionError(
+                "rootless option env: HOME cannot be set, it is always the container's fresh, "
+                "empty home directory"
+            )
 
     mounts = _string_map("mounts", values["mounts"], "inside paths to host paths")
     for inside, host in mounts:

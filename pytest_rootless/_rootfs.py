@@ -51,15 +51,38 @@ ETC_COPY = (
     "resolv.conf",
     "environment",
     "inputrc",
+    "ssl/openssl.cnf",
+    "pki/tls/openssl.cnf",
 )
+# Certificates only: /etc/ssl/private and /etc/pki/tls/private hold keys that a test run
+# by root could read (uid 0 owns them, capabilities or not).
 ETC_BIND_DIRS = (
     "ld.so.conf.d",
-    "ssl",
+    "ssl/certs",
     "ca-certificates",
-    "pki",
+    "pki/ca-trust",
+    "pki/tls/certs",
     "crypto-policies",
     "alternatives",
     "terminfo",
+)
+# With rootfs="host", what is hidden anyway: secrets a root-run test could read, and the
+# directories of host daemons' sockets (connect(2) works through a read-only mount).
+HOST_MASKED_FILES = (
+    "/etc/shadow",
+    "/etc/shadow-",
+    "/etc/gshadow",
+    "/etc/gshadow-",
+    "/etc/sudoers",
+    "/etc/security/opasswd",
+)
+HOST_MASKED_DIRS = (
+    "/etc/ssh",
+    "/etc/sudoers.d",
+    "/etc/ssl/private",
+    "/etc/pki/tls/private",
+    "/run",
+    "/var/run",
 )
 SYSTEM_DIRS = ("usr", "bin", "sbin", "lib", "lib32", "lib64", "libx32")
 DEV_NODES = ("null", "zero", "full", "random", "urandom", "tty")
@@ -358,6 +381,12 @@ def build_plan(
             with open(source, "wb") as f:
                 f.write(op.content)
             ops.append(Bind(source, op.target, readonly=True, is_file=True))
+        empty = os.path.join(state_dir, "empty")
+        open(empty, "wb").close()
+        ops += [Bind(empty, p, is_file=True) for p in HOST_MASKED_FILES if os.path.isfile(p)]
+        for path in HOST_MASKED_DIRS:
+            if os.path.isdir(path) and not os.path.islink(path):
+                ops += [Tmpfs(path, 0o755), ReadOnly(path)]
     else:
         ro = list(needed)
         for name in SYSTEM_DIRS:

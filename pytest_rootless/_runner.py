@@ -306,7 +306,31 @@ def _load_report(item: pytest.Item, data: object) -> pytest.TestReport:
         raise _wire.ProtocolError(f"a report has when={report.when!r} outcome={report.outcome!r}")
     if report.nodeid != item.nodeid:
         raise _wire.ProtocolError(f"a report names another test: {report.nodeid!r}")
-    report.location = tuple(report.location)  # type: ignore[assignment]
+    location = report.location
+    if not (
+        isinstance(location, list | tuple)
+        and len(location) == 3
+        and isinstance(location[0], str)
+        and isinstance(location[1], int | None)
+        and isinstance(location[2], str)
+    ):
+        raise _wire.ProtocolError(f"a report has a malformed location: {location!r:.200}")
+    report.location = tuple(location)  # type: ignore[assignment]
+    sections = report.sections
+    if not isinstance(sections, list) or not all(
+        isinstance(s, list | tuple) and len(s) == 2 and all(isinstance(x, str) for x in s)
+        for s in sections
+    ):
+        raise _wire.ProtocolError("a report has malformed sections")
+    report.sections = [(title, text) for title, text in sections]
+    if not isinstance(report.duration, int | float) or not isinstance(report.keywords, dict):
+        raise _wire.ProtocolError("a report has a malformed duration or keywords")
+    props = report.user_properties
+    if not isinstance(props, list) or not all(
+        isinstance(p, list | tuple) and len(p) == 2 and isinstance(p[0], str) for p in props
+    ):
+        raise _wire.ProtocolError("a report has malformed user_properties")
+    report.user_properties = [(name, value) for name, value in props]
     longrepr = report.longrepr
     if isinstance(longrepr, list) and len(longrepr) == 3:
         # A skip's (path, lineno, message): JSON has no tuples, pytest's summary needs one.
@@ -314,7 +338,12 @@ def _load_report(item: pytest.Item, data: object) -> pytest.TestReport:
         if isinstance(path, str) and isinstance(lineno, int | None) and isinstance(message, str):
             report.longrepr = (path, lineno, message)
         else:
-            raise _wire.ProtocolError(f"a report has a malformed longrepr: {longrepr!r}")
+            raise _wire.ProtocolError(f"a report has a malformed longrepr: {longrepr!r:.200}")
+    elif longrepr is not None:
+        try:  # render it once now: a malformed one must fail here, not in the summary
+            report.longreprtext  # noqa: B018
+        except Exception as exc:
+            raise _wire.ProtocolError(f"a report's longrepr cannot be shown: {exc!r}") from None
     return report
 
 
@@ -369,6 +398,22 @@ def _describe_end(outcome: _spawn.Outcome, options: Options) -> str:
     if outcome.status is not None:
         return f"the test process exited with status {outcome.status} before reporting"
     return f"the container's init ended with status {outcome.init_status} before reporting"
+
+
+#: Warnings kept per container: the host's memory stays bounded whatever a test sends.
+MAX_WARNINGS = 1000
+MAX_WARNING_TEXT = 64 * 1024
+
+
+def _checked_warning(message: _wire.Message) -> _wire.Message:
+    fields = ("message", "category", "module", "filename")
+    if not all(isinstance(message.get(key), str) for key in fields):
+        raise _wire.ProtocolError("a warning frame is malformed")
+    if not isinstance(message.get("lineno"), int):
+        raise _wire.ProtocolError("a warning frame is malformed")
+    if not message["category"].isidentifier():
+        raise _wire.ProtocolError("a warning category is not a name")
+    return {key: message[key][:MAX_WARNING_TEXT] for key in fields} | {"lineno": message["lineno"]}
 
 
 @dataclass
@@ -464,23 +509,29 @@ def _run_in_container(
     writer = state.config.pluginmanager.getplugin("terminalreporter")
 
     def on_message(message: _wire.Message) -> None:
-        kind = message["kind"]
         if received.protocol_error is not None:
             return
+        try:
+            handle(message)
+        except Exception as exc:  # the container is not trusted: any bad frame ends it
+            received.protocol_error = (
+                str(exc) if isinstance(exc, _wire.ProtocolError) else f"{exc!r} on {message!r:.200}"
+            )
+            raise _wire.ProtocolError(received.protocol_error) from None
+
+    def handle(message: _wire.Message) -> None:
+        kind = message["kind"]
         if kind == "report":
-            try:
-                report = _load_report(item, message.get("data"))
-            except _wire.ProtocolError as exc:
-                received.protocol_error = str(exc)
-                return
+            report = _load_report(item, message.get("data"))
             if report.when in received.reports:
-                received.protocol_error = f"a second {report.when} report arrived"
-                return
+                raise _wire.ProtocolError(f"a second {report.when} report arrived")
             received.reports[report.when] = report
             if report.when != "teardown":  # held: merged with the host's teardown
                 ihook.pytest_runtest_logreport(report=report)
         elif kind == "warning":
-            received.warnings.append(message)
+            if len(received.warnings) >= MAX_WARNINGS:
+                raise _wire.ProtocolError(f"more than {MAX_WARNINGS} warnings")
+            received.warnings.append(_checked_warning(message))
         elif kind == "session-exit":
             received.exit_request = message
         elif kind == "interrupt":
@@ -538,7 +589,10 @@ def _report_missing(
         ]
     if outcome.setup_error is not None:
         err = outcome.setup_error
-        lines = [f"rootless: the container could not be built: {err.get('message')}"]
+        if err.get("stage") == "test":
+            lines = [f"rootless: pytest-rootless failed in the test process: {err.get('message')}"]
+        else:
+            lines = [f"rootless: the container could not be built: {err.get('message')}"]
         trace = err.get("trace")
         if isinstance(trace, list) and trace:
             lines += ["", "steps taken (the last one failed):"]
@@ -581,6 +635,28 @@ def _print_trace(writer: Any, item: pytest.Item, message: _wire.Message) -> None
 
 # --- the container side of one item (runs in the test process, after isolation) -------------
 
+#: Captured output kept per report section; a frame must stay under _wire.MAX_FRAME.
+MAX_SECTION = 8 * 1024 * 1024
+
+
+def _fit(data: dict[str, Any]) -> dict[str, Any]:
+    """Cut very long captured sections in the middle, saying so, so the report still fits
+    in one frame (a plain pytest run would hold all of it in memory too)."""
+    sections = data.get("sections")
+    if isinstance(sections, list):
+        fitted = []
+        for title, text in sections:
+            if isinstance(text, str) and len(text) > MAX_SECTION:
+                half = MAX_SECTION // 2
+                cut = len(text) - 2 * half
+                text = (
+                    f"{text[:half]}\n[... {cut} characters cut by pytest-rootless ...]\n"
+                    f"{text[-half:]}"
+                )
+            fitted.append((title, text))
+        data["sections"] = fitted
+    return data
+
 
 def _container_protocol(item: pytest.Item, result_fd: int) -> int:
     """pytest's runtestprotocol for one item, reports sent up instead of logged."""
@@ -600,7 +676,7 @@ def _container_protocol(item: pytest.Item, result_fd: int) -> int:
         )
         report: pytest.TestReport = ihook.pytest_runtest_makereport(item=item, call=call)
         data = config.hook.pytest_report_to_serializable(config=config, report=report)
-        send({"kind": "report", "data": data})
+        send({"kind": "report", "data": _fit(data)})
         return report
 
     with warnings.catch_warnings(record=True) as log:

@@ -15,7 +15,7 @@ import signal
 import sys
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 from . import _child, _wire
 from . import _syscalls as sc
@@ -39,7 +39,6 @@ class Outcome:
     setup_error: _wire.Message | None = None
     protocol_error: str | None = None
     crash_text: str = ""
-    trace: list[str] = field(default_factory=list)
 
 
 class CrashChannel:
@@ -162,13 +161,7 @@ def _collect(
             return
         if outcome.protocol_error is not None:
             continue  # drain until EOF; the container is being killed
-        try:
-            messages = decoder.feed(chunk)
-        except _wire.ProtocolError as exc:
-            outcome.protocol_error = str(exc)
-            _kill(pid)
-            continue
-        for message in messages:
+        for message in decoder.feed(chunk):
             kind = message["kind"]
             if kind == "exit":
                 outcome.status = _int_or_none(message.get("status"))
@@ -177,9 +170,15 @@ def _collect(
             elif kind == "setup-error":
                 outcome.setup_error = message
             else:
-                if kind == "trace" and isinstance(message.get("lines"), list):
-                    outcome.trace.extend(str(line) for line in message["lines"])
-                on_message(message)
+                try:
+                    on_message(message)
+                except _wire.ProtocolError as exc:
+                    outcome.protocol_error = str(exc)
+                    _kill(pid)
+                    break
+        if decoder.error is not None and outcome.protocol_error is None:
+            outcome.protocol_error = str(decoder.error)
+            _kill(pid)
 
 
 def _int_or_none(value: object) -> int | None:

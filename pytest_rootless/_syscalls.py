@@ -19,7 +19,7 @@ import os
 import platform
 import socket
 import struct
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 
 __all__ = [
     "AT_FDCWD",
@@ -130,6 +130,7 @@ _SYSCALLS = {
         "close_range": 436,
         "openat2": 437,
         "mount_setattr": 442,
+        "keyctl": 250,
     },
     "aarch64": {
         "clone": 220,
@@ -137,6 +138,7 @@ _SYSCALLS = {
         "close_range": 436,
         "openat2": 437,
         "mount_setattr": 442,
+        "keyctl": 219,
     },
 }
 _NR = _SYSCALLS.get(platform.machine(), {})
@@ -301,6 +303,17 @@ def cap_drop_all(last_cap: int) -> None:
         _libc.capset(ctypes.byref(header), ctypes.byref(data)),
         "capset(effective=0, permitted=0, inheritable=0)",
     )
+
+
+KEYCTL_JOIN_SESSION_KEYRING = 1  # include/uapi/linux/keyctl.h
+
+
+def keyctl_join_session_keyring() -> None:
+    """keyctl(KEYCTL_JOIN_SESSION_KEYRING, NULL): join a new anonymous session keyring."""
+    res = _libc.syscall(
+        ctypes.c_long(_nr("keyctl")), ctypes.c_int(KEYCTL_JOIN_SESSION_KEYRING), None
+    )
+    _check(res, "keyctl(KEYCTL_JOIN_SESSION_KEYRING, NULL)")
 
 
 def close_range(first: int, last: int = 0xFFFFFFFF) -> None:
@@ -501,7 +514,3 @@ def fd_path(fd: int) -> str:
 def open_path(path: str) -> int:
     """open(path, O_PATH|O_CLOEXEC): pin a bind source before its path gets covered."""
     return os.open(path, os.O_PATH | os.O_CLOEXEC)
-
-
-def ids() -> Sequence[int]:
-    return (os.geteuid(), os.getegid())

@@ -36,8 +36,23 @@ def _default(obj: object) -> object:
     return repr(obj)
 
 
+def _plain_keys(obj: object) -> object:
+    """The same data with every dict key a string (JSON allows no others)."""
+    if isinstance(obj, dict):
+        return {
+            key if isinstance(key, str) else repr(key): _plain_keys(value)
+            for key, value in obj.items()
+        }
+    if isinstance(obj, list | tuple):
+        return [_plain_keys(item) for item in obj]
+    return obj
+
+
 def encode(message: Message) -> bytes:
-    body = json.dumps(message, default=_default, separators=(",", ":")).encode()
+    try:
+        body = json.dumps(message, default=_default, separators=(",", ":")).encode()
+    except (TypeError, ValueError):  # e.g. record_property("m", {(0, 1): 0.5})
+        body = json.dumps(_plain_keys(message), default=_default, separators=(",", ":")).encode()
     return _HEADER.pack(len(body)) + body
 
 
@@ -50,34 +65,51 @@ def send(fd: int, message: Message) -> None:
 
 
 class Decoder:
-    """Incremental decoder: feed bytes as they arrive, take whole messages out."""
+    """Incremental decoder: feed bytes as they arrive, take whole messages out.
+
+    The frames before a malformed one are still returned; the first error is kept in
+    :attr:`error` and nothing after it is decoded.
+    """
 
     def __init__(self, max_frame: int = MAX_FRAME) -> None:
         self._buffer = bytearray()
         self._max_frame = max_frame
+        self.error: ProtocolError | None = None
 
     def feed(self, chunk: bytes) -> list[Message]:
+        if self.error is not None:
+            return []
         self._buffer += chunk
         messages: list[Message] = []
-        while len(self._buffer) >= _HEADER.size:
-            (length,) = _HEADER.unpack_from(self._buffer)
-            if length > self._max_frame:
-                raise ProtocolError(
-                    f"a frame claims {length} bytes, more than the {self._max_frame} allowed"
-                )
-            end = _HEADER.size + length
-            if len(self._buffer) < end:
-                break
-            body = bytes(self._buffer[_HEADER.size : end])
-            del self._buffer[:end]
-            try:
-                message = json.loads(body)
-            except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-                raise ProtocolError(f"a frame is not JSON: {exc}") from None
-            if not isinstance(message, dict) or not isinstance(message.get("kind"), str):
-                raise ProtocolError("a frame is not an object with a 'kind'")
-            messages.append(message)
+        try:
+            while len(self._buffer) >= _HEADER.size:
+                message = self._next()
+                if message is None:
+                    break
+                messages.append(message)
+        except ProtocolError as exc:
+            self.error = exc
+            self._buffer.clear()
         return messages
+
+    def _next(self) -> Message | None:
+        (length,) = _HEADER.unpack_from(self._buffer)
+        if length > self._max_frame:
+            raise ProtocolError(
+                f"a frame claims {length} bytes, more than the {self._max_frame} allowed"
+            )
+        end = _HEADER.size + length
+        if len(self._buffer) < end:
+            return None
+        body = bytes(self._buffer[_HEADER.size : end])
+        del self._buffer[:end]
+        try:
+            message = json.loads(body)
+        except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+            raise ProtocolError(f"a frame is not JSON: {exc}") from None
+        if not isinstance(message, dict) or not isinstance(message.get("kind"), str):
+            raise ProtocolError("a frame is not an object with a 'kind'")
+        return message
 
     @property
     def pending(self) -> int:

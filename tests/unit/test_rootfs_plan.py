@@ -98,7 +98,11 @@ def test_host_root_binds_everything_read_only(tmp_path: Path) -> None:
     assert p.ops[0] == Bind("/", "/")
     assert (tmp_path / "sandbox.hostname").read_text() == "sandbox\n"
     etc = {op.target for op in p.ops if isinstance(op, Bind) and op.target.startswith("/etc")}
-    assert etc == {"/etc/hostname", "/etc/hosts"}
+    assert {"/etc/hostname", "/etc/hosts"} <= etc
+    masked = {op.target for op in p.ops if isinstance(op, Bind) and op.source.endswith("empty")}
+    assert masked == {f for f in _rootfs.HOST_MASKED_FILES if os.path.isfile(f)}
+    if os.path.isdir("/run"):  # host daemons' sockets: connect(2) ignores read-only mounts
+        assert Tmpfs("/run", 0o755) in p.ops
 
 
 def test_prepare_writes_the_skeleton_once(tmp_path: Path) -> None:

@@ -1,0 +1,137 @@
+"""A hostile or careless test cannot crash the session, bloat the host or lose reports.
+
+The test process holds the write end of the result channel (it has to: pytest runs there),
+so a test can write anything into it. The host treats every frame as untrusted data.
+"""
+
+from __future__ import annotations
+
+import os
+
+import pytest
+
+# In the test process the only pipe left open is the result channel.
+FIND_CHANNEL = """
+import json, os, stat, struct
+
+def channel():
+    for name in os.listdir("/proc/self/fd"):
+        fd = int(name)
+        try:
+            if stat.S_ISFIFO(os.fstat(fd).st_mode) and fd > 2:
+                return fd
+        except OSError:
+            pass
+    raise AssertionError("no channel")
+
+def send(message):
+    body = json.dumps(message).encode()
+    os.write(channel(), struct.pack(">I", len(body)) + body)
+"""
+
+
+@pytest.mark.parametrize(
+    "frame",
+    [
+        'send({"kind": "report", "data": {"$report_type": "TestReport", '
+        '"nodeid": NODEID, "location": None, "keywords": {}, "outcome": "passed", '
+        '"longrepr": None, "when": "call", "sections": [], "duration": 0}})',
+        'send({"kind": "report", "data": {"$report_type": "CollectReport"}})',
+        'send({"kind": "warning", "message": 1})',
+        'os.write(channel(), b"\\xff\\xff\\xff\\xffgarbage")',
+        'os.write(channel(), b"\\x00\\x00\\x00\\x05nope!")',
+    ],
+    ids=["bad-location", "wrong-type", "bad-warning", "huge-claim", "not-json"],
+)
+def test_forged_frames_fail_the_test_and_the_session_goes_on(
+    pytester: pytest.Pytester, frame: str
+) -> None:
+    pytester.makepyfile(
+        FIND_CHANNEL
+        + f"""
+import pytest
+
+@pytest.mark.isolated
+def test_forger(request):
+    NODEID = request.node.nodeid
+    {frame}
+
+def test_after():
+    pass
+"""
+    )
+    result = pytester.runpytest_subprocess("-p", "rootless")
+    result.assert_outcomes(passed=1, failed=1)
+    result.stdout.fnmatch_lines(["*rootless: the container sent malformed data during call*"])
+    assert "INTERNALERROR" not in result.stdout.str()
+
+
+def test_a_warning_flood_is_cut_off(pytester: pytest.Pytester) -> None:
+    pytester.makepyfile(
+        FIND_CHANNEL
+        + """
+import pytest
+
+@pytest.mark.isolated
+def test_flood():
+    for i in range(5000):
+        send({"kind": "warning", "message": "x" * 1000, "category": "UserWarning",
+              "module": "builtins", "filename": "f.py", "lineno": 1})
+"""
+    )
+    result = pytester.runpytest_subprocess("-p", "rootless")
+    result.assert_outcomes(failed=1)
+    result.stdout.fnmatch_lines(["*more than 1000 warnings*"])
+
+
+def test_report_values_json_cannot_hold(pytester: pytest.Pytester) -> None:
+    pytester.makepyfile(
+        """
+        import pytest
+
+        @pytest.mark.isolated
+        def test_props(record_property):
+            record_property("matrix", {(0, 1): 0.5})
+        """
+    )
+    result = pytester.runpytest_subprocess("-p", "rootless", "--junitxml=out.xml")
+    result.assert_outcomes(passed=1)
+    assert "(0, 1)" in (pytester.path / "out.xml").read_text()
+
+
+def test_huge_output_is_cut_not_fatal(pytester: pytest.Pytester) -> None:
+    pytester.makepyfile(
+        """
+        import pytest
+
+        @pytest.mark.isolated
+        def test_loud():
+            print("A" * (70 * 1024 * 1024))
+            assert False
+        """
+    )
+    result = pytester.runpytest_subprocess("-p", "rootless")
+    result.assert_outcomes(failed=1)
+    result.stdout.fnmatch_lines(["*characters cut by pytest-rootless*"])
+
+
+def test_live_output_is_flushed_to_a_pipe(pytester: pytest.Pytester) -> None:
+    pytester.makepyfile(
+        """
+        import pytest
+
+        @pytest.fixture
+        def fix():
+            yield
+            print("MARKER-TEARDOWN")
+
+        @pytest.mark.isolated
+        def test_quiet(fix):
+            print("MARKER-CALL")
+        """
+    )
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONUNBUFFERED"}
+    pytester._monkeypatch.setattr(os, "environ", env)  # the inner run's stdout is a file
+    result = pytester.runpytest_subprocess("-p", "rootless", "-s")
+    result.assert_outcomes(passed=1)
+    result.stdout.fnmatch_lines(["*MARKER-CALL*", "*MARKER-TEARDOWN*"])
