@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import socket
@@ -348,3 +349,55 @@ def test_a_failing_build_step_is_an_error_naming_it(
     assert outcome.setup_error is not None
     assert "gone" in outcome.setup_error["message"]
     assert outcome.init_status == EXIT_SETUP_FAILED
+
+
+def test_the_host_session_keyring_is_out_of_reach(tmp_path: Path) -> None:
+    """A key in the host's session keyring (a Kerberos ticket, say) is not visible."""
+    script = tmp_path / "host.py"
+    script.write_text(
+        textwrap.dedent(
+            f"""
+            import ctypes, json, os
+            from pytest_rootless import _options, _runner, _wire
+            from pytest_rootless import _syscalls as sc
+
+            libc = ctypes.CDLL(None, use_errno=True)
+            KEYCTL_JOIN_SESSION_KEYRING, KEYCTL_SEARCH, SESSION = 1, 10, -3
+            NR_ADD_KEY = {{"x86_64": 248, "aarch64": 217}}[os.uname().machine]
+            NR_KEYCTL = sc._nr("keyctl")
+            assert libc.syscall(NR_KEYCTL, KEYCTL_JOIN_SESSION_KEYRING, b"rootless-test") > 0
+            secret = b"s3cr3t-ticket"
+            key = libc.syscall(NR_ADD_KEY, b"user", b"rootless-secret", secret,
+                               len(secret), SESSION)
+            assert key > 0, ctypes.get_errno()
+
+            def search():
+                return libc.syscall(NR_KEYCTL, KEYCTL_SEARCH, SESSION, b"user",
+                                    b"rootless-secret", 0)
+
+            assert search() == key  # the host process finds it
+
+            class Config:
+                rootpath = {str(tmp_path)!r}
+                pluginmanager = type("PM", (), {{"getplugin": staticmethod(lambda n: None)}})()
+
+            state = _runner.SessionState(Config(), keep_fds=frozenset({{0, 1, 2}}))
+            found = []
+
+            def payload(fd):
+                result = search()
+                _wire.send(fd, {{"kind": "v", "found": result, "errno": ctypes.get_errno()}})
+                return 0
+
+            state.run_container(state.child_spec(_options.Options(), None), payload,
+                                found.append)
+            print(json.dumps(found[0]))
+            """
+        )
+    )
+    result = subprocess.run(
+        [sys.executable, str(script)], capture_output=True, text=True, check=True
+    )
+    found = json.loads(result.stdout)
+    assert found["found"] == -1
+    assert found["errno"] == 126  # ENOKEY: a fresh session keyring, empty
