@@ -47,6 +47,8 @@ class ChildSpec:
     """Everything the container needs, decided on the host before the clone."""
 
     plan: _rootfs.Plan
+    #: Host paths made writable in this container only (bound over the plan's mounts).
+    writable: tuple[str, ...]
     outer_uid: int
     outer_gid: int
     root: bool
@@ -143,7 +145,7 @@ def _init(spec: ChildSpec, result_fd: int, crash_fd: int, payload: Payload) -> i
     sc.write_id_maps(uid, uid, gid, gid)
 
     # === MOUNT NAMESPACE: the root filesystem ===
-    _rootfs.apply(spec.plan)
+    _rootfs.apply(spec.plan, writable=spec.writable)
 
     # === USER NAMESPACE (inner) + UTS, IPC, NET ===
     # Mounts copied into a mount namespace owned by a less privileged user namespace are

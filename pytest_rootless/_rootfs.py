@@ -354,7 +354,6 @@ def build_plan(
     ident: Identity,
     hostname: str,
     ro_paths: Iterable[str],
-    rw_paths: Iterable[str],
     cwd: str,
     mounts: Iterable[tuple[str, str]] = (),
     state_dir: str,
@@ -365,14 +364,13 @@ def build_plan(
     hold (``/etc/hostname`` and ``/etc/hosts`` over the host's own, for ``rootfs="host"``).
     """
     mounts = list(mounts)
-    rw = outermost(os.path.realpath(p) for p in rw_paths)
     needed = outermost(os.path.realpath(p) for p in ro_paths)
     ops: list[Op] = []
     if rootfs == "host":
         # The whole host tree, read-only; the fresh /tmp, /var/tmp and HOME below cover
         # parts of it, so what the test needs from there is bound again on top.
         scratch = [p for p in ("/tmp", "/var/tmp") if os.path.isdir(p)]
-        home = choose_home(ident, needed + rw, host_tree=True)
+        home = choose_home(ident, needed, host_tree=True)
         ops.append(Bind("/", "/"))
         ops += [Bind(p, p) for p in needed if any(_is_under(p, s) for s in [*scratch, home])]
         for op in _identity_ops(ident, home, hostname)[2:]:  # hostname and hosts
@@ -398,12 +396,11 @@ def build_plan(
         ro = outermost(ro)
         ops += [Bind(p, p) for p in ro]
         ops += _etc_ops()
-        home = choose_home(ident, ro + rw + [inside for inside, _ in mounts])
+        home = choose_home(ident, ro + [inside for inside, _ in mounts])
         ops += _identity_ops(ident, home, hostname)
         scratch = ["/tmp", "/var/tmp"]
     ops += [Tmpfs(p, 0o1777) for p in scratch]
     ops.append(Tmpfs(home, 0o700))
-    ops += [Bind(p, p, readonly=False) for p in rw]
     ops += [Bind(host, inside) for inside, host in mounts]
     ops += _dev_ops()
     ops.append(Proc("/proc"))
@@ -513,16 +510,18 @@ def _create_file(path: str) -> None:
         raise RootfsError(errno.ELOOP, f"refusing to follow the symlink {path}")
 
 
-def apply(plan: Plan, base: str = BUILD_BASE) -> None:
-    """Build ``plan`` and pivot into it. Runs in the container's init (mount namespace
-    already unshared, capabilities held in the owning user namespace)."""
+def apply(plan: Plan, base: str = BUILD_BASE, writable: Sequence[str] = ()) -> None:
+    """Build ``plan``, bind the ``writable`` host paths read-write on top, and pivot into
+    it. Runs in the container's init (mount namespace already unshared, capabilities held
+    in the owning user namespace)."""
+    ops = (*plan.ops, *(Bind(path, path, readonly=False) for path in writable))
     # === MOUNT PROPAGATION ===
     sc.mount(None, "/", None, MS.REC | MS.PRIVATE)
     if plan.skeleton is None:
         raise RootfsError(errno.EINVAL, "the plan was not prepared (no skeleton)")
     # === PIN BIND SOURCES === (before the new root covers any of them)
     sources: dict[str, int] = {}
-    for bind in (Bind(plan.skeleton, "/"), *plan.binds):
+    for bind in (Bind(plan.skeleton, "/"), *(op for op in ops if isinstance(op, Bind))):
         if bind.source not in sources:
             try:
                 sources[bind.source] = sc.open_path(bind.source)
@@ -532,7 +531,7 @@ def apply(plan: Plan, base: str = BUILD_BASE) -> None:
                 ) from None
     # === NEW ROOT: the prepared skeleton, then mounts on top ===
     sc.mount(sc.fd_path(sources[plan.skeleton]), base, None, MS.BIND, label=plan.skeleton)
-    for op in plan.ops:
+    for op in ops:
         target = base + op.target if op.target != "/" else base
         try:
             _apply_one(op, target, sources)

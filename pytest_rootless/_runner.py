@@ -24,6 +24,7 @@ import builtins
 import contextlib
 import functools
 import os
+import re
 import signal
 import sys
 import tempfile
@@ -106,12 +107,23 @@ class SessionState:
         return self.python_paths[1]
 
     def _basetemp(self) -> list[str]:
-        # tmp_path must work inside and stay on the host: create pytest's basetemp on the
-        # host now (it is created lazily, and would otherwise be created in the container).
+        # pytest's basetemp is created lazily: create it on the host now, or the container
+        # would make its own. Containers see it read-only (host-side fixtures keep files
+        # there); only the test's own tmp_path is writable, see tmp_path_for().
         factory = getattr(self.config, "_tmp_path_factory", None)
         if factory is None:
             return []
         return [str(factory.getbasetemp())]
+
+    def tmp_path_for(self, item: pytest.Item) -> tuple[str, str] | None:
+        """Create on the host the directory the item's ``tmp_path`` fixture will use, as
+        (basename, path): the one place in basetemp the container may write to."""
+        factory = getattr(self.config, "_tmp_path_factory", None)
+        if factory is None or not {"tmp_path", "tmpdir"} & set(getattr(item, "fixturenames", ())):
+            return None
+        # The name pytest's tmp_path fixture gives it (_pytest.tmpdir._mk_tmp).
+        basename = re.sub(r"[\W]", "_", item.name)[:30]
+        return basename, str(factory.mktemp(basename, numbered=True))
 
     def _fds(self) -> frozenset[int]:
         if self.keep_fds is None:
@@ -119,11 +131,10 @@ class SessionState:
         return self.keep_fds
 
     def plan(self, options: Options, item: pytest.Item | None, cwd: str) -> _rootfs.Plan:
-        ro = [*self._python_paths(), str(self.config.rootpath)]
+        ro = [*self._python_paths(), str(self.config.rootpath), *self._basetemp()]
         if item is not None:
             ro.append(str(item.path.parent))
-        rw = self._basetemp()
-        key = (options.rootfs, options.hostname, options.mounts, tuple(ro), tuple(rw), cwd)
+        key = (options.rootfs, options.hostname, options.mounts, tuple(ro), cwd)
         plan = self.plans.get(key)
         if plan is None:
             ro = [p for p in ro if os.path.realpath(p) != "/"]
@@ -134,7 +145,6 @@ class SessionState:
                 ident=self.identity,
                 hostname=options.hostname,
                 ro_paths=ro,
-                rw_paths=rw,
                 cwd=cwd,
                 mounts=options.mounts,
                 state_dir=self.state_dir,
@@ -143,10 +153,13 @@ class SessionState:
             self.plans[key] = plan
         return plan
 
-    def child_spec(self, options: Options, item: pytest.Item | None) -> _child.ChildSpec:
+    def child_spec(
+        self, options: Options, item: pytest.Item | None, writable: tuple[str, ...] = ()
+    ) -> _child.ChildSpec:
         cwd = os.getcwd()
         return _child.ChildSpec(
             plan=self.plan(options, item, cwd),
+            writable=writable,
             outer_uid=os.geteuid(),
             outer_gid=os.getegid(),
             root=options.root,
@@ -539,12 +552,13 @@ def _run_in_container(
         elif kind == "trace" and writer is not None:
             _print_trace(writer, item, message)
 
-    spec = state.child_spec(options, item)
+    prepared = state.tmp_path_for(item)
+    spec = state.child_spec(options, item, writable=(prepared[1],) if prepared else ())
     started = time.monotonic()
     if state.trace and writer is not None:
         sc.set_tracing(True)
     try:
-        payload = functools.partial(_container_protocol, item)
+        payload = functools.partial(_container_protocol, item, prepared)
         outcome = state.run_container(spec, payload, on_message)
     finally:
         if state.trace and writer is not None:
@@ -658,9 +672,28 @@ def _fit(data: dict[str, Any]) -> dict[str, Any]:
     return data
 
 
-def _container_protocol(item: pytest.Item, result_fd: int) -> int:
+def _use_prepared_tmp_path(config: pytest.Config, basename: str, path: str) -> None:
+    """Make the tmp_path fixture, here, return the directory made for it on the host (the
+    only writable place in basetemp) instead of numbering a new one."""
+    factory = config._tmp_path_factory  # type: ignore[attr-defined]
+    mktemp = factory.mktemp
+    unused = [path]
+
+    def prepared_mktemp(name: str, numbered: bool = True) -> Any:
+        if numbered and name == basename and unused:
+            return type(factory.getbasetemp())(unused.pop())
+        return mktemp(name, numbered)
+
+    factory.mktemp = prepared_mktemp
+
+
+def _container_protocol(
+    item: pytest.Item, prepared_tmp: tuple[str, str] | None, result_fd: int
+) -> int:
     """pytest's runtestprotocol for one item, reports sent up instead of logged."""
     config = item.config
+    if prepared_tmp is not None:
+        _use_prepared_tmp_path(config, *prepared_tmp)
     ihook = item.ihook
     reraise = _reraise(item)
     send = functools.partial(_wire.send, result_fd)

@@ -125,3 +125,37 @@ def test_tmp_path_works_inside_and_stays_on_the_host(pytester: pytest.Pytester) 
     result.stdout.fnmatch_lines(["*1 passed*"])
     made = basetemp / "test_tmp_path0" / "made-inside.txt"
     assert made.read_text() == "hello from the container"
+
+
+def test_only_its_own_tmp_path_is_writable_in_basetemp(pytester: pytest.Pytester) -> None:
+    """Host-side fixtures keep files in basetemp; an isolated test sees them read-only and
+    can write only its own tmp_path, which stays on the host."""
+    basetemp = pytester.path / "basetemp"
+    pytester.makepyfile(
+        """
+        import errno, os
+        import pytest
+
+        @pytest.fixture(scope="session")
+        def golden(tmp_path_factory):
+            path = tmp_path_factory.mktemp("golden") / "expected.txt"
+            path.write_text("GOOD")
+            return path
+
+        @pytest.mark.isolated
+        def test_inside(golden, tmp_path):
+            assert golden.read_text() == "GOOD"  # visible
+            (tmp_path / "mine.txt").write_text("kept")
+            for victim in (golden, tmp_path.parent / "planted.txt"):
+                with pytest.raises(OSError) as exc:
+                    victim.write_text("TAMPERED")
+                assert exc.value.errno == errno.EROFS
+
+        def test_on_the_host_afterwards(golden):
+            assert golden.read_text() == "GOOD"
+        """
+    )
+    result = pytester.runpytest_subprocess("-p", "rootless", f"--basetemp={basetemp}")
+    result.assert_outcomes(passed=2)
+    assert (basetemp / "test_inside0" / "mine.txt").read_text() == "kept"
+    assert not (basetemp / "planted.txt").exists()

@@ -21,7 +21,6 @@ def plan(**kwargs: object) -> _rootfs.Plan:
         "ident": IDENT,
         "hostname": "sandbox",
         "ro_paths": ["/usr/lib", "/usr", "/opt/project"],
-        "rw_paths": [],
         "cwd": "/opt/project",
         "state_dir": "/nonexistent",
     }
@@ -79,9 +78,7 @@ def test_cwd_outside_the_binds_becomes_an_empty_dir() -> None:
 
 
 def test_parents_come_before_children() -> None:
-    p = plan(
-        rw_paths=["/tmp/pytest-of-alice/pytest-1"], ro_paths=["/usr", "/tmp/proj"], cwd="/tmp/proj"
-    )
+    p = plan(ro_paths=["/usr", "/tmp/proj", "/tmp/pytest-of-alice/pytest-1"], cwd="/tmp/proj")
     order = [op.target for op in p.ops]
     assert order.index("/tmp") < order.index("/tmp/proj")
     assert order.index("/tmp") < order.index("/tmp/pytest-of-alice/pytest-1")
