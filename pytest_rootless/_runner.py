@@ -480,13 +480,7 @@ def run_item(
         "teardown",
         reraise=reraise,
     )
-    inner = received.reports.get("teardown")
-    if teardown_call.excinfo is not None and (inner is None or not inner.failed):
-        report = _report_from(item, teardown_call)
-    elif inner is not None:
-        report = inner
-    else:
-        report = _report_from(item, teardown_call)
+    report = _merge_teardown(item, received.reports.get("teardown"), teardown_call)
     for key, text in (("stdout", capture.out), ("stderr", capture.err)):
         if text:
             _append_section(report, f"Captured {key} teardown", text)
@@ -496,6 +490,26 @@ def run_item(
     for message in received.warnings:
         _record_warning(item, message)
     ihook.pytest_runtest_logfinish(nodeid=item.nodeid, location=item.location)
+
+
+def _merge_teardown(
+    item: pytest.Item, inner: pytest.TestReport | None, host_call: pytest.CallInfo[None]
+) -> pytest.TestReport:
+    """One teardown report from two halves, as pytest makes one: the container's
+    (function scope) and the host's (higher scopes). Neither half's error or output is
+    dropped."""
+    if host_call.excinfo is None:
+        return inner if inner is not None else _report_from(item, host_call)
+    host = _report_from(item, host_call)
+    if inner is None:
+        return host
+    if not inner.failed:
+        host.sections[:0] = inner.sections  # the function fixtures' teardown output
+        return host
+    inner.sections.append(
+        ("rootless: the host's teardown of higher-scoped fixtures failed too", host.longreprtext)
+    )
+    return inner
 
 
 def _captured(capture: _HostCapture, fn: Callable[[], None]) -> None:

@@ -159,3 +159,60 @@ def test_only_its_own_tmp_path_is_writable_in_basetemp(pytester: pytest.Pytester
     result.assert_outcomes(passed=2)
     assert (basetemp / "test_inside0" / "mine.txt").read_text() == "kept"
     assert not (basetemp / "planted.txt").exists()
+
+
+def test_teardown_errors_of_both_halves_are_reported(pytester: pytest.Pytester) -> None:
+    pytester.makepyfile(
+        """
+        import pytest
+
+        @pytest.fixture(scope="module")
+        def mod():
+            yield
+            raise RuntimeError("MODULE-TEARDOWN-BROKE")
+
+        @pytest.fixture
+        def fn():
+            yield
+            print("FN-TEARDOWN-STDOUT")
+            raise ValueError("FUNCTION-TEARDOWN-BROKE")
+
+        @pytest.mark.isolated
+        def test_both(mod, fn):
+            pass
+        """
+    )
+    result = pytester.runpytest_subprocess("-p", "rootless")
+    result.assert_outcomes(passed=1, errors=1)
+    out = result.stdout.str()
+    assert "FUNCTION-TEARDOWN-BROKE" in out
+    assert "MODULE-TEARDOWN-BROKE" in out
+
+
+def test_function_teardown_output_survives_a_host_teardown_error(
+    pytester: pytest.Pytester,
+) -> None:
+    pytester.makepyfile(
+        """
+        import pytest
+
+        @pytest.fixture(scope="module")
+        def mod():
+            yield
+            raise RuntimeError("MODULE-TEARDOWN-BROKE")
+
+        @pytest.fixture
+        def fn():
+            yield
+            print("FN-TEARDOWN-STDOUT")
+
+        @pytest.mark.isolated
+        def test_one(mod, fn):
+            pass
+        """
+    )
+    result = pytester.runpytest_subprocess("-p", "rootless")
+    result.assert_outcomes(passed=1, errors=1)
+    out = result.stdout.str()
+    assert "MODULE-TEARDOWN-BROKE" in out
+    assert "FN-TEARDOWN-STDOUT" in out
