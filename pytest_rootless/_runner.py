@@ -686,6 +686,37 @@ def _fit(data: dict[str, Any]) -> dict[str, Any]:
     return data
 
 
+def _finalizer_counts(item: pytest.Item) -> dict[object, int]:
+    """How many finalizers each set-up node holds (taken before the container's setup)."""
+    return {node: len(entry[0]) for node, entry in item.session._setupstate.stack.items()}
+
+
+def _tear_down_what_the_container_added(item: pytest.Item, inherited: dict[object, int]) -> None:
+    """A higher-scoped fixture first requested here (``request.getfixturevalue``) is set up
+    in the container and registers its finalizer on a higher node, which the container
+    never tears down: run such finalizers with the item's own teardown, after its
+    function-scoped fixtures (the item's first finalizer runs last)."""
+    stack = item.session._setupstate.stack
+    if item not in stack:
+        return
+
+    def finish() -> None:
+        errors: list[BaseException] = []
+        for node, known in inherited.items():
+            finalizers = stack[node][0] if node in stack else []
+            while len(finalizers) > known:
+                try:
+                    finalizers.pop()()
+                except Exception as exc:
+                    errors.append(exc)
+        if len(errors) == 1:
+            raise errors[0]
+        if errors:
+            raise BaseExceptionGroup("errors while tearing down higher-scoped fixtures", errors)
+
+    stack[item][0].insert(1, finish)
+
+
 def _use_prepared_tmp_path(config: pytest.Config, basename: str, path: str) -> None:
     """Make the tmp_path fixture, here, return the directory made for it on the host (the
     only writable place in basetemp) instead of numbering a new one."""
@@ -726,9 +757,11 @@ def _container_protocol(
         send({"kind": "report", "data": _fit(data)})
         return report
 
+    inherited = _finalizer_counts(item)
     with warnings.catch_warnings(record=True) as log:
         try:
             report = call_and_report("setup")
+            _tear_down_what_the_container_added(item, inherited)
             if report.passed and not config.getoption("setuponly", False):
                 call_and_report("call")
             # Tear down the item only: the next node that stays set up is its parent; the

@@ -216,3 +216,32 @@ def test_function_teardown_output_survives_a_host_teardown_error(
     out = result.stdout.str()
     assert "MODULE-TEARDOWN-BROKE" in out
     assert "FN-TEARDOWN-STDOUT" in out
+
+
+def test_higher_scoped_fixture_requested_dynamically_is_torn_down(
+    pytester: pytest.Pytester,
+) -> None:
+    pytester.makepyfile(
+        """
+        import pytest
+
+        @pytest.fixture(scope="module")
+        def server():
+            print("SERVER-START")
+            yield "srv"
+            print("SERVER-STOP")
+
+        @pytest.fixture
+        def uses(request):
+            yield request.getfixturevalue("server")
+            print("FUNCTION-FIXTURE-STOP")
+
+        @pytest.mark.isolated
+        def test_one(uses):
+            assert uses == "srv"
+        """
+    )
+    result = pytester.runpytest_subprocess("-p", "rootless", "-s")
+    result.assert_outcomes(passed=1)
+    # set up and torn down in the container, after the function fixture that used it
+    result.stdout.fnmatch_lines(["*SERVER-START*", "*FUNCTION-FIXTURE-STOP*", "*SERVER-STOP*"])
