@@ -12,10 +12,13 @@ from typing import Any, Protocol
 
 import pytest
 
-from pytest_rootless import _options, _runner, _spawn, _wire
+from pytest_rootless import _options, _rootfs, _runner, _spawn, _wire
 
 
 class RunInContainer(Protocol):
+    last_trace: list[str]  # what --rootless-trace would print for the last container
+    last_plan: _rootfs.Plan | None
+
     def __call__(
         self,
         fn: Callable[[], Any],
@@ -52,6 +55,8 @@ def run_in_container(pytestconfig: pytest.Config) -> Iterator[RunInContainer]:
             return 0
 
         def on_message(message: _wire.Message) -> None:
+            if message["kind"] == "trace":
+                run.last_trace += [str(line) for line in message["lines"]]
             if message["kind"] == "value":
                 if "error" in message:
                     pytest.fail(f"in the container:\n{message['error']}")
@@ -59,8 +64,10 @@ def run_in_container(pytestconfig: pytest.Config) -> Iterator[RunInContainer]:
 
         state.trace = trace
         spec = state.child_spec(options or _options.validate(raw), None)
+        run.last_trace, run.last_plan = [], spec.plan
         outcome = state.run_container(spec, payload, on_message)
         return outcome, values[0] if values else None
 
-    yield run
+    run.last_trace, run.last_plan = [], None  # type: ignore[attr-defined]
+    yield run  # type: ignore[misc]
     state.close()
