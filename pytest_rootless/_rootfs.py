@@ -514,11 +514,11 @@ def apply(plan: Plan, base: str = BUILD_BASE, writable: Sequence[str] = ()) -> N
     """Build ``plan``, bind the ``writable`` host paths read-write on top, and pivot into
     it. Runs in the container's init (mount namespace already unshared, capabilities held
     in the owning user namespace)."""
+    if plan.skeleton is None:
+        raise RootfsError(errno.EINVAL, "the plan was not prepared (no skeleton)")
     ops = (*plan.ops, *(Bind(path, path, readonly=False) for path in writable))
     # === MOUNT PROPAGATION ===
     sc.mount(None, "/", None, MS.REC | MS.PRIVATE)
-    if plan.skeleton is None:
-        raise RootfsError(errno.EINVAL, "the plan was not prepared (no skeleton)")
     # === PIN BIND SOURCES === (before the new root covers any of them)
     sources: dict[str, int] = {}
     for bind in (Bind(plan.skeleton, "/"), *(op for op in ops if isinstance(op, Bind))):

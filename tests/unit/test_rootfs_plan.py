@@ -177,9 +177,14 @@ def test_a_symlink_never_redirects_a_mount_point(tmp_path: Path) -> None:
     assert not (escape / "evil").exists()
 
 
-def test_apply_refuses_an_unprepared_plan(tmp_path: Path) -> None:
+def test_apply_refuses_an_unprepared_plan(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    kernel = FakeKernel()
+    monkeypatch.setattr(_rootfs, "sc", kernel)
     with pytest.raises(_rootfs.RootfsError, match="not prepared"):
         _rootfs.apply(_rootfs.Plan((), home="/h"), base=str(tmp_path))
+    assert kernel.calls == []  # refused before the first mount
 
 
 def test_host_root_rebinds_what_the_fresh_tmp_and_home_cover(tmp_path: Path) -> None:
