@@ -177,9 +177,7 @@ def test_a_symlink_never_redirects_a_mount_point(tmp_path: Path) -> None:
     assert not (escape / "evil").exists()
 
 
-def test_apply_refuses_an_unprepared_plan(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
+def test_apply_refuses_an_unprepared_plan(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     kernel = FakeKernel()
     monkeypatch.setattr(_rootfs, "sc", kernel)
     with pytest.raises(_rootfs.RootfsError, match="not prepared"):
