@@ -213,7 +213,8 @@ class Identity:
     gid: int
     user: str
     group: str
-    home: str
+    home: str  # $HOME
+    account_home: str = ""  # the home directory of the passwd entry
 
 
 def host_identity() -> Identity:
@@ -230,7 +231,7 @@ def host_identity() -> Identity:
         group = grp.getgrgid(gid).gr_name
     except KeyError:
         group = f"group{gid}"
-    return Identity(uid, gid, user, group, os.environ.get("HOME") or home)
+    return Identity(uid, gid, user, group, os.environ.get("HOME") or home, home)
 
 
 def _is_under(path: str, parent: str) -> bool:
@@ -372,7 +373,14 @@ def build_plan(
         scratch = [p for p in ("/tmp", "/var/tmp") if os.path.isdir(p)]
         home = choose_home(ident, needed, host_tree=True)
         ops.append(Bind("/", "/"))
-        ops += [Bind(p, p) for p in needed if any(_is_under(p, s) for s in [*scratch, home])]
+        covered = [*scratch, home]
+        for real_home in sorted({ident.home, ident.account_home}):
+            # The user's real home stays hidden even when HOME moved (pyenv or a venv
+            # under it): an empty read-only tmpfs, with what the test needs bound again.
+            if real_home not in ("", "/", home) and os.path.isdir(real_home):
+                ops += [Tmpfs(real_home, 0o755), ReadOnly(real_home)]
+                covered.append(real_home)
+        ops += [Bind(p, p) for p in needed if any(_is_under(p, s) for s in covered)]
         for op in _identity_ops(ident, home, hostname)[2:]:  # hostname and hosts
             assert isinstance(op, File)
             source = os.path.join(state_dir, f"{hostname}.{os.path.basename(op.target)}")

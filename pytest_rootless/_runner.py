@@ -115,15 +115,17 @@ class SessionState:
             return []
         return [str(factory.getbasetemp())]
 
-    def tmp_path_for(self, item: pytest.Item) -> tuple[str, str] | None:
-        """Create on the host the directory the item's ``tmp_path`` fixture will use, as
-        (basename, path): the one place in basetemp the container may write to."""
+    def tmp_path_for(self, item: pytest.Item) -> TmpPath | None:
+        """Create on the host the directory the item's ``tmp_path`` would be: the one place
+        in basetemp the container may write to (see _use_prepared_tmp_path)."""
         factory = getattr(self.config, "_tmp_path_factory", None)
-        if factory is None or not {"tmp_path", "tmpdir"} & set(getattr(item, "fixturenames", ())):
+        if factory is None:
             return None
         # The name pytest's tmp_path fixture gives it (_pytest.tmpdir._mk_tmp).
         basename = re.sub(r"[\W]", "_", item.name)[:30]
-        return basename, str(factory.mktemp(basename, numbered=True))
+        path = str(factory.mktemp(basename, numbered=True))
+        used = bool({"tmp_path", "tmpdir"} & set(getattr(item, "fixturenames", ())))
+        return TmpPath(basename, path, used)
 
     def _fds(self) -> frozenset[int]:
         if self.keep_fds is None:
@@ -172,6 +174,26 @@ class SessionState:
             trace=self.trace,
             last_cap=sc.cap_last_cap(),
         )
+
+
+@dataclass(frozen=True)
+class TmpPath:
+    """The test's writable directory in basetemp, made on the host before the container."""
+
+    basename: str
+    path: str
+    statically_used: bool  # tmp_path/tmpdir among the item's fixtures
+
+    def tidy(self, config: pytest.Config, passed: bool) -> None:
+        """Remove it if the test left it empty and pytest would not have kept it: never
+        asked for, or the retention policy drops the directories of passed tests."""
+        policy = config.getini("tmp_path_retention_policy")
+        if self.statically_used and not (policy == "failed" and passed):
+            return
+        try:
+            os.rmdir(self.path)  # only if empty
+        except OSError:
+            pass
 
 
 def pytest_fds(config: pytest.Config) -> frozenset[int]:
@@ -567,7 +589,7 @@ def _run_in_container(
             _print_trace(writer, item, message)
 
     prepared = state.tmp_path_for(item)
-    spec = state.child_spec(options, item, writable=(prepared[1],) if prepared else ())
+    spec = state.child_spec(options, item, writable=(prepared.path,) if prepared else ())
     started = time.monotonic()
     if state.trace and writer is not None:
         sc.set_tracing(True)
@@ -579,6 +601,9 @@ def _run_in_container(
             sc.set_tracing(False)
     received.protocol_error = received.protocol_error or outcome.protocol_error
     out, err = capture.drain()
+    if prepared is not None:
+        call = received.reports.get("call")
+        prepared.tidy(item.config, passed=call is not None and call.passed)
     if received.exit_request is not None or received.interrupted:
         return
     _report_missing(item, options, outcome, received, (out, err), time.monotonic() - started)
@@ -717,28 +742,37 @@ def _tear_down_what_the_container_added(item: pytest.Item, inherited: dict[objec
     stack[item][0].insert(1, finish)
 
 
-def _use_prepared_tmp_path(config: pytest.Config, basename: str, path: str) -> None:
-    """Make the tmp_path fixture, here, return the directory made for it on the host (the
-    only writable place in basetemp) instead of numbering a new one."""
+def _use_prepared_tmp_path(config: pytest.Config, prepared: TmpPath) -> None:
+    """In the container only the directory made on the host for this test is writable in
+    basetemp. The tmp_path fixture gets it; any other ``tmp_path_factory.mktemp`` (a
+    function fixture's, pytester's) gets a directory inside it, so it too stays on the
+    host, under this test's directory."""
     factory = config._tmp_path_factory  # type: ignore[attr-defined]
-    mktemp = factory.mktemp
-    unused = [path]
+    root = type(factory.getbasetemp())(prepared.path)
+    unused = [root]
 
-    def prepared_mktemp(name: str, numbered: bool = True) -> Any:
-        if numbered and name == basename and unused:
-            return type(factory.getbasetemp())(unused.pop())
-        return mktemp(name, numbered)
+    def container_mktemp(basename: str, numbered: bool = True) -> Any:
+        if os.path.isabs(basename) or os.path.normpath(basename) != basename:
+            raise ValueError(f"{basename} is not a normalized and relative path")
+        if numbered and basename == prepared.basename and unused:
+            return unused.pop()
+        for number in range(10_000) if numbered else [None]:
+            path = root / (basename if number is None else f"{basename}{number}")
+            try:
+                path.mkdir(mode=0o700)
+            except FileExistsError:
+                continue
+            return path
+        raise OSError(f"could not create a directory for {basename!r} in {root}")
 
-    factory.mktemp = prepared_mktemp
+    factory.mktemp = container_mktemp
 
 
-def _container_protocol(
-    item: pytest.Item, prepared_tmp: tuple[str, str] | None, result_fd: int
-) -> int:
+def _container_protocol(item: pytest.Item, prepared_tmp: TmpPath | None, result_fd: int) -> int:
     """pytest's runtestprotocol for one item, reports sent up instead of logged."""
     config = item.config
     if prepared_tmp is not None:
-        _use_prepared_tmp_path(config, *prepared_tmp)
+        _use_prepared_tmp_path(config, prepared_tmp)
     ihook = item.ihook
     reraise = _reraise(item)
     send = functools.partial(_wire.send, result_fd)

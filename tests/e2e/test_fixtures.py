@@ -245,3 +245,59 @@ def test_higher_scoped_fixture_requested_dynamically_is_torn_down(
     result.assert_outcomes(passed=1)
     # set up and torn down in the container, after the function fixture that used it
     result.stdout.fnmatch_lines(["*SERVER-START*", "*FUNCTION-FIXTURE-STOP*", "*SERVER-STOP*"])
+
+
+def test_tmp_path_factory_and_dynamic_tmp_path_inside(pytester: pytest.Pytester) -> None:
+    basetemp = pytester.path / "basetemp"
+    pytester.makepyfile(
+        """
+        import pytest
+
+        @pytest.fixture
+        def work(tmp_path_factory):
+            return tmp_path_factory.mktemp("work")
+
+        @pytest.mark.isolated
+        def test_factory(work):
+            (work / "w.txt").write_text("from a function fixture")
+
+        @pytest.mark.isolated
+        def test_dynamic(request):
+            path = request.getfixturevalue("tmp_path")
+            (path / "d.txt").write_text("dynamic")
+
+        @pytest.mark.isolated
+        def test_both(tmp_path, tmp_path_factory):
+            other = tmp_path_factory.mktemp("other", numbered=False)
+            assert other != tmp_path
+            (other / "o.txt").write_text("x")
+
+        @pytest.mark.isolated
+        def test_no_tmp():
+            pass
+        """
+    )
+    result = pytester.runpytest_subprocess("-p", "rootless", f"--basetemp={basetemp}")
+    result.assert_outcomes(passed=4)
+    assert [p.read_text() for p in basetemp.glob("test_factory0/work*/w.txt")] == [
+        "from a function fixture"
+    ]
+    assert (basetemp / "test_dynamic0" / "d.txt").read_text() == "dynamic"
+    assert not (basetemp / "test_no_tmp0").exists()  # made for it, unused, removed
+
+
+def test_pytester_works_inside_an_isolated_test(pytester: pytest.Pytester) -> None:
+    pytester.makepyfile(
+        """
+        import pytest
+
+        pytest_plugins = ["pytester"]
+
+        @pytest.mark.isolated
+        def test_inner(pytester):
+            pytester.makepyfile("def test_ok(): pass")
+            pytester.runpytest("-p", "no:rootless").assert_outcomes(passed=1)
+        """
+    )
+    result = pytester.runpytest_subprocess("-p", "rootless")
+    result.assert_outcomes(passed=1)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import pwd
 import uuid
 from pathlib import Path
 
@@ -24,6 +25,13 @@ def test_host_tree_read_only_with_fresh_scratch(pytester: pytest.Pytester) -> No
                 assert os.path.exists(__file__)   # the project, even under /tmp
                 assert not os.path.exists({str(marker)!r})  # /tmp is fresh
                 assert os.listdir(os.environ["HOME"]) == []
+                # the account's real home is hidden too, whatever HOME says
+                account_home = {pwd.getpwuid(os.getuid()).pw_dir!r}
+                if os.path.isdir(account_home):
+                    # only the way to the running Python, if it lives there (pyenv)
+                    for entry in os.listdir(account_home):
+                        path = os.path.join(account_home, entry)
+                        assert sys.base_prefix.startswith(path + "/"), path
                 assert os.path.exists("/etc/os-release")  # the host's own /etc
                 assert open("/etc/hostname").read().strip() == "hosty"
                 assert socket.gethostname() == "hosty"
