@@ -216,6 +216,10 @@ def pytest_fds(config: pytest.Config) -> frozenset[int]:
             add_stdio()
         finally:
             capman.suspend_global_capture()
+        capman.suspend_global_capture(in_=True)  # the real stdin, for --pdb
+        add_stdio()
+        capman.resume_global_capture()
+        capman.suspend_global_capture()
     keep = {0, 1, 2}
     for name in os.listdir("/proc/self/fd"):
         fd = int(name)
@@ -327,10 +331,28 @@ def _failure_report(
     )
 
 
+#: What TestReport._to_json() holds, plus skipping's "wasxfail"; other keys are extras.
+REPORT_FIELDS = frozenset(
+    {"$report_type", "nodeid", "location", "keywords", "outcome", "longrepr", "when"}
+    | {"sections", "duration", "start", "stop", "user_properties", "wasxfail"}
+)
+
+
 def _load_report(item: pytest.Item, data: object) -> pytest.TestReport:
     """A report from the container, checked: only data, only this item's phases."""
     if not isinstance(data, dict) or data.get("$report_type") != "TestReport":
         raise _wire.ProtocolError("a report frame does not hold a TestReport")
+    # Extra keys become instance attributes (TestReport(**extra)): one named like a method
+    # or property of the class would replace it, and break the terminal summary later.
+    shadowing = [
+        key
+        for key in data
+        if key not in REPORT_FIELDS and (key.startswith("_") or hasattr(pytest.TestReport, key))
+    ]
+    if shadowing:
+        raise _wire.ProtocolError(f"a report sets reserved attributes: {shadowing!r:.200}")
+    if "wasxfail" in data and not isinstance(data["wasxfail"], str):
+        raise _wire.ProtocolError("a report has a malformed wasxfail")
     try:
         report = item.config.hook.pytest_report_from_serializable(config=item.config, data=data)
     except Exception as exc:
@@ -455,6 +477,7 @@ def _checked_warning(message: _wire.Message) -> _wire.Message:
 class _Received:
     reports: dict[str, pytest.TestReport] = field(default_factory=dict)
     warnings: list[_wire.Message] = field(default_factory=list)
+    dropped_warnings: int = 0
     exit_request: _wire.Message | None = None
     interrupted: bool = False
     protocol_error: str | None = None
@@ -483,7 +506,7 @@ def run_item(
         ihook.pytest_runtest_logreport(report=report)
         _interact(item, setup_call, report)
     else:
-        _run_in_container(item, options, state, received, capture)
+        _run_in_container(item, options, state, received, capture, setup_call.duration)
 
     if received.exit_request is not None:
         message = received.exit_request
@@ -511,6 +534,18 @@ def run_item(
         _interact(item, teardown_call, report)
     for message in received.warnings:
         _record_warning(item, message)
+    if received.dropped_warnings:
+        _record_warning(
+            item,
+            {
+                "message": f"pytest-rootless kept the first {MAX_WARNINGS} warnings of this "
+                f"test and dropped {received.dropped_warnings} more",
+                "category": "PytestWarning",
+                "module": "pytest",
+                "filename": str(item.path),
+                "lineno": (item.location[1] or 0) + 1,
+            },
+        )
     ihook.pytest_runtest_logfinish(nodeid=item.nodeid, location=item.location)
 
 
@@ -521,13 +556,20 @@ def _merge_teardown(
     (function scope) and the host's (higher scopes). Neither half's error or output is
     dropped."""
     if host_call.excinfo is None:
-        return inner if inner is not None else _report_from(item, host_call)
+        if inner is None:
+            return _report_from(item, host_call)
+        inner.duration += host_call.duration
+        return inner
     host = _report_from(item, host_call)
     if inner is None:
         return host
+    # The container's report holds the sections, properties and time of the test; the
+    # host adds its error (and its time).
+    inner.duration += host_call.duration
     if not inner.failed:
-        host.sections[:0] = inner.sections  # the function fixtures' teardown output
-        return host
+        inner.outcome = "failed"
+        inner.longrepr = host.longrepr
+        return inner
     inner.sections.append(
         ("rootless: the host's teardown of higher-scoped fixtures failed too", host.longreprtext)
     )
@@ -553,9 +595,11 @@ def _run_in_container(
     state: SessionState,
     received: _Received,
     capture: _HostCapture,
+    host_setup_duration: float,
 ) -> None:
     ihook = item.ihook
     writer = state.config.pluginmanager.getplugin("terminalreporter")
+    terminal = item.config.get_terminal_writer()
 
     def on_message(message: _wire.Message) -> None:
         if received.protocol_error is not None:
@@ -575,12 +619,17 @@ def _run_in_container(
             if report.when in received.reports:
                 raise _wire.ProtocolError(f"a second {report.when} report arrived")
             received.reports[report.when] = report
+            if report.when == "setup":  # the host's half of setup counts too
+                report.duration += host_setup_duration
             if report.when != "teardown":  # held: merged with the host's teardown
                 ihook.pytest_runtest_logreport(report=report)
+                terminal.flush()  # before the container writes more (-s, log_cli)
         elif kind == "warning":
-            if len(received.warnings) >= MAX_WARNINGS:
-                raise _wire.ProtocolError(f"more than {MAX_WARNINGS} warnings")
-            received.warnings.append(_checked_warning(message))
+            warning = _checked_warning(message)
+            if len(received.warnings) < MAX_WARNINGS:
+                received.warnings.append(warning)
+            else:
+                received.dropped_warnings += 1
         elif kind == "session-exit":
             received.exit_request = message
         elif kind == "interrupt":
@@ -697,8 +746,13 @@ def _fit(data: dict[str, Any]) -> dict[str, Any]:
     in one frame (a plain pytest run would hold all of it in memory too)."""
     sections = data.get("sections")
     if isinstance(sections, list):
-        fitted = []
+        # The host's half of setup captured into its own section: one section per
+        # title, as a single capture window would give.
+        merged: dict[str, str] = {}
         for title, text in sections:
+            merged[title] = merged.get(title, "") + text
+        fitted = []
+        for title, text in merged.items():
             if isinstance(text, str) and len(text) > MAX_SECTION:
                 half = MAX_SECTION // 2
                 cut = len(text) - 2 * half
@@ -709,6 +763,18 @@ def _fit(data: dict[str, Any]) -> dict[str, Any]:
             fitted.append((title, text))
         data["sections"] = fitted
     return data
+
+
+def _show_test_item(item: pytest.Item) -> None:
+    """--setup-show's line for the test itself (as _pytest.runner.show_test_item)."""
+    writer = item.config.get_terminal_writer()
+    writer.line()
+    writer.write(" " * 8)
+    writer.write(item.nodeid)
+    used = sorted(getattr(item, "fixturenames", []))
+    if used:
+        writer.write(f" (fixtures used: {', '.join(used)})")
+    writer.flush()
 
 
 def _finalizer_counts(item: pytest.Item) -> dict[object, int]:
@@ -789,6 +855,7 @@ def _container_protocol(item: pytest.Item, prepared_tmp: TmpPath | None, result_
         report: pytest.TestReport = ihook.pytest_runtest_makereport(item=item, call=call)
         data = config.hook.pytest_report_to_serializable(config=config, report=report)
         send({"kind": "report", "data": _fit(data)})
+        _interact(item, call, report)  # --pdb: the debugger runs here, on the terminal
         return report
 
     inherited = _finalizer_counts(item)
@@ -796,6 +863,8 @@ def _container_protocol(item: pytest.Item, prepared_tmp: TmpPath | None, result_
         try:
             report = call_and_report("setup")
             _tear_down_what_the_container_added(item, inherited)
+            if report.passed and config.getoption("setupshow", False):
+                _show_test_item(item)
             if report.passed and not config.getoption("setuponly", False):
                 call_and_report("call")
             # Tear down the item only: the next node that stays set up is its parent; the
