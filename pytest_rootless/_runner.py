@@ -25,6 +25,7 @@ import contextlib
 import functools
 import os
 import re
+import shutil
 import signal
 import sys
 import tempfile
@@ -68,8 +69,6 @@ class SessionState:
             self.crash.close()
             self.crash = None
         if self.state_dir is not None:
-            import shutil
-
             shutil.rmtree(self.state_dir, ignore_errors=True)
             self.state_dir = None
 
@@ -141,7 +140,7 @@ class SessionState:
         if plan is None:
             ro = [p for p in ro if os.path.realpath(p) != "/"]
             if self.state_dir is None:
-                self.state_dir = tempfile.mkdtemp(prefix="pytest-rootless-")
+                self.state_dir = _new_state_dir()
             plan = _rootfs.build_plan(
                 rootfs=options.rootfs,
                 ident=self.identity,
@@ -194,6 +193,26 @@ class TmpPath:
             os.rmdir(self.path)  # only if empty
         except OSError:
             pass
+
+
+STATE_PREFIX = "pytest-rootless-"
+
+
+def _new_state_dir() -> str:
+    """A private directory for this session's prepared roots, named after this pid. Those
+    left by sessions that were killed (no unconfigure ran) are removed first."""
+    parent = tempfile.gettempdir()
+    for entry in os.scandir(parent):
+        owner = entry.name.removeprefix(STATE_PREFIX).split("-")[0]
+        if entry.name.startswith(STATE_PREFIX) and owner.isdigit() and entry.is_dir():
+            try:
+                if entry.stat().st_uid == os.getuid():
+                    os.kill(int(owner), 0)
+            except ProcessLookupError:
+                shutil.rmtree(entry.path, ignore_errors=True)
+            except OSError:
+                continue
+    return tempfile.mkdtemp(prefix=f"{STATE_PREFIX}{os.getpid()}-")
 
 
 def pytest_fds(config: pytest.Config) -> frozenset[int]:

@@ -141,3 +141,21 @@ def test_live_output_is_flushed_to_a_pipe(pytester: pytest.Pytester) -> None:
     result = pytester.runpytest_subprocess("-p", "rootless", "-s")
     result.assert_outcomes(passed=1)
     result.stdout.fnmatch_lines(["*MARKER-CALL*", "*MARKER-TEARDOWN*"])
+
+
+def test_state_of_a_killed_session_is_removed_by_the_next(pytester: pytest.Pytester) -> None:
+    import subprocess
+    import tempfile
+
+    finished = subprocess.Popen(["true"])
+    finished.wait()
+    stale = tempfile.mkdtemp(prefix=f"pytest-rootless-{finished.pid}-")
+    os.mkdir(os.path.join(stale, "root-x"))
+    alive = tempfile.mkdtemp(prefix=f"pytest-rootless-{os.getpid()}-")
+    try:
+        pytester.makepyfile("import pytest\n@pytest.mark.isolated\ndef test_x(): pass\n")
+        pytester.runpytest_subprocess("-p", "rootless").assert_outcomes(passed=1)
+        assert not os.path.exists(stale)
+        assert os.path.exists(alive)  # its session still runs
+    finally:
+        os.rmdir(alive)
