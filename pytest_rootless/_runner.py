@@ -23,6 +23,8 @@ from __future__ import annotations
 import builtins
 import contextlib
 import functools
+import io
+import logging
 import os
 import re
 import shutil
@@ -260,24 +262,48 @@ def _reraise(item: pytest.Item) -> tuple[type[BaseException], ...]:
 
 
 class _HostCapture:
-    """Capture what host-side setup/teardown prints, as pytest would for the item."""
+    """Capture what host-side setup/teardown prints and logs, as pytest would for the item
+    (its capture and logging plugins do it only inside the runtest hooks)."""
 
     def __init__(self, config: pytest.Config) -> None:
         capman = config.pluginmanager.getplugin("capturemanager")
         self.capman = capman if capman is not None and capman.is_globally_capturing() else None
-        self.out = self.err = ""
+        self.logging = config.pluginmanager.getplugin("logging-plugin")
+        self.out = self.err = self.log = ""
 
     @contextlib.contextmanager
     def __call__(self) -> Iterator[None]:
-        if self.capman is None:
+        with self._logs():
+            if self.capman is None:
+                yield
+                return
+            self.capman.resume_global_capture()
+            try:
+                yield
+            finally:
+                self.capman.suspend_global_capture()
+                self.out, self.err = self.capman.read_global_capture()
+
+    @contextlib.contextmanager
+    def _logs(self) -> Iterator[None]:
+        if self.logging is None:
             yield
             return
-        self.capman.resume_global_capture()
+        stream = io.StringIO()
+        handler = logging.StreamHandler(stream)
+        handler.setFormatter(self.logging.formatter)
+        root = logging.getLogger()
+        level, root_level = self.logging.log_level, root.level
+        if level is not None:
+            handler.setLevel(level)
+            root.setLevel(min(root_level, level))
+        root.addHandler(handler)
         try:
             yield
         finally:
-            self.capman.suspend_global_capture()
-            self.out, self.err = self.capman.read_global_capture()
+            root.removeHandler(handler)
+            root.setLevel(root_level)
+            self.log = stream.getvalue().strip()
 
     def drain(self) -> tuple[str, str]:
         """What the container wrote into the shared capture files and never collected."""
@@ -516,7 +542,7 @@ def run_item(
             _host_setup(item)
 
     setup_call = pytest.CallInfo.from_call(host_setup, "setup", reraise=reraise)
-    for key, text in (("stdout", capture.out), ("stderr", capture.err)):
+    for key, text in (("stdout", capture.out), ("stderr", capture.err), ("log", capture.log)):
         if text:
             item.add_report_section("setup", key, text)
     received = _Received()
@@ -545,7 +571,7 @@ def run_item(
         reraise=reraise,
     )
     report = _merge_teardown(item, received.reports.get("teardown"), teardown_call)
-    for key, text in (("stdout", capture.out), ("stderr", capture.err)):
+    for key, text in (("stdout", capture.out), ("stderr", capture.err), ("log", capture.log)):
         if text:
             _append_section(report, f"Captured {key} teardown", text)
     ihook.pytest_runtest_logreport(report=report)

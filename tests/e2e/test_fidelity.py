@@ -70,3 +70,34 @@ def test_pdb_on_failure_reads_the_terminal(pytester: pytest.Pytester) -> None:
     )
     result.stdout.fnmatch_lines(["*(Pdb)*", "*[1, 2, 3]*"])
     result.assert_outcomes(failed=1)
+
+
+def test_logs_of_host_side_fixtures_are_captured(pytester: pytest.Pytester) -> None:
+    pytester.makepyfile(
+        """
+        import logging
+        import pytest
+
+        @pytest.fixture(scope="module")
+        def mod():
+            logging.getLogger("app").warning("MODULE-SETUP-LOG")
+            yield
+            logging.getLogger("app").warning("MODULE-TEARDOWN-LOG")
+
+        @pytest.mark.isolated
+        def test_a(mod):
+            logging.getLogger("app").warning("BODY-LOG")
+            assert False
+        """
+    )
+    for plugin in ("no:rootless", "rootless"):  # the same sections plain and isolated
+        result = pytester.runpytest_subprocess("-p", plugin, "-rA")
+        result.assert_outcomes(failed=1)
+        result.stdout.fnmatch_lines(
+            [
+                "*- Captured log setup -*",
+                "WARNING  app:*MODULE-SETUP-LOG",
+                "*- Captured log call -*",
+                "WARNING  app:*BODY-LOG",
+            ]
+        )
