@@ -70,29 +70,40 @@ Payload = Callable[[int], int]
 """What the test process runs once isolated: gets the result fd, returns an exit status."""
 
 
-def container_main(spec: ChildSpec, result_fd: int, crash_fd: int, payload: Payload) -> NoReturn:
-    """Entry point of the container's init, right after clone(2). Never returns."""
+def _leave(stage: str, result_fd: int, body: Callable[[], int]) -> NoReturn:
+    """Run ``body`` in a child and leave only through ``os._exit`` with its status; an
+    exception goes up the channel as data (a child never raises into pytest's stack)."""
     status = EXIT_SETUP_FAILED
     try:
-        status = _init(spec, result_fd, crash_fd, payload)
+        status = body()
     except BaseException as exc:
         try:
-            _wire.send(result_fd, _error_message(exc, "init"))
+            _wire.send(result_fd, _error_message(exc, stage))
         except BaseException:
             pass
     finally:
+        for stream in (sys.stdout, sys.stderr):  # os._exit skips it: -s output to a pipe
+            try:
+                stream.flush()
+            except BaseException:
+                pass
         os._exit(status)
+
+
+def container_main(spec: ChildSpec, result_fd: int, crash_fd: int, payload: Payload) -> NoReturn:
+    """Entry point of the container's init, right after clone(2). Never returns."""
+    _leave("init", result_fd, lambda: _init(spec, result_fd, crash_fd, payload))
 
 
 def relay_main(spec: ChildSpec, result_fd: int, crash_fd: int, payload: Payload) -> NoReturn:
     """Entry point of a single-threaded copy of a multi-threaded pytest: clone the
     container's init from here (safe: no other thread can hold a malloc lock), wait for
     it and exit with its status. Never returns."""
-    status = EXIT_SETUP_FAILED
-    try:
+
+    def relay() -> int:
         sc.prctl(sc.PR_SET_PDEATHSIG, signal.SIGKILL, "PR_SET_PDEATHSIG")
         if _parent_gone(result_fd):
-            os._exit(status)
+            return EXIT_SETUP_FAILED
         signal.signal(signal.SIGINT, signal.SIG_IGN)
         pid = sc.clone(CLONE_FLAGS)
         if pid == 0:
@@ -100,15 +111,9 @@ def relay_main(spec: ChildSpec, result_fd: int, crash_fd: int, payload: Payload)
         os.close(result_fd)
         _, wait_status = os.waitpid(pid, 0)
         status = os.waitstatus_to_exitcode(wait_status)
-        if status < 0:
-            status = 128 - status
-    except BaseException as exc:
-        try:
-            _wire.send(result_fd, _error_message(exc, "init"))
-        except BaseException:
-            pass
-    finally:
-        os._exit(status)
+        return 128 - status if status < 0 else status
+
+    _leave("init", result_fd, relay)
 
 
 def _error_message(exc: BaseException, stage: str) -> _wire.Message:
@@ -228,8 +233,7 @@ def _close_inherited_fds(keep: set[int]) -> None:
 
 
 def _test_process(spec: ChildSpec, result_fd: int, crash_fd: int, payload: Payload) -> NoReturn:
-    status = EXIT_SETUP_FAILED
-    try:
+    def isolate_and_run() -> int:
         sc.TRACE.clear()
         sc.prctl(sc.PR_SET_DUMPABLE, 1, "PR_SET_DUMPABLE")
         sc.prctl(sc.PR_SET_PDEATHSIG, signal.SIGKILL, "PR_SET_PDEATHSIG")
@@ -261,16 +265,6 @@ def _test_process(spec: ChildSpec, result_fd: int, crash_fd: int, payload: Paylo
         if spec.trace:
             _wire.send(result_fd, {"kind": "trace", "stage": "test", "lines": list(sc.TRACE)})
         sc.set_tracing(False)
-        status = payload(result_fd)
-    except BaseException as exc:
-        try:
-            _wire.send(result_fd, _error_message(exc, "test"))
-        except BaseException:
-            pass
-    finally:
-        for stream in (sys.stdout, sys.stderr):  # os._exit skips it: -s output to a pipe
-            try:
-                stream.flush()
-            except BaseException:
-                pass
-        os._exit(status)
+        return payload(result_fd)
+
+    _leave("test", result_fd, isolate_and_run)
