@@ -58,6 +58,7 @@ class SessionState:
     trace: bool = False
     support: _probe.Support | None = None
     crash: _spawn.CrashChannel | None = None
+    reaper: _spawn.Reaper = field(default_factory=_spawn.Reaper)
     keep_fds: frozenset[int] | None = None
     identity: _rootfs.Identity = field(default_factory=_rootfs.host_identity)
     plans: dict[tuple[Any, ...], _rootfs.Plan] = field(default_factory=dict)
@@ -67,6 +68,7 @@ class SessionState:
     isolated: int = 0
 
     def close(self) -> None:
+        self.reaper.close()
         if self.crash is not None:
             self.crash.close()
             self.crash = None
@@ -98,7 +100,7 @@ class SessionState:
     ) -> _spawn.Outcome:
         if self.crash is None:
             self.crash = _spawn.CrashChannel()
-        return _spawn.run(spec, payload, on_message, self.crash)
+        return _spawn.run(spec, payload, on_message, self.crash, self.reaper)
 
     # -- what a container of these options needs
     def _python_paths(self) -> list[str]:
@@ -118,9 +120,10 @@ class SessionState:
 
     def tmp_path_for(self, item: pytest.Item) -> TmpPath | None:
         """Create on the host the directory the item's ``tmp_path`` would be: the one place
-        in basetemp the container may write to (see _use_prepared_tmp_path)."""
+        in basetemp the container may write to (see _use_prepared_tmp_path). Only for
+        tests that use temporary directories: making one costs as much as a plain test."""
         factory = getattr(self.config, "_tmp_path_factory", None)
-        if factory is None:
+        if factory is None or not TMP_FIXTURES & set(getattr(item, "fixturenames", ())):
             return None
         # The name pytest's tmp_path fixture gives it (_pytest.tmpdir._mk_tmp).
         basename = re.sub(r"[\W]", "_", item.name)[:30]
@@ -196,6 +199,9 @@ class TmpPath:
         except OSError:
             pass
 
+
+#: Fixtures that make temporary directories (pytester's use tmp_path_factory).
+TMP_FIXTURES = frozenset({"tmp_path", "tmpdir", "tmp_path_factory", "tmpdir_factory"})
 
 STATE_PREFIX = "pytest-rootless-"
 
@@ -853,12 +859,25 @@ def _tear_down_what_the_container_added(item: pytest.Item, inherited: dict[objec
     stack[item][0].insert(1, finish)
 
 
-def _use_prepared_tmp_path(config: pytest.Config, prepared: TmpPath) -> None:
+def _use_prepared_tmp_path(config: pytest.Config, prepared: TmpPath | None) -> None:
     """In the container only the directory made on the host for this test is writable in
     basetemp. The tmp_path fixture gets it; any other ``tmp_path_factory.mktemp`` (a
     function fixture's, pytester's) gets a directory inside it, so it too stays on the
     host, under this test's directory."""
-    factory = config._tmp_path_factory  # type: ignore[attr-defined]
+    factory = getattr(config, "_tmp_path_factory", None)
+    if factory is None:
+        return
+    if prepared is None:
+
+        def no_mktemp(basename: str, numbered: bool = True) -> Any:
+            raise RuntimeError(
+                "pytest-rootless: a temporary directory was asked for with "
+                "request.getfixturevalue(); request tmp_path (or tmp_path_factory) as a "
+                "fixture argument, so that it is made writable for this isolated test"
+            )
+
+        factory.mktemp = no_mktemp
+        return
     root = type(factory.getbasetemp())(prepared.path)
     unused = [root]
 
@@ -882,8 +901,7 @@ def _use_prepared_tmp_path(config: pytest.Config, prepared: TmpPath) -> None:
 def _container_protocol(item: pytest.Item, prepared_tmp: TmpPath | None, result_fd: int) -> int:
     """pytest's runtestprotocol for one item, reports sent up instead of logged."""
     config = item.config
-    if prepared_tmp is not None:
-        _use_prepared_tmp_path(config, prepared_tmp)
+    _use_prepared_tmp_path(config, prepared_tmp)
     ihook = item.ihook
     reraise = _reraise(item)
     send = functools.partial(_wire.send, result_fd)
@@ -931,6 +949,11 @@ def _container_protocol(item: pytest.Item, prepared_tmp: TmpPath | None, result_
                         "lineno": w.lineno,
                     }
                 )
+    # Everything is sent; the host ends the container when it reads this, so what is
+    # still buffered for the terminal (-s) goes out first.
+    for stream in (sys.stdout, sys.stderr):
+        stream.flush()
+    send({"kind": "done", "status": 0})
     return 0
 
 

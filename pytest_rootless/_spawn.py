@@ -36,6 +36,7 @@ class Outcome:
     timed_out: bool = False
     killed_by_host: bool = False
     init_status: int | None = None  # init's own wait status, as an exit code
+    done: bool = False  # the test process said it finished (see Reaper)
     setup_error: _wire.Message | None = None
     protocol_error: str | None = None
     crash_text: str = ""
@@ -60,13 +61,54 @@ class CrashChannel:
         os.close(self.fd)
 
 
+class Reaper:
+    """Containers whose test process said it is done end on their own (the test process
+    exits, then init) and are reaped later: the kernel tears them down (unmapping memory,
+    unmounting, freeing namespaces) on another core while pytest reports the test. One
+    still running when the next container starts is killed then: a test cannot keep a
+    container alive by claiming to be done."""
+
+    #: Containers being torn down at most; past that, the host waits for the oldest.
+    MAX_PENDING = 8
+
+    def __init__(self) -> None:
+        self.pending: list[int] = []
+
+    def add(self, pid: int) -> None:
+        self.pending.append(pid)
+        while len(self.pending) > self.MAX_PENDING:
+            _waitpid(self.pending.pop(0))
+
+    def poll(self) -> None:
+        """Reap those that are gone, without waiting; kill those that are not."""
+        still = []
+        for pid in self.pending:
+            try:
+                gone, _ = os.waitpid(pid, os.WNOHANG)
+            except ChildProcessError:
+                continue
+            if not gone:
+                _kill(pid)
+                still.append(pid)
+        self.pending = still
+
+    def close(self) -> None:
+        """Kill and reap every container left."""
+        while self.pending:
+            pid = self.pending.pop()
+            _kill(pid)
+            _waitpid(pid)
+
+
 def run(
     spec: _child.ChildSpec,
     payload: _child.Payload,
     on_message: Callable[[_wire.Message], None],
     crash: CrashChannel,
+    reaper: Reaper,
 ) -> Outcome:
     """Run one container to its end, calling ``on_message`` for each frame as it arrives."""
+    reaper.poll()
     crash.reset()
     for stream in (sys.stdout, sys.stderr):
         try:
@@ -104,8 +146,11 @@ def run(
         raise
     finally:
         os.close(read_fd)
-        _, wait_status = _waitpid(pid)
-        outcome.init_status = os.waitstatus_to_exitcode(wait_status)
+        if outcome.done:
+            reaper.add(pid)
+        else:
+            _, wait_status = _waitpid(pid)
+            outcome.init_status = os.waitstatus_to_exitcode(wait_status)
     if outcome.status is None or outcome.status != 0 or outcome.timed_out:
         outcome.crash_text = crash.read()
     return outcome
@@ -125,6 +170,8 @@ def _waitpid(pid: int) -> tuple[int, int]:
             return os.waitpid(pid, 0)
         except InterruptedError:
             continue
+        except ChildProcessError:
+            return pid, 0
 
 
 def _kill(pid: int) -> None:
@@ -169,6 +216,12 @@ def _collect(
                 outcome.timed_out = outcome.timed_out or bool(message.get("timed_out"))
             elif kind == "setup-error":
                 outcome.setup_error = message
+            elif kind == "done":
+                # The test process sent everything and flushed its output: nothing it
+                # does after this counts. The container ends by itself; see Reaper.
+                outcome.status = _int_or_none(message.get("status"))
+                outcome.done = True
+                return
             else:
                 try:
                     on_message(message)

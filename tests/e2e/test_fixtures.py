@@ -262,9 +262,14 @@ def test_tmp_path_factory_and_dynamic_tmp_path_inside(pytester: pytest.Pytester)
             (work / "w.txt").write_text("from a function fixture")
 
         @pytest.mark.isolated
-        def test_dynamic(request):
+        def test_dynamic(request, tmp_path_factory):
             path = request.getfixturevalue("tmp_path")
             (path / "d.txt").write_text("dynamic")
+
+        @pytest.mark.isolated
+        def test_only_dynamic(request):
+            with pytest.raises(RuntimeError, match="request tmp_path"):
+                request.getfixturevalue("tmp_path")
 
         @pytest.mark.isolated
         def test_both(tmp_path, tmp_path_factory):
@@ -278,12 +283,12 @@ def test_tmp_path_factory_and_dynamic_tmp_path_inside(pytester: pytest.Pytester)
         """
     )
     result = pytester.runpytest_subprocess("-p", "rootless", f"--basetemp={basetemp}")
-    result.assert_outcomes(passed=4)
+    result.assert_outcomes(passed=5)
     assert [p.read_text() for p in basetemp.glob("test_factory0/work*/w.txt")] == [
         "from a function fixture"
     ]
     assert (basetemp / "test_dynamic0" / "d.txt").read_text() == "dynamic"
-    assert not (basetemp / "test_no_tmp0").exists()  # made for it, unused, removed
+    assert not (basetemp / "test_no_tmp0").exists()  # no temporary directory fixture
 
 
 def test_pytester_works_inside_an_isolated_test(pytester: pytest.Pytester) -> None:
