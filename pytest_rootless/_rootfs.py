@@ -234,7 +234,7 @@ def host_identity() -> Identity:
     return Identity(uid, gid, user, group, os.environ.get("HOME") or home, home)
 
 
-def _is_under(path: str, parent: str) -> bool:
+def is_under(path: str, parent: str) -> bool:
     return parent == "/" or path == parent or path.startswith(parent.rstrip("/") + "/")
 
 
@@ -242,7 +242,7 @@ def outermost(paths: Iterable[str]) -> list[str]:
     """Drop every path that lies under another one (a recursive bind already shows it)."""
     result: list[str] = []
     for path in sorted(set(paths), key=lambda p: (p.count("/"), p)):
-        if not any(_is_under(path, kept) for kept in result):
+        if not any(is_under(path, kept) for kept in result):
             result.append(path)
     return sorted(result)
 
@@ -335,7 +335,7 @@ def choose_home(ident: Identity, occupied: Sequence[str], *, host_tree: bool = F
     else:
         candidates.append("/home/sandbox")
     for home in candidates:
-        if home.startswith("/") and home != "/" and not any(_is_under(p, home) for p in occupied):
+        if home.startswith("/") and home != "/" and not any(is_under(p, home) for p in occupied):
             return home
     return candidates[-1]
 
@@ -380,7 +380,7 @@ def build_plan(
             if real_home not in ("", "/", home) and os.path.isdir(real_home):
                 ops += [Tmpfs(real_home, 0o755), ReadOnly(real_home)]
                 covered.append(real_home)
-        ops += [Bind(p, p) for p in needed if any(_is_under(p, s) for s in covered)]
+        ops += [Bind(p, p) for p in needed if any(is_under(p, s) for s in covered)]
         for op in _identity_ops(ident, home, hostname)[2:]:  # hostname and hosts
             assert isinstance(op, File)
             source = os.path.join(state_dir, f"{hostname}.{os.path.basename(op.target)}")
@@ -415,7 +415,7 @@ def build_plan(
     ops += [ReadOnlyCover(f"/proc/{name}") for name in PROC_COVERS]
     # The working directory must exist inside: if the deepest mount above it is a fresh
     # tmpfs (not a bind of the host's tree), create it there, empty.
-    above = [op for op in ops if isinstance(op, (Bind, Tmpfs)) and _is_under(cwd, op.target)]
+    above = [op for op in ops if isinstance(op, (Bind, Tmpfs)) and is_under(cwd, op.target)]
     deepest = max(above, key=lambda op: op.target.count("/") + len(op.target), default=None)
     if not isinstance(deepest, Bind):
         ops.append(Dir(cwd))
@@ -433,7 +433,7 @@ def prepare(plan: Plan, directory: str) -> Plan:
     """
 
     def materialisable(target: str, covers: list[str]) -> bool:
-        return not any(_is_under(target, c) and target != c for c in covers)
+        return not any(is_under(target, c) and target != c for c in covers)
 
     # A tmpfs made read-only once populated is the same as a read-only skeleton directory,
     # where the skeleton itself shows at that place (not under a bind of the host's tree).

@@ -137,9 +137,12 @@ class SessionState:
         return self.keep_fds
 
     def plan(self, options: Options, item: pytest.Item | None, cwd: str) -> _rootfs.Plan:
-        ro = [*self._python_paths(), str(self.config.rootpath), *self._basetemp()]
-        if item is not None:
-            ro.append(str(item.path.parent))
+        rootdir = str(self.config.rootpath)
+        ro = [*self._python_paths(), rootdir, *self._basetemp()]
+        if item is not None:  # its directory, when outside the project (one plan per place)
+            directory = str(item.path.parent)
+            if not _rootfs.is_under(directory, rootdir):
+                ro.append(directory)
         key = (options.rootfs, options.hostname, options.mounts, tuple(ro), cwd)
         plan = self.plans.get(key)
         if plan is None:
@@ -206,10 +209,20 @@ TMP_FIXTURES = frozenset({"tmp_path", "tmpdir", "tmp_path_factory", "tmpdir_fact
 STATE_PREFIX = "pytest-rootless-"
 
 
+def state_parent() -> str:
+    """Where prepared roots live: a tmpfs if there is one (a prepared root is ~60
+    directories, files and symlinks, and metadata operations on a disk file system can
+    cost 15 times as much), else the temporary directory."""
+    shm = "/dev/shm"
+    if os.path.isdir(shm) and os.access(shm, os.W_OK | os.X_OK):
+        return shm
+    return tempfile.gettempdir()
+
+
 def _new_state_dir() -> str:
     """A private directory for this session's prepared roots, named after this pid. Those
     left by sessions that were killed (no unconfigure ran) are removed first."""
-    parent = tempfile.gettempdir()
+    parent = state_parent()
     for entry in os.scandir(parent):
         owner = entry.name.removeprefix(STATE_PREFIX).split("-")[0]
         if entry.name.startswith(STATE_PREFIX) and owner.isdigit() and entry.is_dir():
@@ -220,7 +233,7 @@ def _new_state_dir() -> str:
                 shutil.rmtree(entry.path, ignore_errors=True)
             except OSError:
                 continue
-    return tempfile.mkdtemp(prefix=f"{STATE_PREFIX}{os.getpid()}-")
+    return tempfile.mkdtemp(prefix=f"{STATE_PREFIX}{os.getpid()}-", dir=parent)
 
 
 def pytest_fds(config: pytest.Config) -> frozenset[int]:

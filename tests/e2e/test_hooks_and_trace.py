@@ -98,7 +98,7 @@ def test_trace_prints_each_kernel_step(pytester: pytest.Pytester) -> None:
                 "  [host] clone(CLONE_NEWNS|CLONE_NEWUSER|CLONE_NEWPID|SIGCHLD) = *",
                 "  [init] write(/proc/self/uid_map, *",
                 "  [init] mount(None, '/', None, MS_REC|MS_PRIVATE)",
-                "  [init] mount('/tmp/pytest-rootless-*/root-*', '/tmp', None, MS_BIND)",
+                "  [init] mount('*/pytest-rootless-*/root-*', '/tmp', None, MS_BIND)",
                 "  [init] mount('/usr', '/tmp/usr', None, MS_BIND|MS_REC)",
                 "  [init] mount_setattr('/tmp/usr', AT_RECURSIVE, MOUNT_ATTR_RDONLY)",
                 "  [init] pivot_root('.', '.')",

@@ -10,6 +10,8 @@ import os
 
 import pytest
 
+from pytest_rootless import _runner
+
 # In the test process the only pipe open for writing above stdio is the result channel.
 FIND_CHANNEL = """
 import fcntl, json, os, stat, struct
@@ -149,9 +151,10 @@ def test_state_of_a_killed_session_is_removed_by_the_next(pytester: pytest.Pytes
 
     finished = subprocess.Popen(["true"])
     finished.wait()
-    stale = tempfile.mkdtemp(prefix=f"pytest-rootless-{finished.pid}-")
+    parent = _runner.state_parent()
+    stale = tempfile.mkdtemp(prefix=f"pytest-rootless-{finished.pid}-", dir=parent)
     os.mkdir(os.path.join(stale, "root-x"))
-    alive = tempfile.mkdtemp(prefix=f"pytest-rootless-{os.getpid()}-")
+    alive = tempfile.mkdtemp(prefix=f"pytest-rootless-{os.getpid()}-", dir=parent)
     try:
         pytester.makepyfile("import pytest\n@pytest.mark.isolated\ndef test_x(): pass\n")
         pytester.runpytest_subprocess("-p", "rootless").assert_outcomes(passed=1)
