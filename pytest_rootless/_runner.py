@@ -13,9 +13,12 @@ The split follows the contract on fixture scopes:
 * on the host, after: the host logs each report through ``pytest_runtest_logreport`` as it
   arrives, then tears down higher scopes as ``nextitem`` requires.
 
-Two private pytest attributes are used, both stable since pytest 3: ``session._setupstate``
-(the stack of set-up nodes) and the item's ``_request``/``_fixtureinfo`` (to create the
-higher-scoped fixtures on the host). Everything else is public API and hooks.
+Four private pytest attributes are used, all stable since pytest 3.9 and exercised by the
+suite on pytest 8 and 9: ``session._setupstate`` (the stack of set-up nodes, to set up
+and tear down each half), the item's ``_request`` and ``_fixtureinfo`` (to create the
+higher-scoped fixtures on the host), and ``config._tmp_path_factory`` (the object behind
+``tmp_path_factory``, to make each test's writable directory). Everything else is public
+API and hooks.
 """
 
 from __future__ import annotations

@@ -3,7 +3,8 @@
 One clone(2) of the pytest process creates the container's init directly inside new
 user, mount and PID namespaces (see :func:`._syscalls.clone`); init forks the test
 process. The host reads framed messages from a pipe as they arrive, enforces a backstop
-deadline, and always reaps init, so no container outlives its test.
+deadline, and reaps init: at once when the container ended badly, else off the critical
+path (see Reaper); a container still alive when the next one starts is killed.
 """
 
 from __future__ import annotations
