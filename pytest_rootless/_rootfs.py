@@ -196,13 +196,6 @@ class Plan:
     #: A host directory holding the root's own files (set by :func:`prepare`).
     skeleton: str | None = None
 
-    @property
-    def binds(self) -> tuple[Bind, ...]:
-        return tuple(op for op in self.ops if isinstance(op, Bind))
-
-    def describe(self) -> list[str]:
-        return [op.describe() for op in self.ops]
-
 
 # --- building a plan (host side, once per session and options) ------------------------------
 
