@@ -335,7 +335,7 @@ def test_timeout_kills_the_whole_container_and_dumps_stacks(
     elapsed = time.monotonic() - started
     assert outcome.timed_out
     assert not outcome.killed_by_host  # init ended it, the host's backstop was not needed
-    assert elapsed < 3
+    assert elapsed < 5  # far below the 60 s the test would sleep; loose for loaded machines
     assert "hang_here" in outcome.crash_text
 
 
