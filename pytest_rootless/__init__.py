@@ -8,6 +8,8 @@ from __future__ import annotations
 
 from ._options import OptionError
 from ._probe import UnsupportedHost
+from ._remote import RemoteError
+from .fixtures import Container, Process, run_isolated
 
-__all__ = ["OptionError", "UnsupportedHost"]
+__all__ = ["Container", "OptionError", "Process", "RemoteError", "UnsupportedHost", "run_isolated"]
 __version__ = "0.1.0"

@@ -19,9 +19,11 @@ that is the cleanup guarantee (pid_namespaces(7)).
 from __future__ import annotations
 
 import faulthandler
+import json
 import os
 import select
 import signal
+import socket
 import sys
 import tempfile
 import time
@@ -60,6 +62,9 @@ class ChildSpec:
     keep_fds: frozenset[int]
     trace: bool
     last_cap: int
+    #: For a live container (the container fixture): init's end of the control socket.
+    #: Init then serves requests to start processes instead of running one test.
+    control_fd: int | None = None
 
 
 #: The namespaces the container's init is cloned into (the rest come with the inner
@@ -176,12 +181,110 @@ def _init(spec: ChildSpec, result_fd: int, crash_fd: int, payload: Payload) -> i
     # PID 1 non-dumpable: the test cannot read /proc/1/fd, /proc/1/environ or open
     # /proc/1/exe (the CVE-2019-5736 shape). Set before the fork; the child undoes it.
     sc.prctl(sc.PR_SET_DUMPABLE, 0, "PR_SET_DUMPABLE")
+    if spec.control_fd is not None:
+        return _serve(spec, result_fd, spec.control_fd, payload)
     test_pid = os.fork()
     if test_pid == 0:
         _test_process(spec, result_fd, crash_fd, payload)  # never returns
     # Init needs nothing of pytest's any more: only the channel to the host.
     _close_inherited_fds({result_fd})
     return _reap(spec, result_fd, test_pid)
+
+
+def _serve(spec: ChildSpec, result_fd: int, control_fd: int, payload: Payload) -> int:
+    """Init of a live container: start a process for each request until the host closes
+    the control socket (or the container's timeout), reaping every child meanwhile.
+
+    A request is one SOCK_SEQPACKET message ``{"op": "start", "id": n}`` carrying one fd
+    (SCM_RIGHTS): the process's end of a socket pair to the host, over which it reads its
+    job and writes its result (``payload``). ``{"op": "kill", "id": n}`` kills it. Init
+    answers ``{"kind": "exited", "id": n, "status": s}`` when one ends.
+    """
+    _close_inherited_fds(set(spec.keep_fds) | {0, 1, 2, result_fd, control_fd})
+    control = socket.socket(fileno=control_fd)
+    wake_r, wake_w = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
+    signal.signal(signal.SIGCHLD, lambda signum, frame: None)
+    signal.set_wakeup_fd(wake_w)  # SIGCHLD wakes the poll below
+    poller = select.poll()
+    poller.register(control_fd, select.POLLIN)
+    poller.register(wake_r, select.POLLIN)
+    running: dict[int, int] = {}  # pid -> request id
+    deadline = None if spec.timeout is None else time.monotonic() + spec.timeout
+    _wire.send(result_fd, {"kind": "ready"})
+    while True:
+        wait_ms = None if deadline is None else max(0, int((deadline - time.monotonic()) * 1000))
+        events = poller.poll(wait_ms)
+        if deadline is not None and time.monotonic() >= deadline:
+            _wire.send(result_fd, {"kind": "exit", "timed_out": True, "status": None})
+            return 0  # our exit ends every process in the container
+        for fd, _ in events:
+            if fd == wake_r:
+                while True:
+                    try:
+                        os.read(wake_r, 512)
+                    except BlockingIOError:
+                        break
+            elif not _serve_request(spec, control, running, payload):
+                return 0  # the host closed the container
+        _reap_children(control, running)
+
+
+def _serve_request(
+    spec: ChildSpec, control: socket.socket, running: dict[int, int], payload: Payload
+) -> bool:
+    message, fds, _, _ = socket.recv_fds(control, 4096, 1)
+    if not message:
+        return False
+    request = json.loads(message)
+    if request.get("op") == "start" and len(fds) == 1:
+        pid = os.fork()
+        if pid == 0:
+            _call_process(spec, fds[0], payload)  # never returns
+        os.close(fds[0])
+        running[pid] = int(request["id"])
+    elif request.get("op") == "kill":
+        for pid, ident in running.items():
+            if ident == request.get("id"):
+                os.kill(pid, signal.SIGKILL)
+    for fd in fds[1:] if request.get("op") == "start" else fds:
+        os.close(fd)
+    return True
+
+
+def _reap_children(control: socket.socket, running: dict[int, int]) -> None:
+    """Reap every child that ended (orphans re-parent to init too); tell the host of the
+    ones it started."""
+    while True:
+        try:
+            pid, wait_status = os.waitpid(-1, os.WNOHANG)
+        except ChildProcessError:
+            return
+        if pid == 0:
+            return
+        ident = running.pop(pid, None)
+        if ident is None:
+            continue
+        message: _wire.Message = {"kind": "exited", "id": ident}
+        if os.WIFSIGNALED(wait_status):
+            message["signal"] = os.WTERMSIG(wait_status)
+            message["status"] = 128 + os.WTERMSIG(wait_status)
+        else:
+            message["status"] = os.waitstatus_to_exitcode(wait_status)
+        control.send(json.dumps(message).encode())
+
+
+def _call_process(spec: ChildSpec, channel_fd: int, payload: Payload) -> NoReturn:
+    """A process of a live container: isolated like a test process, then ``payload``
+    reads its job from the channel and writes its result there."""
+
+    def isolate_and_run() -> int:
+        signal.set_wakeup_fd(-1)  # init's, not ours
+        signal.signal(signal.SIGCHLD, signal.SIG_DFL)
+        _isolate(spec, {channel_fd})
+        faulthandler.enable(file=sys.stderr, all_threads=True)
+        return payload(channel_fd)
+
+    _leave("call", channel_fd, isolate_and_run)
 
 
 def _reap(spec: ChildSpec, result_fd: int, test_pid: int) -> int:
@@ -232,34 +335,39 @@ def _close_inherited_fds(keep: set[int]) -> None:
     sc.close_range(start)
 
 
+def _isolate(spec: ChildSpec, keep: set[int]) -> None:
+    """Make this fresh child of init a process of the container: the steps between
+    forking and running code the test controls (runtime.md, step 8)."""
+    sc.TRACE.clear()
+    sc.prctl(sc.PR_SET_DUMPABLE, 1, "PR_SET_DUMPABLE")
+    sc.prctl(sc.PR_SET_PDEATHSIG, signal.SIGKILL, "PR_SET_PDEATHSIG")
+    signal.signal(signal.SIGINT, signal.default_int_handler)
+    # === DROP PRIVILEGE ===
+    # setsid: no controlling terminal, so TIOCSTI cannot push keystrokes into the
+    # user's shell (CVE-2017-5226 in bubblewrap).
+    os.setsid()
+    sc.trace_note("setsid()")
+    # A fresh, empty session keyring: the host's may hold Kerberos tickets or
+    # filesystem keys (keyrings(7); runc does the same).
+    sc.keyctl_join_session_keyring()
+    if not spec.root:
+        sc.cap_drop_all(spec.last_cap)
+    sc.prctl(sc.PR_SET_NO_NEW_PRIVS, 1, "PR_SET_NO_NEW_PRIVS")
+    _close_inherited_fds(set(spec.keep_fds) | {0, 1, 2} | keep)
+
+    # === ENVIRONMENT ===
+    os.environ.update(dict(spec.env))
+    os.environ["HOME"] = spec.plan.home
+    tmpdir = os.environ.get("TMPDIR")
+    if tmpdir is not None and not os.path.isdir(tmpdir):
+        del os.environ["TMPDIR"]
+    tempfile.tempdir = None  # the host's cached choice may not exist in here
+    os.chdir(spec.cwd)
+
+
 def _test_process(spec: ChildSpec, result_fd: int, crash_fd: int, payload: Payload) -> NoReturn:
     def isolate_and_run() -> int:
-        sc.TRACE.clear()
-        sc.prctl(sc.PR_SET_DUMPABLE, 1, "PR_SET_DUMPABLE")
-        sc.prctl(sc.PR_SET_PDEATHSIG, signal.SIGKILL, "PR_SET_PDEATHSIG")
-        signal.signal(signal.SIGINT, signal.default_int_handler)
-        # === DROP PRIVILEGE ===
-        # setsid: no controlling terminal, so TIOCSTI cannot push keystrokes into the
-        # user's shell (CVE-2017-5226 in bubblewrap).
-        os.setsid()
-        sc.trace_note("setsid()")
-        # A fresh, empty session keyring: the host's may hold Kerberos tickets or
-        # filesystem keys (keyrings(7); runc does the same).
-        sc.keyctl_join_session_keyring()
-        if not spec.root:
-            sc.cap_drop_all(spec.last_cap)
-        sc.prctl(sc.PR_SET_NO_NEW_PRIVS, 1, "PR_SET_NO_NEW_PRIVS")
-        _close_inherited_fds(set(spec.keep_fds) | {0, 1, 2, result_fd, crash_fd})
-
-        # === ENVIRONMENT ===
-        os.environ.update(dict(spec.env))
-        os.environ["HOME"] = spec.plan.home
-        tmpdir = os.environ.get("TMPDIR")
-        if tmpdir is not None and not os.path.isdir(tmpdir):
-            del os.environ["TMPDIR"]
-        tempfile.tempdir = None  # the host's cached choice may not exist in here
-        os.chdir(spec.cwd)
-
+        _isolate(spec, {result_fd, crash_fd})
         faulthandler.enable(file=crash_fd, all_threads=True)
         faulthandler.register(DUMP_SIGNAL, file=crash_fd, all_threads=True, chain=False)
         if spec.trace:

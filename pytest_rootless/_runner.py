@@ -55,9 +55,10 @@ PHASES: tuple[Phase, ...] = ("setup", "call", "teardown")
 
 @dataclass
 class SessionState:
-    """Per-session facts computed once: the host's support, plans, fds pytest needs."""
+    """Per-session facts computed once: the host's support, plans, fds pytest needs.
+    ``config`` is None outside pytest (``run_isolated``)."""
 
-    config: pytest.Config
+    config: pytest.Config | None
     trace: bool = False
     support: _probe.Support | None = None
     crash: _spawn.CrashChannel | None = None
@@ -136,11 +137,12 @@ class SessionState:
 
     def _fds(self) -> frozenset[int]:
         if self.keep_fds is None:
-            self.keep_fds = pytest_fds(self.config)  # once: pytest's own fds do not change
+            # once: pytest's own fds do not change
+            self.keep_fds = pytest_fds(self.config) if self.config else frozenset({0, 1, 2})
         return self.keep_fds
 
     def plan(self, options: Options, item: pytest.Item | None, cwd: str) -> _rootfs.Plan:
-        rootdir = str(self.config.rootpath)
+        rootdir = str(self.config.rootpath) if self.config else os.getcwd()
         ro = [*self._python_paths(), rootdir, *self._basetemp()]
         if item is not None:  # its directory, when outside the project (one plan per place)
             directory = str(item.path.parent)
@@ -665,7 +667,7 @@ def _run_in_container(
     host_setup_duration: float,
 ) -> None:
     ihook = item.ihook
-    writer = state.config.pluginmanager.getplugin("terminalreporter")
+    writer = item.config.pluginmanager.getplugin("terminalreporter")
     terminal = item.config.get_terminal_writer()
 
     def on_message(message: _wire.Message) -> None:

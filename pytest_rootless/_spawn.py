@@ -9,10 +9,13 @@ path (see Reaper); a container still alive when the next one starts is killed.
 
 from __future__ import annotations
 
+import dataclasses
 import gc
+import json
 import os
 import select
 import signal
+import socket
 import sys
 import time
 from collections.abc import Callable
@@ -237,3 +240,154 @@ def _collect(
 
 def _int_or_none(value: object) -> int | None:
     return value if isinstance(value, int) and not isinstance(value, bool) else None
+
+
+class ContainerError(RuntimeError):
+    """A live container could not be started, or is gone."""
+
+
+def _start_init(
+    spec: _child.ChildSpec, payload: _child.Payload, crash: CrashChannel
+) -> tuple[int, int, socket.socket]:
+    """Clone the init of a live container: returns (pid, events fd, control socket)."""
+    control, init_end = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+    spec = dataclasses.replace(spec, control_fd=init_end.fileno())
+    read_fd, write_fd = os.pipe2(os.O_CLOEXEC)
+    for stream in (sys.stdout, sys.stderr):
+        try:
+            stream.flush()
+        except (OSError, ValueError):
+            pass
+    gc.freeze()
+    entry = _child.container_main if _single_threaded() else _child.relay_main
+    try:
+        pid = sc.clone(_child.CLONE_FLAGS) if entry is _child.container_main else sc.fork()
+    except BaseException:
+        gc.unfreeze()
+        for fd in (read_fd, write_fd):
+            os.close(fd)
+        control.close()
+        init_end.close()
+        raise
+    if pid == 0:
+        try:
+            os.close(read_fd)
+            control.close()
+        finally:
+            entry(spec, write_fd, crash.fd, payload)
+    gc.unfreeze()
+    os.close(write_fd)
+    init_end.close()
+    return pid, read_fd, control
+
+
+class LiveContainer:
+    """A container that stays up for a test: each call starts a new process in it (see
+    _child._serve). State (files, processes, mounts) persists until :meth:`close`."""
+
+    #: How long the host waits for a new container to be built.
+    START_TIMEOUT = 60.0
+
+    def __init__(self, spec: _child.ChildSpec, payload: _child.Payload) -> None:
+        self.crash = CrashChannel()
+        self.pid, self._events, self._control = _start_init(spec, payload, self.crash)
+        self.trace: list[str] = []
+        self._statuses: dict[int, tuple[int | None, int | None]] = {}
+        self._next_id = 0
+        self._closed = False
+        self._timed_out = False
+        try:
+            self._await_ready()
+        except BaseException:
+            self.close()
+            raise
+
+    def _await_ready(self) -> None:
+        decoder = _wire.Decoder()
+        deadline = time.monotonic() + self.START_TIMEOUT
+        while True:
+            ready, _, _ = select.select([self._events], [], [], deadline - time.monotonic())
+            chunk = os.read(self._events, 1 << 16) if ready else b""
+            if not chunk:
+                raise ContainerError("the container's init ended before it was ready")
+            for message in decoder.feed(chunk):
+                if message["kind"] == "ready":
+                    return
+                if message["kind"] == "trace" and isinstance(message.get("lines"), list):
+                    self.trace += [str(line) for line in message["lines"]]
+                if message["kind"] == "setup-error":
+                    raise ContainerError(
+                        f"the container could not be built: {message.get('message')}"
+                    )
+            if decoder.error is not None:
+                raise ContainerError(f"the container's init sent bad data: {decoder.error}")
+
+    @property
+    def alive(self) -> bool:
+        if self._closed:
+            return False
+        try:
+            gone, _ = os.waitpid(self.pid, os.WNOHANG)
+        except ChildProcessError:
+            return False
+        return gone == 0
+
+    def call(self, job: bytes) -> tuple[int, socket.socket]:
+        """Start a process that gets ``job``; returns its id and the host's end of its
+        channel (read its frames until EOF)."""
+        if not self.alive:
+            raise ContainerError("the container is gone (closed, timed out or killed)")
+        self._next_id += 1
+        ident = self._next_id
+        host_end, process_end = socket.socketpair()
+        try:
+            request = json.dumps({"op": "start", "id": ident}).encode()
+            socket.send_fds(self._control, [request], [process_end.fileno()])
+        except OSError as exc:
+            host_end.close()
+            raise ContainerError(f"the container is gone: {exc}") from None
+        finally:
+            process_end.close()
+        host_end.sendall(job)
+        host_end.shutdown(socket.SHUT_WR)
+        return ident, host_end
+
+    def kill(self, ident: int) -> None:
+        if self.alive:
+            try:
+                self._control.send(json.dumps({"op": "kill", "id": ident}).encode())
+            except OSError:
+                pass
+
+    def status(self, ident: int, timeout: float = 10.0) -> tuple[int | None, int | None]:
+        """(status, signal) of a finished process, as init reports it."""
+        deadline = time.monotonic() + timeout
+        while ident not in self._statuses:
+            left = deadline - time.monotonic()
+            ready, _, _ = select.select([self._control], [], [], max(0.0, left))
+            if not ready:
+                return None, None
+            packet = self._control.recv(4096)
+            if not packet:
+                return None, None
+            try:
+                message = json.loads(packet)
+                status, signum = message.get("status"), message.get("signal")
+                self._statuses[int(message["id"])] = (
+                    _int_or_none(status),
+                    _int_or_none(signum),
+                )
+            except (ValueError, KeyError, TypeError):
+                return None, None
+        return self._statuses[ident]
+
+    def close(self) -> None:
+        """End every process of the container (idempotent)."""
+        if self._closed:
+            return
+        self._closed = True
+        self._control.close()
+        _kill(self.pid)
+        _waitpid(self.pid)
+        os.close(self._events)
+        self.crash.close()

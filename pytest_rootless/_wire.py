@@ -105,8 +105,9 @@ class Decoder:
         del self._buffer[:end]
         try:
             message = json.loads(body)
-        except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-            raise ProtocolError(f"a frame is not JSON: {exc}") from None
+        except (ValueError, RecursionError) as exc:  # JSONDecodeError, UnicodeDecodeError,
+            # integers past the 4300-digit limit, and nesting deep enough to recurse out
+            raise ProtocolError(f"a frame is not JSON: {exc!s:.200}") from None
         if not isinstance(message, dict) or not isinstance(message.get("kind"), str):
             raise ProtocolError("a frame is not an object with a 'kind'")
         return message

@@ -6,11 +6,15 @@ decided by :mod:`._probe`, and an isolated item runs through :mod:`._runner`.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
 import pytest
 
 from . import _hookspecs, _options, _runner
+from .fixtures import container, container_factory
+
+__all__ = ["container", "container_factory"]  # fixtures, found here by pytest
 
 STATE_KEY = pytest.StashKey[_runner.SessionState]()
 OPTIONS_KEY = pytest.StashKey[_options.Options]()
@@ -127,9 +131,13 @@ def _wants_isolation(item: pytest.Item) -> bool:
 
 
 def resolve_options(
-    config: pytest.Config, item: pytest.Item | None, markers: list[pytest.Mark]
+    config: pytest.Config,
+    item: pytest.Item | None,
+    markers: list[pytest.Mark],
+    given: Mapping[str, Any] | None = None,
 ) -> _options.Options:
-    """ini defaults, then markers (closest first wins per option), then the hook."""
+    """ini defaults, then markers (closest first wins per option), then options ``given``
+    directly (container_factory), then the hook."""
     raw = _ini_options(config)
     from_markers: dict[str, Any] = {}
     for mark in markers:
@@ -140,6 +148,7 @@ def resolve_options(
         for key, value in mark.kwargs.items():
             from_markers.setdefault(key, value)
     raw.update(from_markers)
+    raw.update(given or {})
     config.hook.pytest_rootless_options(config=config, item=item, options=raw)
     return _options.validate(raw)
 

@@ -63,6 +63,13 @@ def test_garbage_is_a_protocol_error(body: bytes) -> None:
     decode_error(len(body).to_bytes(4, "big") + body)
 
 
+@pytest.mark.parametrize(
+    "body", [b"9" * 5000, b"[" * 100_000 + b"]" * 100_000], ids=["huge-int", "deep-nesting"]
+)
+def test_json_that_breaks_the_parser_is_a_protocol_error(body: bytes) -> None:
+    assert "not JSON" in decode_error(len(body).to_bytes(4, "big") + body)
+
+
 def test_a_pickle_is_never_loaded() -> None:
     class Boom:
         def __reduce__(self) -> tuple[object, tuple[str]]:

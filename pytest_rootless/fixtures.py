@@ -1,0 +1,338 @@
+"""Live containers a test can drive: the ``container`` and ``container_factory`` fixtures.
+
+A :class:`Container` is started on first use and stays up until :meth:`Container.close`
+(the fixture closes it at teardown). Each call starts a new process inside it; the
+function and its arguments go *down* with cloudpickle (a lambda, a closure over the
+test's locals), the result comes *up* as data (:mod:`._remote`), never as a pickle.
+"""
+
+from __future__ import annotations
+
+import os
+import pickle
+import signal
+import socket
+import subprocess
+import sys
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from pathlib import Path
+from typing import Any, final
+
+import cloudpickle  # type: ignore[import-untyped]
+import pytest
+
+from . import _remote, _spawn, _wire
+from ._options import Options, validate
+from ._probe import UnsupportedHost
+from ._runner import SessionState
+
+__all__ = ["Container", "Process", "container", "container_factory", "run_isolated"]
+
+
+@final
+class Process:
+    """A process started in a container by :meth:`Container.start`."""
+
+    def __init__(self, live: _spawn.LiveContainer, ident: int, channel: socket.socket) -> None:
+        self._live = live
+        self._ident = ident
+        self._channel = channel
+        self._decoder = _wire.Decoder()
+        self._messages: list[_wire.Message] = []
+        self._finished = False
+
+    @property
+    def alive(self) -> bool:
+        """Whether it still runs (it has not sent its result nor ended)."""
+        if self._finished:
+            return False
+        self._read(timeout=0)
+        return not self._finished
+
+    def kill(self) -> None:
+        """SIGKILL it (a no-op once it ended)."""
+        self._live.kill(self._ident)
+
+    def wait(self, timeout: float | None = None) -> Any:
+        """Its function's return value, or raise what it raised: a builtin exception as
+        the same type, anything else as :class:`pytest_rootless.RemoteError`. A crash
+        raises RemoteError naming the signal or exit status; ``timeout`` (seconds)
+        raises TimeoutError and leaves the process running."""
+        if not self._read(timeout):
+            raise TimeoutError(f"the process did not finish within {timeout} s")
+        for message in self._messages:
+            if message["kind"] == "result":
+                return _remote.decode_value(message.get("value"))
+            if message["kind"] == "error":
+                raise _remote.decode_exception(message.get("error"))
+        if self._decoder.error is not None:
+            raise _remote.RemoteError("ProtocolError", str(self._decoder.error))
+        status, signum = self._live.status(self._ident)
+        if signum is not None:
+            try:
+                name = signal.Signals(signum).name
+            except ValueError:
+                name = "unknown"
+            what = f"was killed by signal {signum} ({name})"
+        elif status is not None:
+            what = f"exited with status {status} before returning"
+        else:
+            what = "ended before returning (the container is gone)"
+        raise _remote.RemoteError("ProcessCrashed", f"the process in the container {what}")
+
+    def _read(self, timeout: float | None) -> bool:
+        """Read what it sent until EOF; False if ``timeout`` ran out first."""
+        if self._finished:
+            return True
+        self._channel.settimeout(timeout)
+        try:
+            while True:
+                chunk = self._channel.recv(1 << 20)
+                if not chunk:
+                    break
+                self._messages += self._decoder.feed(chunk)
+        except (TimeoutError, BlockingIOError):
+            return False
+        except OSError:
+            pass  # reset by a killed process: what arrived is all there is
+        self._finished = True
+        self._channel.close()
+        return True
+
+
+def _serve_call(fd: int) -> int:
+    """In the container: read a pickled (fn, args, kwargs), call it, send the outcome."""
+    with socket.socket(fileno=os.dup(fd)) as channel:
+        chunks = []
+        while chunk := channel.recv(1 << 20):
+            chunks.append(chunk)
+    message: _wire.Message
+    try:
+        fn, args, kwargs = pickle.loads(b"".join(chunks))
+        message = {"kind": "result", "value": _remote.encode_value(fn(*args, **kwargs))}
+    except _remote.EncodeError as exc:
+        message = {"kind": "error", "error": _remote.encode_exception(TypeError(str(exc)))}
+    except BaseException as exc:
+        message = {"kind": "error", "error": _remote.encode_exception(exc)}
+    for stream in (sys.stdout, sys.stderr):
+        stream.flush()
+    _wire.send(fd, message)
+    return 0
+
+
+def _exec(
+    argv: Sequence[str],
+    input: str | None,
+    timeout: float | None,
+    env: Mapping[str, str] | None,
+    cwd: str | None,
+) -> dict[str, Any]:
+    """In the container: subprocess.run with text output captured, as data."""
+    try:
+        done = subprocess.run(
+            list(argv),
+            input=input,
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+            env=dict(env) if env is not None else None,
+            cwd=cwd,
+            check=False,
+        )
+    except subprocess.TimeoutExpired as exc:
+        return {"timeout": True, "stdout": _text(exc.stdout), "stderr": _text(exc.stderr)}
+    return {"returncode": done.returncode, "stdout": done.stdout, "stderr": done.stderr}
+
+
+def _text(output: str | bytes | None) -> str | None:
+    return output.decode(errors="replace") if isinstance(output, bytes) else output
+
+
+@final
+class Container:
+    """A live rootless container (see the contract). Usable as a context manager;
+    :meth:`close` is idempotent and kills every process left in it."""
+
+    def __init__(self, options: Options, state: SessionState) -> None:
+        self._options = options
+        self._state = state
+        self._live: _spawn.LiveContainer | None = None
+        self._closed = False
+
+    def _container(self) -> _spawn.LiveContainer:
+        if self._closed:
+            raise _spawn.ContainerError("the container is closed")
+        if self._live is None:
+            support = self._state.probe()
+            if not support.ok:
+                raise UnsupportedHost(support.reason)
+            spec = self._state.child_spec(self._options, None)
+            self._live = _spawn.LiveContainer(spec, _serve_call)
+        return self._live
+
+    # -- running code
+    def start(self, fn: Callable[..., Any], /, *args: Any, **kwargs: Any) -> Process:
+        """Call ``fn(*args, **kwargs)`` in a new process in the container, in the
+        background."""
+        job = cloudpickle.dumps((fn, args, kwargs))
+        live = self._container()
+        ident, channel = live.call(job)
+        return Process(live, ident, channel)
+
+    def run(self, fn: Callable[..., Any], /, *args: Any, **kwargs: Any) -> Any:
+        """Call ``fn(*args, **kwargs)`` in a new process in the container and return its
+        result (see :meth:`Process.wait`)."""
+        return self.start(fn, *args, **kwargs).wait()
+
+    def exec(
+        self,
+        argv: Sequence[str],
+        *,
+        input: str | None = None,
+        timeout: float | None = None,
+        check: bool = False,
+        env: Mapping[str, str] | None = None,
+        cwd: str | os.PathLike[str] | None = None,
+    ) -> subprocess.CompletedProcess[str]:
+        """Like ``subprocess.run(argv, capture_output=True, text=True, ...)``, inside."""
+        args = [os.fspath(a) for a in argv]
+        where = os.fspath(cwd) if cwd is not None else None
+        done = self.run(_exec, args, input, timeout, env, where)
+        if done.get("timeout"):
+            raise subprocess.TimeoutExpired(args, timeout or 0, done["stdout"], done["stderr"])
+        result = subprocess.CompletedProcess(
+            args, done["returncode"], done["stdout"], done["stderr"]
+        )
+        if check:
+            result.check_returncode()
+        return result
+
+    # -- files, as the processes inside see them
+    def read_bytes(self, path: str | os.PathLike[str]) -> bytes:
+        data: bytes = self.run(Path(path).read_bytes)
+        return data
+
+    def read_text(
+        self, path: str | os.PathLike[str], encoding: str | None = None, errors: str | None = None
+    ) -> str:
+        text: str = self.run(Path(path).read_text, encoding, errors)
+        return text
+
+    def write_bytes(self, path: str | os.PathLike[str], data: bytes) -> int:
+        written: int = self.run(Path(path).write_bytes, data)
+        return written
+
+    def write_text(
+        self,
+        path: str | os.PathLike[str],
+        data: str,
+        encoding: str | None = None,
+        errors: str | None = None,
+    ) -> int:
+        written: int = self.run(Path(path).write_text, data, encoding, errors)
+        return written
+
+    # -- facts
+    @property
+    def hostname(self) -> str:
+        return self._options.hostname
+
+    @property
+    def address(self) -> str | None:
+        """Its address on a named network; None (named networks are not implemented yet)."""
+        return None
+
+    @property
+    def pid(self) -> int:
+        """The host pid of the container's init (the container is started if need be)."""
+        return self._container().pid
+
+    # -- lifetime
+    def close(self) -> None:
+        """Kill every process in the container and free it (idempotent)."""
+        self._closed = True
+        if self._live is not None:
+            self._live.close()
+
+    def __enter__(self) -> Container:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+    def __repr__(self) -> str:
+        state = "closed" if self._closed else "running" if self._live else "not started"
+        return f"<Container hostname={self.hostname!r} {state}>"
+
+
+def _state(config: pytest.Config) -> SessionState:
+    from .plugin import STATE_KEY
+
+    return config.stash[STATE_KEY]
+
+
+def _options(
+    config: pytest.Config,
+    item: pytest.Item | None,
+    markers: list[pytest.Mark],
+    extra: Mapping[str, Any] | None = None,
+) -> Options:
+    from .plugin import resolve_options
+
+    try:
+        return resolve_options(config, item, markers, extra)
+    except ValueError as exc:
+        raise pytest.UsageError(str(exc)) from None
+
+
+def _usable(state: SessionState, config: pytest.Config) -> None:
+    support = state.probe()
+    if support.ok:
+        return
+    from .plugin import _require
+
+    if _require(config):
+        raise UnsupportedHost(support.reason)
+    pytest.skip(f"rootless: {support.reason}")
+
+
+@pytest.fixture
+def container(request: pytest.FixtureRequest) -> Iterator[Container]:
+    """A live container for this test, started on first use; its options come from a
+    ``@pytest.mark.container(**options)`` marker, else the ini defaults."""
+    state = _state(request.config)
+    _usable(state, request.config)
+    item = request.node if isinstance(request.node, pytest.Item) else None
+    markers = list(item.iter_markers("container")) if item is not None else []
+    with Container(_options(request.config, item, markers), state) as made:
+        yield made
+
+
+@pytest.fixture
+def container_factory(request: pytest.FixtureRequest) -> Iterator[Callable[..., Container]]:
+    """Make any number of containers for this test: ``container_factory(**options)``."""
+    state = _state(request.config)
+    _usable(state, request.config)
+    made: list[Container] = []
+
+    def make(**options: Any) -> Container:
+        box = Container(_options(request.config, None, [], options), state)
+        made.append(box)
+        return box
+
+    try:
+        yield make
+    finally:
+        for box in made:
+            box.close()
+
+
+def run_isolated(fn: Callable[..., Any], /, *args: Any, **options: Any) -> Any:
+    """Call ``fn(*args)`` once in a fresh container, without pytest; options as for the
+    marker. Raises UnsupportedHost where this host cannot isolate."""
+    state = SessionState(None)
+    try:
+        with Container(validate(options), state) as box:
+            return box.run(fn, *args)
+    finally:
+        state.close()

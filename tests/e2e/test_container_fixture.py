@@ -1,0 +1,149 @@
+"""The container fixture: a live container a test drives (contract, "Fixtures")."""
+
+from __future__ import annotations
+
+import os
+
+import pytest
+
+BODY = """
+import errno, os, socket, subprocess, time
+from pathlib import Path
+import pytest
+import pytest_rootless
+
+
+def test_run_ships_closures_and_returns_data(container):
+    base = 41
+    assert container.run(lambda: base + 1) == 42
+    value = container.run(lambda: (1, {2}, frozenset({3}), b"x", Path("/a"), {(0, 1): None}))
+    assert value == (1, {2}, frozenset({3}), b"x", Path("/a"), {(0, 1): None})
+    assert container.run(os.getppid) == 1  # a process of the container, child of its init
+
+
+def test_state_persists_between_calls(container):
+    container.write_text("/tmp/note.txt", "kept")
+    assert container.read_text("/tmp/note.txt") == "kept"
+    assert container.read_bytes("/tmp/note.txt") == b"kept"
+    pid = container.start(time.sleep, 60)
+    assert pid.alive
+    assert container.run(lambda: len([p for p in os.listdir("/proc") if p.isdigit()])) >= 3
+    pid.kill()
+
+
+def test_exceptions_come_back_as_their_type(container):
+    with pytest.raises(OSError) as exc:
+        container.run(os.remove, "/usr/bin/env")
+    assert exc.value.errno == errno.EROFS
+    with pytest.raises(FileNotFoundError):
+        container.run(open, "/nonexistent")
+
+    class Custom(Exception):
+        pass
+
+    def fail():
+        raise Custom("mine")
+
+    with pytest.raises(pytest_rootless.RemoteError, match="mine") as remote:
+        container.run(fail)
+    assert remote.value.type_name.endswith("Custom")
+    with pytest.raises(TypeError, match="cannot return"):
+        container.run(object)
+
+
+def test_an_assertion_inside_shows_its_rewritten_message(container):
+    def check():
+        items = [1, 2]
+        assert items == [1, 3]
+
+    with pytest.raises(AssertionError, match=r"\\[1, 2\\] == \\[1, 3\\]"):
+        container.run(check)
+
+
+def test_exec(container):
+    done = container.exec(["sh", "-c", "echo hi; hostname; cat"], input="in")
+    assert done.stdout.split() == ["hi", "sandbox", "in"]
+    assert container.exec(["sh", "-c", "exit 3"]).returncode == 3
+    with pytest.raises(subprocess.CalledProcessError):
+        container.exec(["false"], check=True)
+    with pytest.raises(FileNotFoundError):
+        container.exec(["no-such-program"])
+    with pytest.raises(subprocess.TimeoutExpired):
+        container.exec(["sleep", "30"], timeout=0.5)
+
+
+def test_a_crash_fails_that_call_only(container):
+    import ctypes
+    with pytest.raises(pytest_rootless.RemoteError, match="SIGSEGV"):
+        container.run(ctypes.string_at, 0)
+    assert container.run(lambda: "still up") == "still up"
+
+
+def test_background_process(container):
+    process = container.start(lambda: sum(range(10)))
+    assert process.wait(10) == 45
+    slow = container.start(time.sleep, 60)
+    with pytest.raises(TimeoutError):
+        slow.wait(0.2)
+    slow.kill()
+    with pytest.raises(pytest_rootless.RemoteError, match="SIGKILL"):
+        slow.wait(10)
+
+
+@pytest.mark.container(hostname="web", env={"ROLE": "server"})
+def test_marker_options(container):
+    assert container.hostname == "web"
+    assert container.run(socket.gethostname) == "web"
+    assert container.run(lambda: os.environ.get("ROLE")) == "server"
+
+
+def test_factory_makes_independent_containers(container_factory):
+    a = container_factory(hostname="a")
+    b = container_factory(hostname="b")
+    a.write_text("/tmp/only-a", "x")
+    assert (a.run(socket.gethostname), b.run(socket.gethostname)) == ("a", "b")
+    assert b.run(os.path.exists, "/tmp/only-a") is False
+
+
+def test_close_kills_everything(container):
+    container.start(time.sleep, 60)
+    init = container.pid
+    container.close()
+    container.close()  # idempotent
+    assert not os.path.exists(f"/proc/{init}")
+    with pytest.raises(RuntimeError, match="closed"):
+        container.run(lambda: 1)
+
+
+def test_run_isolated_without_pytest_machinery():
+    assert pytest_rootless.run_isolated(os.getppid) == 1
+    assert pytest_rootless.run_isolated(socket.gethostname, hostname="one-off") == "one-off"
+"""
+
+
+def test_container_fixture(pytester: pytest.Pytester) -> None:
+    pytester.makepyfile(BODY)
+    result = pytester.runpytest_subprocess("-p", "rootless", "-v")
+    result.assert_outcomes(passed=BODY.count("\ndef test_"))
+
+
+def test_no_pickle_comes_back(pytester: pytest.Pytester) -> None:
+    """A function returning an object whose unpickling would run code: refused as data."""
+    marker = pytester.path / "pwned"
+    pytester.makepyfile(
+        f"""
+        import os
+        import pytest
+
+        class Evil:
+            def __reduce__(self):
+                return (os.system, ("touch {marker}",))
+
+        def test_evil(container):
+            with pytest.raises(TypeError, match="cannot return"):
+                container.run(Evil)
+        """
+    )
+    result = pytester.runpytest_subprocess("-p", "rootless")
+    result.assert_outcomes(passed=1)
+    assert not os.path.exists(marker)
