@@ -358,9 +358,12 @@ def _isolate(spec: ChildSpec, keep: set[int]) -> None:
     # === ENVIRONMENT ===
     os.environ.update(dict(spec.env))
     os.environ["HOME"] = spec.plan.home
-    tmpdir = os.environ.get("TMPDIR")
-    if tmpdir is not None and not os.path.isdir(tmpdir):
-        del os.environ["TMPDIR"]
+    # Temporary roots chosen on the host may be missing or read-only in here: fall back
+    # to the container's fresh /tmp (tempfile's, and pytest's own in a nested run).
+    for name in ("TMPDIR", "PYTEST_DEBUG_TEMPROOT"):
+        path = os.environ.get(name)
+        if path is not None and not os.access(path, os.W_OK | os.X_OK):
+            del os.environ[name]
     tempfile.tempdir = None  # the host's cached choice may not exist in here
     os.chdir(spec.cwd)
 

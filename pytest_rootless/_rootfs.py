@@ -184,7 +184,27 @@ class ReadOnly:
         return f"read-only {self.target}"
 
 
-Op = Tmpfs | Bind | File | Symlink | Dir | Proc | ReadOnlyCover | Devpts | ReadOnly
+@dataclass(frozen=True)
+class HiddenProc:
+    """A proc mount with nothing over it, then hidden under an empty read-only tmpfs.
+
+    The kernel lets a user namespace mount a fresh proc only if a "fully visible" one is
+    already in its mount namespace: no locked mount over a non-empty directory of it
+    (fs/namespace.c, mnt_already_visible). The container's own /proc has read-only covers,
+    so without this a container could not be made inside a container. The tmpfs hides it
+    through its *parent* directory, so the proc mount itself keeps no child; locked in the
+    inner namespace, nobody inside can unmount the tmpfs to reach it. Only for host
+    users other than root: a host-root uid could write host sysctls through an uncovered
+    proc it mounted itself.
+    """
+
+    target: str = "/dev/.rootless-proc"
+
+    def describe(self) -> str:
+        return f"hidden proc {self.target}/proc"
+
+
+Op = Tmpfs | Bind | File | Symlink | Dir | Proc | ReadOnlyCover | Devpts | ReadOnly | HiddenProc
 
 
 @dataclass(frozen=True)
@@ -406,6 +426,8 @@ def build_plan(
     ops += _dev_ops()
     ops.append(Proc("/proc"))
     ops += [ReadOnlyCover(f"/proc/{name}") for name in PROC_COVERS]
+    if ident.uid != 0:  # so that containers can be made inside this one
+        ops.append(HiddenProc())
     # The working directory must exist inside: if the deepest mount above it is a fresh
     # tmpfs (not a bind of the host's tree), create it there, empty.
     above = [op for op in ops if isinstance(op, (Bind, Tmpfs)) and is_under(cwd, op.target)]
@@ -430,14 +452,16 @@ def prepare(plan: Plan, directory: str) -> Plan:
 
     # A tmpfs made read-only once populated is the same as a read-only skeleton directory,
     # where the skeleton itself shows at that place (not under a bind of the host's tree).
-    mounts = [op.target for op in plan.ops if isinstance(op, Tmpfs | Bind | Proc | Devpts)]
+    mounts = [
+        op.target for op in plan.ops if isinstance(op, Tmpfs | Bind | Proc | Devpts | HiddenProc)
+    ]
     sealed = {
         op.target
         for op in plan.ops
         if isinstance(op, ReadOnly) and materialisable(op.target, mounts)
     }
     ops = [op for op in plan.ops if not (op.target in sealed and isinstance(op, Tmpfs | ReadOnly))]
-    covers = [op.target for op in ops if isinstance(op, Tmpfs | Bind | Proc | Devpts)]
+    covers = [op.target for op in ops if isinstance(op, Tmpfs | Bind | Proc | Devpts | HiddenProc)]
 
     os.makedirs(directory, 0o755, exist_ok=True)
     os.chmod(directory, 0o755)
@@ -461,7 +485,7 @@ def prepare(plan: Plan, directory: str) -> Plan:
             if isinstance(op, Bind) and op.is_file:
                 _create_file(path)
             else:
-                _makedirs(path)
+                _makedirs(path + "/proc" if isinstance(op, HiddenProc) else path)
             kept.append(op)
     return Plan(tuple(kept), plan.home, skeleton=directory)
 
@@ -588,6 +612,11 @@ def _apply_one(op: Op, target: str, sources: dict[str, int]) -> None:
         # MS_BIND here: that silently binds the host's /proc, showing host pids.
         _makedirs(target)
         sc.mount("proc", target, "proc", MS.NOSUID | MS.NODEV | MS.NOEXEC)
+    elif isinstance(op, HiddenProc):
+        _makedirs(target + "/proc")
+        sc.mount("proc", target + "/proc", "proc", MS.NOSUID | MS.NODEV | MS.NOEXEC)
+        sc.mount("tmpfs", target, "tmpfs", MS.NOSUID | MS.NODEV | MS.NOEXEC, "mode=0000")
+        sc.mount_setattr(target, sc.MOUNT_ATTR_RDONLY, recursive=False)
     elif isinstance(op, ReadOnlyCover):
         if os.path.lexists(target):
             sc.mount(target, target, None, MS.BIND | MS.REC, label=op.target)

@@ -70,8 +70,23 @@ class SessionState:
     state_dir: str | None = None
     unsupported: int = 0
     isolated: int = 0
+    owner: int = field(default_factory=os.getpid)  # the process these facts are about
+    host_pid: int = field(default_factory=os.getpid)  # pytest's own process
+
+    def _here(self) -> None:
+        """Inside an isolated test (a forked copy), everything computed on the host is the
+        host's: its support, prepared roots, fds and pending containers. Start afresh."""
+        if self.owner == os.getpid():
+            return
+        self.owner = os.getpid()
+        self.support = self.crash = self.keep_fds = self.python_paths = self.state_dir = None
+        self.reaper = _spawn.Reaper()
+        self.identity = _rootfs.host_identity()
+        self.plans = {}
 
     def close(self) -> None:
+        if self.owner != os.getpid():
+            return  # a copy inherited by a container: the host owns all of it
         self.reaper.close()
         if self.crash is not None:
             self.crash.close()
@@ -82,6 +97,7 @@ class SessionState:
 
     # -- the host's support, from one real trial container
     def probe(self) -> _probe.Support:
+        self._here()
         if self.support is None:
             self.support = _probe.trial(self._trial)
         return self.support
@@ -102,6 +118,7 @@ class SessionState:
         payload: _child.Payload,
         on_message: Callable[[_wire.Message], None],
     ) -> _spawn.Outcome:
+        self._here()
         if self.crash is None:
             self.crash = _spawn.CrashChannel()
         return _spawn.run(spec, payload, on_message, self.crash, self.reaper)
@@ -137,16 +154,23 @@ class SessionState:
 
     def _fds(self) -> frozenset[int]:
         if self.keep_fds is None:
-            # once: pytest's own fds do not change
-            self.keep_fds = pytest_fds(self.config) if self.config else frozenset({0, 1, 2})
+            # once: pytest's own fds do not change. Inside a container (a nested one is
+            # being made), pytest's capture is running: only stdio and what it points at.
+            nested = self.owner != self.host_pid
+            capture = self.config is not None and not nested
+            self.keep_fds = pytest_fds(self.config if capture else None)
         return self.keep_fds
 
     def plan(self, options: Options, item: pytest.Item | None, cwd: str) -> _rootfs.Plan:
         rootdir = str(self.config.rootpath) if self.config else os.getcwd()
-        ro = [*self._python_paths(), rootdir, *self._basetemp()]
+        if os.path.realpath(rootdir) in self._not_a_project():
+            # pytest ran with no ini file from (above) a directory that must stay hidden,
+            # such as /tmp or HOME: show the test's own directory, not all of it.
+            rootdir = ""
+        ro = [*self._python_paths(), *self._basetemp()] + ([rootdir] if rootdir else [])
         if item is not None:  # its directory, when outside the project (one plan per place)
             directory = str(item.path.parent)
-            if not _rootfs.is_under(directory, rootdir):
+            if not rootdir or not _rootfs.is_under(directory, rootdir):
                 ro.append(directory)
         key = (options.rootfs, options.hostname, options.mounts, tuple(ro), cwd)
         plan = self.plans.get(key)
@@ -167,9 +191,14 @@ class SessionState:
             self.plans[key] = plan
         return plan
 
+    def _not_a_project(self) -> set[str]:
+        homes = {self.identity.home, self.identity.account_home}
+        return {os.path.realpath(p) for p in ("/", "/tmp", "/var/tmp", "/home", *homes) if p}
+
     def child_spec(
         self, options: Options, item: pytest.Item | None, writable: tuple[str, ...] = ()
     ) -> _child.ChildSpec:
+        self._here()
         cwd = os.getcwd()
         return _child.ChildSpec(
             plan=self.plan(options, item, cwd),
@@ -241,7 +270,7 @@ def _new_state_dir() -> str:
     return tempfile.mkdtemp(prefix=f"{STATE_PREFIX}{os.getpid()}-", dir=parent)
 
 
-def pytest_fds(config: pytest.Config) -> frozenset[int]:
+def pytest_fds(config: pytest.Config | None) -> frozenset[int]:
     """The fds pytest itself needs in the container: stdio, the capture files behind them
     and the saved terminal fds (recognised by being the same open file as fd 0-2, with
     capture suspended and resumed). Every other inherited fd gets closed."""
@@ -254,7 +283,7 @@ def pytest_fds(config: pytest.Config) -> frozenset[int]:
                 identities.add((st.st_dev, st.st_ino))
 
     add_stdio()
-    capman = config.pluginmanager.getplugin("capturemanager")
+    capman = config.pluginmanager.getplugin("capturemanager") if config is not None else None
     if capman is not None and capman.is_globally_capturing():
         capman.resume_global_capture()
         try:

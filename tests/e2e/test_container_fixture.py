@@ -147,3 +147,44 @@ def test_no_pickle_comes_back(pytester: pytest.Pytester) -> None:
     result = pytester.runpytest_subprocess("-p", "rootless")
     result.assert_outcomes(passed=1)
     assert not os.path.exists(marker)
+
+
+NESTED = """
+import os, socket, subprocess, sys
+import pytest
+
+@pytest.mark.isolated
+def test_container_inside_an_isolated_test(container):
+    assert container.run(os.getppid) == 1
+    assert container.run(socket.gethostname) == "sandbox"
+    pids = container.run(lambda: sorted(int(p) for p in os.listdir("/proc") if p.isdigit()))
+    assert pids[0] == 1 and len(pids) == 2  # its own PID namespace inside ours
+
+@pytest.mark.isolated
+def test_isolated_tests_inside_an_isolated_test(tmp_path):
+    (tmp_path / "test_inner.py").write_text(
+        "import os, pytest\\n"
+        "@pytest.mark.isolated\\n"
+        "def test_inner():\\n"
+        "    assert os.getppid() == 1\\n"
+    )
+    inner = subprocess.run(
+        [sys.executable, "-m", "pytest", "-p", "rootless", "--rootless-require", "-q",
+         "-p", "no:cacheprovider", str(tmp_path)],
+        capture_output=True, text=True, cwd=tmp_path,
+    )
+    assert inner.returncode == 0, inner.stdout + inner.stderr
+"""
+
+
+def test_containers_nest(pytester: pytest.Pytester) -> None:
+    """Rootless users can make containers inside containers. A run as real root cannot:
+    a uid 0 without CAP_SETFCAP may not map uid 0 into a new user namespace (Linux
+    5.12+), and the nested tests say so instead of running without isolation."""
+    pytester.makepyfile(NESTED)
+    result = pytester.runpytest_subprocess("-p", "rootless", "-rs")
+    if os.geteuid() == 0:
+        result.assert_outcomes(skipped=1, failed=1)
+        result.stdout.fnmatch_lines(["*uid 0 without CAP_SETFCAP*"])
+    else:
+        result.assert_outcomes(passed=2)
