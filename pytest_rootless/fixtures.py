@@ -8,10 +8,12 @@ test's locals), the result comes *up* as data (:mod:`._remote`), never as a pick
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import pickle
 import signal
 import socket
+import stat
 import subprocess
 import sys
 from collections.abc import Callable, Iterator, Mapping, Sequence
@@ -144,6 +146,45 @@ def _exec(
     return {"returncode": done.returncode, "stdout": done.stdout, "stderr": done.stderr}
 
 
+def _snapshot() -> dict[str, list[Any]]:
+    """In the container: every entry of the writable areas (/tmp, /var/tmp, /dev/shm,
+    HOME) with what identifies it (type, mode, and for files size and mtime; for links
+    the target). Each area is walked on its own file system only: a directory bound from
+    the host under /tmp is the host's, not a change of the container's."""
+    entries: dict[str, list[Any]] = {}
+    for area in ("/tmp", "/var/tmp", "/dev/shm", os.environ.get("HOME", "/tmp")):
+        try:
+            device = os.lstat(area).st_dev
+        except OSError:
+            continue
+        for root, dirs, files in os.walk(area):
+            for name in [*dirs, *files]:
+                path = os.path.join(root, name)
+                try:
+                    st = os.lstat(path)
+                except OSError:
+                    continue
+                if st.st_dev != device:
+                    if name in dirs:
+                        dirs.remove(name)
+                    continue
+                if stat.S_ISLNK(st.st_mode):
+                    entries[path] = ["link", os.readlink(path)]
+                elif stat.S_ISDIR(st.st_mode):
+                    entries[path] = ["dir", st.st_mode]
+                else:
+                    entries[path] = ["file", st.st_mode, st.st_size, st.st_mtime_ns]
+    return entries
+
+
+def diff(before: Mapping[str, Any], now: Mapping[str, Any]) -> dict[str, str]:
+    """What changed between two snapshots, by path: added, modified or deleted."""
+    found = {path: "added" for path in now.keys() - before.keys()}
+    found.update({path: "deleted" for path in before.keys() - now.keys()})
+    found.update({p: "modified" for p in now.keys() & before.keys() if now[p] != before[p]})
+    return dict(sorted(found.items()))
+
+
 def _text(output: str | bytes | None) -> str | None:
     return output.decode(errors="replace") if isinstance(output, bytes) else output
 
@@ -158,6 +199,7 @@ class Container:
         self._state = state
         self._live: _spawn.LiveContainer | None = None
         self._closed = False
+        self._baseline: dict[str, list[Any]] = {}
 
     def _container(self) -> _spawn.LiveContainer:
         if self._closed:
@@ -166,9 +208,17 @@ class Container:
             support = self._state.probe()
             if not support.ok:
                 raise UnsupportedHost(support.reason)
-            spec = self._state.child_spec(self._options, None)
+            # The timeout bounds each call (see run), not the container's life.
+            options = dataclasses.replace(self._options, timeout=None)
+            spec = self._state.child_spec(options, None)
             self._live = _spawn.LiveContainer(spec, _serve_call)
+            self._baseline = self._live_run(_snapshot)
         return self._live
+
+    def _live_run(self, fn: Callable[..., Any], /, *args: Any) -> Any:
+        assert self._live is not None
+        ident, channel = self._live.call(cloudpickle.dumps((fn, args, {})))
+        return Process(self._live, ident, channel).wait()
 
     # -- running code
     def start(self, fn: Callable[..., Any], /, *args: Any, **kwargs: Any) -> Process:
@@ -181,8 +231,17 @@ class Container:
 
     def run(self, fn: Callable[..., Any], /, *args: Any, **kwargs: Any) -> Any:
         """Call ``fn(*args, **kwargs)`` in a new process in the container and return its
-        result (see :meth:`Process.wait`)."""
-        return self.start(fn, *args, **kwargs).wait()
+        result (see :meth:`Process.wait`). The container's ``timeout`` option bounds the
+        call: past it the process is killed and TimeoutError raised."""
+        process = self.start(fn, *args, **kwargs)
+        try:
+            return process.wait(self._options.timeout)
+        except TimeoutError:
+            process.kill()
+            raise TimeoutError(
+                f"the call did not finish within timeout={self._options.timeout:g}s "
+                "(the container's option); it was killed"
+            ) from None
 
     def exec(
         self,
@@ -231,6 +290,13 @@ class Container:
     ) -> int:
         written: int = self.run(Path(path).write_text, data, encoding, errors)
         return written
+
+    def changes(self) -> dict[str, str]:
+        """Paths added, modified or deleted in the container's writable areas (/tmp,
+        /var/tmp, /dev/shm, HOME) since it started: ``{path: "added" | "modified" |
+        "deleted"}``, sorted by path."""
+        self._container()
+        return diff(self._baseline, self._live_run(_snapshot))
 
     # -- facts
     @property

@@ -188,3 +188,39 @@ def test_containers_nest(pytester: pytest.Pytester) -> None:
         result.stdout.fnmatch_lines(["*uid 0 without CAP_SETFCAP*"])
     else:
         result.assert_outcomes(passed=2)
+
+
+def test_changes_and_per_call_timeout(pytester: pytest.Pytester) -> None:
+    pytester.makepyfile(
+        """
+        import os, time
+        from pathlib import Path
+        import pytest
+
+        def test_changes(container):
+            assert container.changes() == {}
+            container.write_text("/tmp/new.txt", "x")
+            container.run(lambda: os.makedirs(os.path.expanduser("~/.cache/app")))
+            assert container.changes() == {
+                os.path.join(container.run(lambda: os.environ["HOME"]), ".cache"): "added",
+                os.path.join(container.run(lambda: os.environ["HOME"]), ".cache", "app"): "added",
+                "/tmp/new.txt": "added",
+            }
+
+        def test_modified_and_deleted(container_factory):
+            box = container_factory()
+            box.write_text("/tmp/a", "1")
+            box.write_text("/tmp/b", "1")
+            before = box.changes()
+            assert before == {"/tmp/a": "added", "/tmp/b": "added"}
+
+        @pytest.mark.container(timeout=0.5)
+        def test_timeout_bounds_each_call(container):
+            assert container.run(lambda: "quick") == "quick"
+            with pytest.raises(TimeoutError, match="timeout=0.5s"):
+                container.run(time.sleep, 30)
+            assert container.run(lambda: "still up") == "still up"
+        """
+    )
+    result = pytester.runpytest_subprocess("-p", "rootless")
+    result.assert_outcomes(passed=3)

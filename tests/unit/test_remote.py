@@ -765,3 +765,11 @@ def test_groups_nested_too_deep() -> None:
         exc = exc.exceptions[0]
     assert isinstance(exc, RemoteError)  # the rest is text in the traceback
     assert exc.type_name == "ExceptionGroup"
+
+
+def test_changes_diff_names_each_kind() -> None:
+    from pytest_rootless.fixtures import diff
+
+    before = {"/tmp/a": ["file", 0o644, 1, 10], "/tmp/b": ["dir", 0o755], "/tmp/c": ["link", "x"]}
+    now = {"/tmp/a": ["file", 0o644, 2, 11], "/tmp/c": ["link", "x"], "/tmp/d": ["dir", 0o700]}
+    assert diff(before, now) == {"/tmp/a": "modified", "/tmp/b": "deleted", "/tmp/d": "added"}
