@@ -224,3 +224,16 @@ def test_changes_and_per_call_timeout(pytester: pytest.Pytester) -> None:
     )
     result = pytester.runpytest_subprocess("-p", "rootless")
     result.assert_outcomes(passed=3)
+
+
+def test_the_readme_example_runs(pytester: pytest.Pytester) -> None:
+    import re
+    from pathlib import Path
+
+    readme = (Path(__file__).parents[2] / "README.md").read_text()
+    section = readme.split("### A live container a test can drive", 1)[1]
+    code = re.search(r"```python\n(.*?)```", section, re.DOTALL)
+    assert code is not None
+    pytester.makepyfile(test_readme=code.group(1))
+    result = pytester.runpytest_subprocess("-p", "rootless")
+    result.assert_outcomes(passed=3)
