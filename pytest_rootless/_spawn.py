@@ -293,6 +293,7 @@ class LiveContainer:
         self.pid, self._events, self._control = _start_init(spec, payload, self.crash)
         self.trace: list[str] = []
         self._statuses: dict[int, tuple[int | None, int | None]] = {}
+        self._unsettled: set[int] = set()  # started, and their end not yet consumed
         self._next_id = 0
         self._closed = False
         self._timed_out = False
@@ -337,8 +338,10 @@ class LiveContainer:
         channel (read its frames until EOF)."""
         if not self.alive:
             raise ContainerError("the container is gone (closed, timed out or killed)")
+        self._drain()  # or init blocks on a full socket telling us of ended processes
         self._next_id += 1
         ident = self._next_id
+        self._unsettled.add(ident)
         host_end, process_end = socket.socketpair()
         try:
             request = json.dumps({"op": "start", "id": ident}).encode()
@@ -359,27 +362,38 @@ class LiveContainer:
             except OSError:
                 pass
 
+    def _receive(self, timeout: float) -> bool:
+        """Take one message of init's about an ended process; False if none came."""
+        ready, _, _ = select.select([self._control], [], [], max(0.0, timeout))
+        if not ready:
+            return False
+        try:
+            packet = self._control.recv(4096)
+            message = json.loads(packet)
+            ident = int(message["id"])
+            status, signum = message.get("status"), message.get("signal")
+        except (OSError, ValueError, KeyError, TypeError):
+            return False
+        if ident in self._unsettled:
+            self._statuses[ident] = (_int_or_none(status), _int_or_none(signum))
+        return bool(packet)
+
+    def _drain(self) -> None:
+        while not self._closed and self._receive(0):
+            pass
+
     def status(self, ident: int, timeout: float = 10.0) -> tuple[int | None, int | None]:
         """(status, signal) of a finished process, as init reports it."""
         deadline = time.monotonic() + timeout
         while ident not in self._statuses:
-            left = deadline - time.monotonic()
-            ready, _, _ = select.select([self._control], [], [], max(0.0, left))
-            if not ready:
-                return None, None
-            packet = self._control.recv(4096)
-            if not packet:
-                return None, None
-            try:
-                message = json.loads(packet)
-                status, signum = message.get("status"), message.get("signal")
-                self._statuses[int(message["id"])] = (
-                    _int_or_none(status),
-                    _int_or_none(signum),
-                )
-            except (ValueError, KeyError, TypeError):
+            if not self._receive(deadline - time.monotonic()):
                 return None, None
         return self._statuses[ident]
+
+    def settle(self, ident: int) -> None:
+        """The process's end was consumed: forget it."""
+        self._unsettled.discard(ident)
+        self._statuses.pop(ident, None)
 
     def close(self) -> None:
         """End every process of the container (idempotent)."""

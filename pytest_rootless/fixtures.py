@@ -62,6 +62,12 @@ class Process:
         raises TimeoutError and leaves the process running."""
         if not self._read(timeout):
             raise TimeoutError(f"the process did not finish within {timeout} s")
+        try:
+            return self._outcome()
+        finally:
+            self._live.settle(self._ident)
+
+    def _outcome(self) -> Any:
         for message in self._messages:
             if message["kind"] == "result":
                 return _remote.decode_value(message.get("value"))

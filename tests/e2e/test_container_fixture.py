@@ -237,3 +237,16 @@ def test_the_readme_example_runs(pytester: pytest.Pytester) -> None:
     pytester.makepyfile(test_readme=code.group(1))
     result = pytester.runpytest_subprocess("-p", "rootless")
     result.assert_outcomes(passed=3)
+
+
+def test_many_calls_in_one_container(pytester: pytest.Pytester) -> None:
+    """Init reports every ended process to the host; the host must keep reading those
+    reports, or init blocks on a full socket after a few hundred calls."""
+    pytester.makepyfile(
+        """
+        def test_many(container):
+            assert sum(container.run(lambda: 1) for _ in range(600)) == 600
+        """
+    )
+    result = pytester.runpytest_subprocess("-p", "rootless", timeout=120)
+    result.assert_outcomes(passed=1)
