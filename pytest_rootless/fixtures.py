@@ -70,9 +70,22 @@ class Process:
     def _outcome(self) -> Any:
         for message in self._messages:
             if message["kind"] == "result":
-                return _remote.decode_value(message.get("value"))
+                if message.get("encoding") != _remote.ENCODING_VERSION:
+                    raise _remote.RemoteError(
+                        "ProtocolError",
+                        f"result encoding {message.get('encoding')!r}, expected "
+                        f"{_remote.ENCODING_VERSION}",
+                    )
+                try:
+                    return _remote.decode_value(message.get("value"))
+                except ValueError as exc:
+                    raise _remote.RemoteError("ProtocolError", str(exc)) from None
             if message["kind"] == "error":
-                raise _remote.decode_exception(message.get("error"))
+                try:
+                    error = _remote.decode_exception(message.get("error"))
+                except ValueError as exc:
+                    raise _remote.RemoteError("ProtocolError", str(exc)) from None
+                raise error
         if self._decoder.error is not None:
             raise _remote.RemoteError("ProtocolError", str(self._decoder.error))
         status, signum = self._live.status(self._ident)
@@ -117,7 +130,8 @@ def _serve_call(fd: int) -> int:
     message: _wire.Message
     try:
         fn, args, kwargs = pickle.loads(b"".join(chunks))
-        message = {"kind": "result", "value": _remote.encode_value(fn(*args, **kwargs))}
+        value = _remote.encode_value(fn(*args, **kwargs))
+        message = {"kind": "result", "encoding": _remote.ENCODING_VERSION, "value": value}
     except _remote.EncodeError as exc:
         message = {"kind": "error", "error": _remote.encode_exception(TypeError(str(exc)))}
     except BaseException as exc:

@@ -70,6 +70,9 @@ def test_exec(container):
         container.exec(["no-such-program"])
     with pytest.raises(subprocess.TimeoutExpired):
         container.exec(["sleep", "30"], timeout=0.5)
+    done = container.exec(["sh", "-c", "echo $X; pwd"], env={"X": "1", "PATH": "/usr/bin:/bin"},
+                          cwd="/tmp")
+    assert done.stdout.split() == ["1", "/tmp"]
 
 
 def test_a_crash_fails_that_call_only(container):
