@@ -264,12 +264,7 @@ def _reap_children(control: socket.socket, running: dict[int, int]) -> None:
         ident = running.pop(pid, None)
         if ident is None:
             continue
-        message: _wire.Message = {"kind": "exited", "id": ident}
-        if os.WIFSIGNALED(wait_status):
-            message["signal"] = os.WTERMSIG(wait_status)
-            message["status"] = 128 + os.WTERMSIG(wait_status)
-        else:
-            message["status"] = os.waitstatus_to_exitcode(wait_status)
+        message = {"kind": "exited", "id": ident, **_status_fields(wait_status)}
         control.send(json.dumps(message).encode())
 
 
@@ -285,6 +280,15 @@ def _call_process(spec: ChildSpec, channel_fd: int, payload: Payload) -> NoRetur
         return payload(channel_fd)
 
     _leave("call", channel_fd, isolate_and_run)
+
+
+def _status_fields(wait_status: int) -> dict[str, int]:
+    """A child's end as the engines report it: its exit code, or 128+signal (bubblewrap,
+    nsjail and Bazel do the same) with the signal named apart."""
+    if os.WIFSIGNALED(wait_status):
+        signum = os.WTERMSIG(wait_status)
+        return {"signal": signum, "status": 128 + signum}
+    return {"status": os.waitstatus_to_exitcode(wait_status)}
 
 
 def _reap(spec: ChildSpec, result_fd: int, test_pid: int) -> int:
@@ -315,13 +319,7 @@ def _reap(spec: ChildSpec, result_fd: int, test_pid: int) -> int:
             break
     if spec.timeout is not None:
         signal.setitimer(signal.ITIMER_REAL, 0)
-    message: _wire.Message = {"kind": "exit", "timed_out": timed_out}
-    if os.WIFSIGNALED(wait_status):
-        message["signal"] = os.WTERMSIG(wait_status)
-        message["status"] = 128 + os.WTERMSIG(wait_status)
-    else:
-        message["status"] = os.waitstatus_to_exitcode(wait_status)
-    _wire.send(result_fd, message)
+    _wire.send(result_fd, {"kind": "exit", "timed_out": timed_out, **_status_fields(wait_status)})
     return 0  # our exit ends every process left in the namespace
 
 

@@ -104,16 +104,13 @@ class Reaper:
             _waitpid(pid)
 
 
-def run(
+def _clone_init(
     spec: _child.ChildSpec,
     payload: _child.Payload,
-    on_message: Callable[[_wire.Message], None],
     crash: CrashChannel,
-    reaper: Reaper,
-) -> Outcome:
-    """Run one container to its end, calling ``on_message`` for each frame as it arrives."""
-    reaper.poll()
-    crash.reset()
+    child_closes: socket.socket | None = None,
+) -> tuple[int, int]:
+    """Clone the container's init; returns its pid and the read end of its channel."""
     for stream in (sys.stdout, sys.stderr):
         try:
             stream.flush()  # or the child would write the buffered text a second time
@@ -134,14 +131,29 @@ def run(
         os.close(read_fd)
         os.close(write_fd)
         raise
-    if pid != 0:
-        gc.unfreeze()
     if pid == 0:
         try:
             os.close(read_fd)
+            if child_closes is not None:
+                child_closes.close()
         finally:
             entry(spec, write_fd, crash.fd, payload)
+    gc.unfreeze()
     os.close(write_fd)
+    return pid, read_fd
+
+
+def run(
+    spec: _child.ChildSpec,
+    payload: _child.Payload,
+    on_message: Callable[[_wire.Message], None],
+    crash: CrashChannel,
+    reaper: Reaper,
+) -> Outcome:
+    """Run one container to its end, calling ``on_message`` for each frame as it arrives."""
+    reaper.poll()
+    crash.reset()
+    pid, read_fd = _clone_init(spec, payload, crash)
     outcome = Outcome()
     try:
         _collect(pid, read_fd, spec.timeout, outcome, on_message)
@@ -252,32 +264,13 @@ def _start_init(
     """Clone the init of a live container: returns (pid, events fd, control socket)."""
     control, init_end = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
     spec = dataclasses.replace(spec, control_fd=init_end.fileno())
-    read_fd, write_fd = os.pipe2(os.O_CLOEXEC)
-    for stream in (sys.stdout, sys.stderr):
-        try:
-            stream.flush()
-        except (OSError, ValueError):
-            pass
-    gc.freeze()
-    entry = _child.container_main if _single_threaded() else _child.relay_main
     try:
-        pid = sc.clone(_child.CLONE_FLAGS) if entry is _child.container_main else sc.fork()
+        pid, read_fd = _clone_init(spec, payload, crash, child_closes=control)
     except BaseException:
-        gc.unfreeze()
-        for fd in (read_fd, write_fd):
-            os.close(fd)
         control.close()
-        init_end.close()
         raise
-    if pid == 0:
-        try:
-            os.close(read_fd)
-            control.close()
-        finally:
-            entry(spec, write_fd, crash.fd, payload)
-    gc.unfreeze()
-    os.close(write_fd)
-    init_end.close()
+    finally:
+        init_end.close()
     return pid, read_fd, control
 
 
