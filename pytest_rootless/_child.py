@@ -106,13 +106,17 @@ def relay_main(spec: ChildSpec, result_fd: int, crash_fd: int, payload: Payload)
     it and exit with its status. Never returns."""
 
     def relay() -> int:
-        sc.prctl(sc.PR_SET_PDEATHSIG, signal.SIGKILL, "PR_SET_PDEATHSIG")
+        if spec.control_fd is None:  # see _init
+            sc.prctl(sc.PR_SET_PDEATHSIG, signal.SIGKILL, "PR_SET_PDEATHSIG")
         if _parent_gone(result_fd):
             return EXIT_SETUP_FAILED
         signal.signal(signal.SIGINT, signal.SIG_IGN)
         pid = sc.clone(CLONE_FLAGS)
         if pid == 0:
             container_main(spec, result_fd, crash_fd, payload)
+        if spec.control_fd is not None:  # the host's Container.pid is init's, not ours
+            with socket.socket(fileno=os.dup(spec.control_fd)) as control:
+                control.send(json.dumps({"kind": "init-pid", "pid": pid}).encode())
         os.close(result_fd)
         _, wait_status = os.waitpid(pid, 0)
         status = os.waitstatus_to_exitcode(wait_status)
@@ -144,7 +148,11 @@ def _parent_gone(result_fd: int) -> bool:
 def _init(spec: ChildSpec, result_fd: int, crash_fd: int, payload: Payload) -> int:
     sc.set_tracing(spec.trace)
     # Die with the host: PR_SET_PDEATHSIG, then close the race where the host died before.
-    sc.prctl(sc.PR_SET_PDEATHSIG, signal.SIGKILL, "PR_SET_PDEATHSIG")
+    # Not for a live container: the signal follows the *thread* that made it (which may
+    # end long before the test), and its init ends anyway when the host's end of the
+    # control socket closes, the host's death included.
+    if spec.control_fd is None:
+        sc.prctl(sc.PR_SET_PDEATHSIG, signal.SIGKILL, "PR_SET_PDEATHSIG")
     if _parent_gone(result_fd):
         return EXIT_SETUP_FAILED
     # Ctrl-C goes to the host, which ends the container; init must not die of it first.
@@ -209,10 +217,12 @@ def _serve(spec: ChildSpec, result_fd: int, control_fd: int, payload: Payload) -
     poller.register(control_fd, select.POLLIN)
     poller.register(wake_r, select.POLLIN)
     running: dict[int, int] = {}  # pid -> request id
+    reports: list[bytes] = []  # for the host; sent when it can take them, never blocking
     deadline = None if spec.timeout is None else time.monotonic() + spec.timeout
     _wire.send(result_fd, {"kind": "ready"})
     while True:
         wait_ms = None if deadline is None else max(0, int((deadline - time.monotonic()) * 1000))
+        poller.modify(control_fd, select.POLLIN | (select.POLLOUT if reports else 0))
         events = poller.poll(wait_ms)
         if deadline is not None and time.monotonic() >= deadline:
             _wire.send(result_fd, {"kind": "exit", "timed_out": True, "status": None})
@@ -224,15 +234,25 @@ def _serve(spec: ChildSpec, result_fd: int, control_fd: int, payload: Payload) -
                         os.read(wake_r, 512)
                     except BlockingIOError:
                         break
+            elif not events_in(fd, select.POLLIN, events):
+                continue
             elif not _serve_request(spec, control, running, payload):
                 return 0  # the host closed the container
-        _reap_children(control, running)
+        reports += _reap_children(running)
+        while reports:
+            try:
+                control.send(reports[0], socket.MSG_DONTWAIT)
+            except BlockingIOError:
+                break
+            except OSError:
+                return 0  # the host is gone
+            reports.pop(0)
 
 
 def _serve_request(
     spec: ChildSpec, control: socket.socket, running: dict[int, int], payload: Payload
 ) -> bool:
-    message, fds, _, _ = socket.recv_fds(control, 4096, 1)
+    message, fds, _, _ = socket.recv_fds(control, 4096, 1, socket.MSG_CMSG_CLOEXEC)
     if not message:
         return False
     request = json.loads(message)
@@ -251,21 +271,25 @@ def _serve_request(
     return True
 
 
-def _reap_children(control: socket.socket, running: dict[int, int]) -> None:
-    """Reap every child that ended (orphans re-parent to init too); tell the host of the
-    ones it started."""
+def events_in(fd: int, mask: int, events: list[tuple[int, int]]) -> bool:
+    return any(f == fd and ev & (mask | select.POLLHUP | select.POLLERR) for f, ev in events)
+
+
+def _reap_children(running: dict[int, int]) -> list[bytes]:
+    """Reap every child that ended (orphans re-parent to init too); the reports for the
+    host on the ones it started."""
+    reports: list[bytes] = []
     while True:
         try:
             pid, wait_status = os.waitpid(-1, os.WNOHANG)
         except ChildProcessError:
-            return
+            return reports
         if pid == 0:
-            return
+            return reports
         ident = running.pop(pid, None)
-        if ident is None:
-            continue
-        message = {"kind": "exited", "id": ident, **_status_fields(wait_status)}
-        control.send(json.dumps(message).encode())
+        if ident is not None:
+            message = {"kind": "exited", "id": ident, **_status_fields(wait_status)}
+            reports.append(json.dumps(message).encode())
 
 
 def _call_process(spec: ChildSpec, channel_fd: int, payload: Payload) -> NoReturn:

@@ -109,8 +109,9 @@ def _clone_init(
     payload: _child.Payload,
     crash: CrashChannel,
     child_closes: socket.socket | None = None,
-) -> tuple[int, int]:
-    """Clone the container's init; returns its pid and the read end of its channel."""
+) -> tuple[int, int, bool]:
+    """Clone the container's init; returns the pid of our child (init, or the relay
+    that clones it), the read end of its channel, and whether a relay was needed."""
     for stream in (sys.stdout, sys.stderr):
         try:
             stream.flush()  # or the child would write the buffered text a second time
@@ -140,7 +141,7 @@ def _clone_init(
             entry(spec, write_fd, crash.fd, payload)
     gc.unfreeze()
     os.close(write_fd)
-    return pid, read_fd
+    return pid, read_fd, entry is _child.relay_main
 
 
 def run(
@@ -153,7 +154,7 @@ def run(
     """Run one container to its end, calling ``on_message`` for each frame as it arrives."""
     reaper.poll()
     crash.reset()
-    pid, read_fd = _clone_init(spec, payload, crash)
+    pid, read_fd, _ = _clone_init(spec, payload, crash)
     outcome = Outcome()
     try:
         _collect(pid, read_fd, spec.timeout, outcome, on_message)
@@ -260,18 +261,19 @@ class ContainerError(RuntimeError):
 
 def _start_init(
     spec: _child.ChildSpec, payload: _child.Payload, crash: CrashChannel
-) -> tuple[int, int, socket.socket]:
-    """Clone the init of a live container: returns (pid, events fd, control socket)."""
+) -> tuple[int, int, socket.socket, bool]:
+    """Clone the init of a live container: returns (pid, events fd, control socket, and
+    whether a relay process stands between)."""
     control, init_end = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
     spec = dataclasses.replace(spec, control_fd=init_end.fileno())
     try:
-        pid, read_fd = _clone_init(spec, payload, crash, child_closes=control)
+        pid, read_fd, relayed = _clone_init(spec, payload, crash, child_closes=control)
     except BaseException:
         control.close()
         raise
     finally:
         init_end.close()
-    return pid, read_fd, control
+    return pid, read_fd, control, relayed
 
 
 class LiveContainer:
@@ -283,13 +285,14 @@ class LiveContainer:
 
     def __init__(self, spec: _child.ChildSpec, payload: _child.Payload) -> None:
         self.crash = CrashChannel()
-        self.pid, self._events, self._control = _start_init(spec, payload, self.crash)
+        self.pid, self._events, self._control, self.relayed = _start_init(spec, payload, self.crash)
         self.trace: list[str] = []
         self._statuses: dict[int, tuple[int | None, int | None]] = {}
         self._unsettled: set[int] = set()  # started, and their end not yet consumed
         self._next_id = 0
         self._closed = False
         self._timed_out = False
+        self._init_pid: int | None = None  # when a relay process stands between
         try:
             self._await_ready()
         except BaseException:
@@ -315,6 +318,25 @@ class LiveContainer:
                     )
             if decoder.error is not None:
                 raise ContainerError(f"the container's init sent bad data: {decoder.error}")
+
+    @property
+    def closed(self) -> bool:
+        return self._closed
+
+    @property
+    def init_pid(self) -> int:
+        """The host pid of the container's init. Where pytest had other threads a relay
+        process cloned it (see _child.relay_main) and reports its pid on the control
+        socket."""
+        deadline = time.monotonic() + 5
+        while self.relayed and self._init_pid is None and time.monotonic() < deadline:
+            self._receive(0.1)
+        return self._init_pid if self._init_pid is not None else self.pid
+
+    @property
+    def control(self) -> socket.socket:
+        """Init's reports of ended processes arrive here (see :meth:`pump`)."""
+        return self._control
 
     @property
     def alive(self) -> bool:
@@ -349,20 +371,40 @@ class LiveContainer:
         return ident, host_end
 
     def kill(self, ident: int) -> None:
-        if self.alive:
+        """Ask init to SIGKILL a process. Never blocks on a full socket for long: what
+        init has to say is read meanwhile, so neither side waits for the other."""
+        request = json.dumps({"op": "kill", "id": ident}).encode()
+        deadline = time.monotonic() + 10
+        while self.alive and time.monotonic() < deadline:
             try:
-                self._control.send(json.dumps({"op": "kill", "id": ident}).encode())
+                self._control.send(request, socket.MSG_DONTWAIT)
+                return
+            except BlockingIOError:
+                self._drain()
+                select.select([self._control], [self._control], [], 0.1)
             except OSError:
-                pass
+                return
+
+    def pump(self) -> None:
+        """Take every report init has sent so far."""
+        self._drain()
+
+    def ended(self, ident: int) -> bool:
+        return ident in self._statuses
 
     def _receive(self, timeout: float) -> bool:
         """Take one message of init's about an ended process; False if none came."""
+        if self._closed:
+            return False
         ready, _, _ = select.select([self._control], [], [], max(0.0, timeout))
         if not ready:
             return False
         try:
             packet = self._control.recv(4096)
             message = json.loads(packet)
+            if message.get("kind") == "init-pid":  # a relay (threads) started it
+                self._init_pid = int(message["pid"])
+                return True
             ident = int(message["id"])
             status, signum = message.get("status"), message.get("signal")
         except (OSError, ValueError, KeyError, TypeError):
@@ -393,8 +435,10 @@ class LiveContainer:
         if self._closed:
             return
         self._closed = True
-        self._control.close()
-        _kill(self.pid)
+        self._control.close()  # init returns when it reads EOF: the container ends
+        for pid in (self.pid, self._init_pid):
+            if pid is not None:
+                _kill(pid)
         _waitpid(self.pid)
         os.close(self._events)
         self.crash.close()

@@ -58,10 +58,14 @@ def encode(message: Message) -> bytes:
 
 def send(fd: int, message: Message) -> None:
     """Write one frame to ``fd`` (blocking; retried until every byte is written)."""
-    data = memoryview(encode(message))
-    while data:
-        written = os.write(fd, data)
-        data = data[written:]
+    write_all(fd, encode(message))
+
+
+def write_all(fd: int, data: bytes) -> None:
+    view = memoryview(data)
+    while view:
+        written = os.write(fd, view)
+        view = view[written:]
 
 
 class Decoder:

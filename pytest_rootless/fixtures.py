@@ -11,11 +11,14 @@ from __future__ import annotations
 import dataclasses
 import os
 import pickle
+import select
 import signal
 import socket
 import stat
 import subprocess
 import sys
+import time
+import weakref
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any, final
@@ -42,18 +45,17 @@ class Process:
         self._decoder = _wire.Decoder()
         self._messages: list[_wire.Message] = []
         self._finished = False
+        self._outcome: tuple[bool, Any] | None = None  # (raised, value or exception)
 
     @property
     def alive(self) -> bool:
         """Whether it still runs (it has not sent its result nor ended)."""
-        if self._finished:
-            return False
-        self._read(timeout=0)
-        return not self._finished
+        return not self._read(timeout=0)
 
     def kill(self) -> None:
         """SIGKILL it (a no-op once it ended)."""
-        self._live.kill(self._ident)
+        if not self._finished:
+            self._live.kill(self._ident)
 
     def wait(self, timeout: float | None = None) -> Any:
         """Its function's return value, or raise what it raised: a builtin exception as
@@ -62,12 +64,19 @@ class Process:
         raises TimeoutError and leaves the process running."""
         if not self._read(timeout):
             raise TimeoutError(f"the process did not finish within {timeout} s")
-        try:
-            return self._outcome()
-        finally:
-            self._live.settle(self._ident)
+        if self._outcome is None:
+            try:
+                self._outcome = (False, self._decode())
+            except Exception as exc:
+                self._outcome = (True, exc)
+            finally:
+                self._live.settle(self._ident)
+        raised, value = self._outcome
+        if raised:
+            raise value
+        return value
 
-    def _outcome(self) -> Any:
+    def _decode(self) -> Any:
         for message in self._messages:
             if message["kind"] == "result":
                 if message.get("encoding") != _remote.ENCODING_VERSION:
@@ -86,8 +95,9 @@ class Process:
                 except ValueError as exc:
                     raise _remote.RemoteError("ProtocolError", str(exc)) from None
                 raise error
-        if self._decoder.error is not None:
-            raise _remote.RemoteError("ProtocolError", str(self._decoder.error))
+        if self._decoder.error is not None or self._decoder.pending:
+            why = self._decoder.error or "the channel closed in the middle of a frame"
+            raise _remote.RemoteError("ProtocolError", str(why))
         status, signum = self._live.status(self._ident)
         if signum is not None:
             try:
@@ -102,23 +112,50 @@ class Process:
         raise _remote.RemoteError("ProcessCrashed", f"the process in the container {what}")
 
     def _read(self, timeout: float | None) -> bool:
-        """Read what it sent until EOF; False if ``timeout`` ran out first."""
-        if self._finished:
-            return True
-        self._channel.settimeout(timeout)
+        """Read what it sends until its result arrives, its channel closes or init says
+        it ended; False if ``timeout`` ran out first. Its result ends the wait even when
+        a child it left behind keeps the channel open."""
+        deadline = None if timeout is None else time.monotonic() + timeout
+        while not self._finished:
+            if self._live.closed:
+                self.abandon()
+                break
+            left = None if deadline is None else max(0.0, deadline - time.monotonic())
+            ready, _, _ = select.select([self._channel, self._live.control], [], [], left)
+            if self._channel in ready and self._receive():
+                self._finish()
+            elif self._live.control in ready:
+                self._live.pump()
+                if self._live.ended(self._ident):
+                    self._channel.setblocking(False)
+                    while not self._finished and self._receive():
+                        pass
+                    self._finish()
+            elif not ready:
+                return False
+        return True
+
+    def _receive(self) -> bool:
+        """Take what is there; True when nothing more is to come."""
         try:
-            while True:
-                chunk = self._channel.recv(1 << 20)
-                if not chunk:
-                    break
-                self._messages += self._decoder.feed(chunk)
-        except (TimeoutError, BlockingIOError):
-            return False
+            chunk = self._channel.recv(1 << 20)
+        except BlockingIOError:
+            return True
         except OSError:
-            pass  # reset by a killed process: what arrived is all there is
+            return True  # reset by a killed process: what arrived is all there is
+        if not chunk:
+            return True
+        self._messages += self._decoder.feed(chunk)
+        return any(m["kind"] in ("result", "error") for m in self._messages)
+
+    def _finish(self) -> None:
         self._finished = True
         self._channel.close()
-        return True
+
+    def abandon(self) -> None:
+        """The container is closing: stop listening (its processes are being killed)."""
+        if not self._finished:
+            self._finish()
 
 
 def _serve_call(fd: int) -> int:
@@ -138,7 +175,14 @@ def _serve_call(fd: int) -> int:
         message = {"kind": "error", "error": _remote.encode_exception(exc)}
     for stream in (sys.stdout, sys.stderr):
         stream.flush()
-    _wire.send(fd, message)
+    data = _wire.encode(message)
+    if len(data) > _wire.MAX_FRAME:
+        too_big = TypeError(
+            f"result: {len(data)} bytes once encoded, more than the {_wire.MAX_FRAME} a "
+            "container can return; return less, or write it to a file in tmp_path"
+        )
+        data = _wire.encode({"kind": "error", "error": _remote.encode_exception(too_big)})
+    _wire.write_all(fd, data)
     return 0
 
 
@@ -220,6 +264,7 @@ class Container:
         self._live: _spawn.LiveContainer | None = None
         self._closed = False
         self._baseline: dict[str, list[Any]] = {}
+        self._processes: weakref.WeakSet[Process] = weakref.WeakSet()
 
     def _container(self) -> _spawn.LiveContainer:
         if self._closed:
@@ -247,7 +292,9 @@ class Container:
         job = cloudpickle.dumps((fn, args, kwargs))
         live = self._container()
         ident, channel = live.call(job)
-        return Process(live, ident, channel)
+        process = Process(live, ident, channel)
+        self._processes.add(process)
+        return process
 
     def run(self, fn: Callable[..., Any], /, *args: Any, **kwargs: Any) -> Any:
         """Call ``fn(*args, **kwargs)`` in a new process in the container and return its
@@ -331,12 +378,14 @@ class Container:
     @property
     def pid(self) -> int:
         """The host pid of the container's init (the container is started if need be)."""
-        return self._container().pid
+        return self._container().init_pid
 
     # -- lifetime
     def close(self) -> None:
         """Kill every process in the container and free it (idempotent)."""
         self._closed = True
+        for process in list(self._processes):
+            process.abandon()
         if self._live is not None:
             self._live.close()
 

@@ -253,3 +253,61 @@ def test_many_calls_in_one_container(pytester: pytest.Pytester) -> None:
     )
     result = pytester.runpytest_subprocess("-p", "rootless", timeout=120)
     result.assert_outcomes(passed=1)
+
+
+ROBUST = """
+import os, subprocess, time
+from concurrent.futures import ThreadPoolExecutor
+import pytest
+import pytest_rootless
+
+
+def test_a_child_left_behind_does_not_hold_the_call(container):
+    started = time.monotonic()
+    container.run(os.system, "sleep 30 &")
+    container.run(lambda: subprocess.Popen(["sleep", "30"], close_fds=False).pid)
+    assert time.monotonic() - started < 10
+
+
+def test_hundreds_of_killed_processes(container):
+    processes = [container.start(time.sleep, 1000) for _ in range(500)]
+    for process in processes:
+        process.kill()
+    assert container.run(int) == 0
+
+
+def test_first_used_in_a_thread_that_ends(container):
+    with ThreadPoolExecutor(1) as pool:
+        assert pool.submit(container.run, lambda: 42).result() == 42
+    assert container.run(lambda: 43) == 43
+    assert os.path.exists(f"/proc/{container.pid}/ns/pid")
+
+
+def test_waiting_twice_and_after_close(container):
+    process = container.start(os._exit, 3)
+    for _ in range(2):
+        started = time.monotonic()
+        with pytest.raises(pytest_rootless.RemoteError, match="status 3"):
+            process.wait(10)
+        assert time.monotonic() - started < 5
+    slow = container.start(time.sleep, 30)
+    container.close()
+    with pytest.raises(pytest_rootless.RemoteError):
+        slow.wait(5)
+
+
+def test_a_result_too_large_is_a_clear_error(container):
+    with pytest.raises(TypeError, match="more than the"):
+        container.run(lambda: b"x" * (60 << 20))
+    assert len(container.run(lambda: b"x" * (10 << 20))) == 10 << 20
+"""
+
+
+def test_robust_live_containers(pytester: pytest.Pytester) -> None:
+    pytester.makepyfile(ROBUST)
+    # faulthandler_timeout gives pytest a watchdog thread: containers then start through
+    # the single-threaded relay, which the thread test exercises.
+    result = pytester.runpytest_subprocess(
+        "-p", "rootless", "-o", "faulthandler_timeout=60", timeout=180
+    )
+    result.assert_outcomes(passed=ROBUST.count("\ndef test_"))
