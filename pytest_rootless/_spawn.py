@@ -293,6 +293,7 @@ class LiveContainer:
         self._closed = False
         self._timed_out = False
         self._init_pid: int | None = None  # when a relay process stands between
+        self._init_pidfd: int | None = None
         try:
             self._await_ready()
         except BaseException:
@@ -404,6 +405,12 @@ class LiveContainer:
             message = json.loads(packet)
             if message.get("kind") == "init-pid":  # a relay (threads) started it
                 self._init_pid = int(message["pid"])
+                # Not our child: hold it by a pidfd, so that killing it later can never
+                # hit another process that got the same pid after it ended.
+                try:
+                    self._init_pidfd = os.pidfd_open(self._init_pid)
+                except OSError:
+                    self._init_pidfd = None
                 return True
             ident = int(message["id"])
             status, signum = message.get("status"), message.get("signal")
@@ -436,9 +443,13 @@ class LiveContainer:
             return
         self._closed = True
         self._control.close()  # init returns when it reads EOF: the container ends
-        for pid in (self.pid, self._init_pid):
-            if pid is not None:
-                _kill(pid)
+        _kill(self.pid)  # our child: init, or the relay
+        if self._init_pidfd is not None:
+            try:
+                signal.pidfd_send_signal(self._init_pidfd, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+            os.close(self._init_pidfd)
         _waitpid(self.pid)
         os.close(self._events)
         self.crash.close()
