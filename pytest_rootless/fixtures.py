@@ -127,8 +127,10 @@ class Process:
             elif self._live.control in ready:
                 self._live.pump()
                 if self._live.ended(self._ident):
+                    # It ended: take what it sent (without waiting for an EOF that a
+                    # child of it may hold back), then stop.
                     self._channel.setblocking(False)
-                    while not self._finished and self._receive():
+                    while not self._receive():
                         pass
                     self._finish()
             elif not ready:
