@@ -291,7 +291,6 @@ class LiveContainer:
         self._unsettled: set[int] = set()  # started, and their end not yet consumed
         self._next_id = 0
         self._closed = False
-        self._timed_out = False
         self._init_pid: int | None = None  # when a relay process stands between
         self._init_pidfd: int | None = None
         try:
