@@ -15,6 +15,7 @@ import ctypes
 import enum
 import errno
 import fcntl
+import functools
 import os
 import platform
 import socket
@@ -276,6 +277,7 @@ class _CapData(ctypes.Structure):
 _LINUX_CAPABILITY_VERSION_3 = 0x20080522  # include/uapi/linux/capability.h
 
 
+@functools.cache  # the kernel's, fixed until reboot: read once, not per container
 def cap_last_cap() -> int:
     try:
         with open("/proc/sys/kernel/cap_last_cap") as f:
