@@ -358,6 +358,15 @@ class _HostCapture:
             root.setLevel(root_level)
             self.log = stream.getvalue().strip()
 
+    def run(self, fn: Callable[[], None]) -> None:
+        with self():
+            fn()
+
+    def sections(self) -> list[tuple[str, str]]:
+        """What the last run captured, as pytest's (key, text) report sections."""
+        found = (("stdout", self.out), ("stderr", self.err), ("log", self.log))
+        return [(key, text) for key, text in found if text]
+
     def drain(self) -> tuple[str, str]:
         """What the container wrote into the shared capture files and never collected."""
         if self.capman is None:
@@ -590,14 +599,11 @@ def run_item(
     reraise = _reraise(item)
     capture = _HostCapture(item.config)
 
-    def host_setup() -> None:
-        with capture():
-            _host_setup(item)
-
-    setup_call = pytest.CallInfo.from_call(host_setup, "setup", reraise=reraise)
-    for key, text in (("stdout", capture.out), ("stderr", capture.err), ("log", capture.log)):
-        if text:
-            item.add_report_section("setup", key, text)
+    setup_call = pytest.CallInfo.from_call(
+        lambda: capture.run(lambda: _host_setup(item)), "setup", reraise=reraise
+    )
+    for key, text in capture.sections():
+        item.add_report_section("setup", key, text)
     received = _Received()
     if setup_call.excinfo is not None:
         report = _report_from(item, setup_call)
@@ -619,14 +625,11 @@ def run_item(
     if item.session.shouldfail or item.session.shouldstop:
         nextitem = None
     teardown_call = pytest.CallInfo.from_call(
-        lambda: _captured(capture, lambda: _host_teardown(item, nextitem)),
-        "teardown",
-        reraise=reraise,
+        lambda: capture.run(lambda: _host_teardown(item, nextitem)), "teardown", reraise=reraise
     )
     report = _merge_teardown(item, received.reports.get("teardown"), teardown_call)
-    for key, text in (("stdout", capture.out), ("stderr", capture.err), ("log", capture.log)):
-        if text:
-            _append_section(report, f"Captured {key} teardown", text)
+    for key, text in capture.sections():
+        _append_section(report, f"Captured {key} teardown", text)
     ihook.pytest_runtest_logreport(report=report)
     if teardown_call.excinfo is not None:
         _interact(item, teardown_call, report)
@@ -672,11 +675,6 @@ def _merge_teardown(
         ("rootless: the host's teardown of higher-scoped fixtures failed too", host.longreprtext)
     )
     return inner
-
-
-def _captured(capture: _HostCapture, fn: Callable[[], None]) -> None:
-    with capture():
-        fn()
 
 
 def _append_section(report: pytest.TestReport, title: str, text: str) -> None:
