@@ -29,10 +29,10 @@ import tempfile
 import time
 import traceback
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import NoReturn
 
-from . import _rootfs, _wire
+from . import _limits, _rootfs, _wire
 from . import _syscalls as sc
 from ._syscalls import CloneFlag as NS
 
@@ -62,6 +62,10 @@ class ChildSpec:
     keep_fds: frozenset[int]
     trace: bool
     last_cap: int
+    #: cgroup.procs files init moves itself into (the container's memory/pids limits).
+    cgroups: tuple[str, ...] = ()
+    #: rlimits of every process of the container (see _limits).
+    rlimits: _limits.ProcessLimits = field(default_factory=_limits.ProcessLimits)
     #: For a live container (the container fixture): init's end of the control socket.
     #: Init then serves requests to start processes instead of running one test.
     control_fd: int | None = None
@@ -157,6 +161,12 @@ def _init(spec: ChildSpec, result_fd: int, crash_fd: int, payload: Payload) -> i
         return EXIT_SETUP_FAILED
     # Ctrl-C goes to the host, which ends the container; init must not die of it first.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+
+    # === CGROUPS === first, so that every process of the container is counted.
+    for procs in spec.cgroups:
+        with open(procs, "w") as f:
+            f.write("0")  # "0": the writing process (cgroups(7))
+        sc.trace_note(f"write({procs!r}, '0')")
 
     # === USER NAMESPACE (outer) === created by clone; map our own uid/gid, nothing else.
     uid, gid = spec.outer_uid, spec.outer_gid
@@ -371,6 +381,7 @@ def _isolate(spec: ChildSpec, keep: set[int]) -> None:
     if not spec.root:
         sc.cap_drop_all(spec.last_cap)
     sc.prctl(sc.PR_SET_NO_NEW_PRIVS, 1, "PR_SET_NO_NEW_PRIVS")
+    spec.rlimits.apply()
     _close_inherited_fds(set(spec.keep_fds) | {0, 1, 2} | keep)
 
     # === ENVIRONMENT ===

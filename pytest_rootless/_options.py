@@ -45,9 +45,6 @@ DEFAULTS: Final[Mapping[str, Any]] = {
 # Options the contract names that this release cannot enforce yet. Accepting them and
 # running without the limit would silently weaken isolation, so they are refused.
 NOT_YET: Final[Mapping[str, str]] = {
-    "memory": "memory limits are not implemented yet",
-    "pids": "process-count limits are not implemented yet",
-    "cpu": "CPU-time limits are not implemented yet",
     "writable": "writable copy-on-write paths are not implemented yet",
 }
 
@@ -81,6 +78,12 @@ class Options:
             parts.append("root=True")
         if self.timeout is not None:
             parts.append(f"timeout={self.timeout:g}s")
+        if self.memory is not None:
+            parts.append(f"memory={format_size(self.memory)}")
+        if self.pids is not None:
+            parts.append(f"pids={self.pids}")
+        if self.cpu is not None:
+            parts.append(f"cpu={self.cpu:g}s")
         return ", ".join(parts)
 
 
@@ -105,6 +108,16 @@ def parse_size(value: object) -> int:
             if size > 0:
                 return size
     raise ValueError(value)
+
+
+def format_size(value: int | None) -> str:
+    """536870912 → ``512M``: a size as the user would write it."""
+    if value is None:
+        return "None"
+    for unit, factor in (("G", 1 << 30), ("M", 1 << 20), ("K", 1 << 10)):
+        if value % factor == 0:
+            return f"{value // factor}{unit}"
+    return str(value)
 
 
 def _positive_number(name: str, value: object) -> float:

@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import builtins
 import contextlib
+import errno
 import functools
 import io
 import logging
@@ -42,11 +43,13 @@ from typing import Any, Literal
 
 import pytest
 
-from . import _child, _probe, _rootfs, _spawn, _wire
+from . import _child, _limits, _probe, _rootfs, _spawn, _wire
 from . import _syscalls as sc
 from ._options import Options
 
 Phase = Literal["setup", "call", "teardown"]
+#: The report section that names the limit a test was stopped by.
+LIMIT_SECTION = "rootless: limit reached"
 PHASES: tuple[Phase, ...] = ("setup", "call", "teardown")
 
 
@@ -68,6 +71,10 @@ class SessionState:
     plans: dict[tuple[Any, ...], _rootfs.Plan] = field(default_factory=dict)
     python_paths: tuple[tuple[tuple[str, ...], int], list[str]] | None = None
     state_dir: str | None = None
+    limits: _limits.Backend | None = None
+    #: cgroups of reaped containers that would not go yet (retried, and at the end)
+    cgroups_left: list[_limits.Cgroups] = field(default_factory=list)
+    containers: int = 0  # containers made, to name their cgroups
     unsupported: int = 0
     isolated: int = 0
     owner: int = field(default_factory=os.getpid)  # the process these facts are about
@@ -80,6 +87,8 @@ class SessionState:
             return
         self.owner = os.getpid()
         self.support = self.crash = self.keep_fds = self.python_paths = self.state_dir = None
+        self.limits = None
+        self.cgroups_left = []
         self.reaper = _spawn.Reaper()
         self.identity = _rootfs.host_identity()
         self.plans = {}
@@ -88,6 +97,7 @@ class SessionState:
         if self.owner != os.getpid():
             return  # a copy inherited by a container: the host owns all of it
         self.reaper.close()
+        self.cgroups_left = [cg for cg in self.cgroups_left if not cg.remove()]
         if self.crash is not None:
             self.crash.close()
             self.crash = None
@@ -117,11 +127,38 @@ class SessionState:
         spec: _child.ChildSpec,
         payload: _child.Payload,
         on_message: Callable[[_wire.Message], None],
+        cgroups: _limits.Cgroups | None = None,
     ) -> _spawn.Outcome:
         self._here()
         if self.crash is None:
             self.crash = _spawn.CrashChannel()
-        return _spawn.run(spec, payload, on_message, self.crash, self.reaper)
+        on_gone = None if cgroups is None else functools.partial(self.remove_cgroups, cgroups)
+        return _spawn.run(spec, payload, on_message, self.crash, self.reaper, on_gone)
+
+    # -- limits
+    def limits_backend(self) -> _limits.Backend:
+        self._here()
+        if self.limits is None:
+            self.limits = _limits.detect()
+        return self.limits
+
+    def cgroups_for(self, options: Options) -> _limits.Cgroups | None:
+        """The cgroups a container of ``options`` runs in, made now; None if it needs
+        none. Raises CgroupError, and OptionError where a limit cannot be enforced."""
+        if options.memory is None and options.pids is None:
+            return None
+        backend = self.limits_backend()
+        problem = backend.check(options)
+        if problem is not None:
+            raise _limits.CgroupError(errno.EPERM, problem)
+        self.containers += 1
+        cgroups = _limits.Cgroups.make(backend, options, str(self.containers))
+        return cgroups if cgroups.paths else None
+
+    def remove_cgroups(self, cgroups: _limits.Cgroups) -> None:
+        self.cgroups_left = [cg for cg in self.cgroups_left if not cg.remove()]
+        if not cgroups.remove():
+            self.cgroups_left.append(cgroups)
 
     # -- what a container of these options needs
     def _python_paths(self) -> list[str]:
@@ -196,9 +233,18 @@ class SessionState:
         return {os.path.realpath(p) for p in ("/", "/tmp", "/var/tmp", "/home", *homes) if p}
 
     def child_spec(
-        self, options: Options, item: pytest.Item | None, writable: tuple[str, ...] = ()
+        self,
+        options: Options,
+        item: pytest.Item | None,
+        writable: tuple[str, ...] = (),
+        cgroups: _limits.Cgroups | None = None,
     ) -> _child.ChildSpec:
         self._here()
+        limits = (
+            _limits.ProcessLimits.of(self.limits_backend(), options)
+            if options.memory or options.pids or options.cpu
+            else _limits.ProcessLimits()
+        )
         cwd = os.getcwd()
         return _child.ChildSpec(
             plan=self.plan(options, item, cwd),
@@ -214,6 +260,8 @@ class SessionState:
             keep_fds=self._fds(),
             trace=self.trace,
             last_cap=sc.cap_last_cap(),
+            cgroups=cgroups.procs_files if cgroups is not None else (),
+            rlimits=limits,
         )
 
 
@@ -733,17 +781,33 @@ def _run_in_container(
         elif kind == "trace" and writer is not None:
             _print_trace(writer, item, message)
 
-    prepared = state.tmp_path_for(item)
-    spec = state.child_spec(options, item, writable=(prepared.path,) if prepared else ())
     started = time.monotonic()
+    try:
+        cgroups = state.cgroups_for(options)
+    except _limits.CgroupError as exc:
+        text = f"rootless: {exc.strerror}"
+        received.reports["setup"] = report = _failure_report(item, "setup", text, [], 0.0)
+        ihook.pytest_runtest_logreport(report=report)
+        return
+    prepared = state.tmp_path_for(item)
+    spec = state.child_spec(
+        options, item, writable=(prepared.path,) if prepared else (), cgroups=cgroups
+    )
     if state.trace and writer is not None:
         sc.set_tracing(True)
     try:
-        payload = functools.partial(_container_protocol, item, prepared)
-        outcome = state.run_container(spec, payload, on_message)
+        notes = functools.partial(_limits.explain, options, state.limits_backend(), {})
+        payload = functools.partial(_container_protocol, item, prepared, notes)
+        outcome = state.run_container(spec, payload, on_message, cgroups)
     finally:
         if state.trace and writer is not None:
             sc.set_tracing(False)
+    hits = cgroups.hits() if cgroups is not None else {}
+    limit_lines = (
+        _limits.explain(options, state.limits_backend(), hits, signum=outcome.signal)
+        if options.memory or options.pids or options.cpu
+        else []
+    )
     received.protocol_error = received.protocol_error or outcome.protocol_error
     out, err = capture.drain()
     if prepared is not None:
@@ -751,7 +815,16 @@ def _run_in_container(
         prepared.tidy(item.config, passed=call is not None and call.passed)
     if received.exit_request is not None or received.interrupted:
         return
-    _report_missing(item, options, outcome, received, (out, err), time.monotonic() - started)
+    _report_missing(
+        item, options, outcome, received, (out, err), time.monotonic() - started, limit_lines
+    )
+    # A limit hit that did not end the test process (a child was OOM-killed, a fork
+    # refused) but made it fail: say so under the failure.
+    call = received.reports.get("call")
+    if limit_lines and call is not None and call.failed:
+        # What the kernel counted replaces what the test process could guess.
+        call.sections = [s for s in call.sections if s[0] != LIMIT_SECTION]
+        call.sections.append((LIMIT_SECTION, "\n".join(f"{line}." for line in limit_lines)))
 
 
 def _report_missing(
@@ -761,6 +834,7 @@ def _report_missing(
     received: _Received,
     output: tuple[str, str],
     elapsed: float,
+    limit_lines: list[str],
 ) -> None:
     """If the container ended badly or before sending every report, fail the phase it
     was in. A failed teardown is stored, not logged: run_item merges it with the host's."""
@@ -781,6 +855,8 @@ def _report_missing(
     # Everything arrived, then the container misbehaved: fail the teardown.
     when = missing[0] if missing else "teardown"
     lines = [f"rootless: {_describe_end(outcome, options)} during {when}."]
+    lines += [f"rootless: {line}." for line in limit_lines]
+    limit_lines.clear()  # said here: not again under the call's report
     if received.protocol_error is not None:
         lines = [
             f"rootless: the container sent malformed data during {when}: {received.protocol_error}"
@@ -943,8 +1019,14 @@ def _use_prepared_tmp_path(config: pytest.Config, prepared: TmpPath | None) -> N
     factory.mktemp = container_mktemp
 
 
-def _container_protocol(item: pytest.Item, prepared_tmp: TmpPath | None, result_fd: int) -> int:
-    """pytest's runtestprotocol for one item, reports sent up instead of logged."""
+def _container_protocol(
+    item: pytest.Item,
+    prepared_tmp: TmpPath | None,
+    limit_notes: Callable[..., list[str]],
+    result_fd: int,
+) -> int:
+    """pytest's runtestprotocol for one item, reports sent up instead of logged.
+    ``limit_notes(exception=...)`` names the limit an exception comes from, if one."""
     config = item.config
     _use_prepared_tmp_path(config, prepared_tmp)
     ihook = item.ihook
@@ -961,6 +1043,10 @@ def _container_protocol(item: pytest.Item, prepared_tmp: TmpPath | None, result_
             lambda: hook(item=item, **kwds), when=when, reraise=reraise
         )
         report: pytest.TestReport = ihook.pytest_runtest_makereport(item=item, call=call)
+        if call.excinfo is not None and report.failed:
+            lines = limit_notes(exception=call.excinfo.value)
+            if lines:
+                report.sections.append((LIMIT_SECTION, "\n".join(f"{line}." for line in lines)))
         data = config.hook.pytest_report_to_serializable(config=config, report=report)
         send({"kind": "report", "data": _fit(data)})
         _interact(item, call, report)  # --pdb: the debugger runs here, on the terminal

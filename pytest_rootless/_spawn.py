@@ -76,32 +76,42 @@ class Reaper:
     MAX_PENDING = 8
 
     def __init__(self) -> None:
-        self.pending: list[int] = []
+        #: init's pid, and what to do once it is reaped (remove the container's cgroups)
+        self.pending: list[tuple[int, Callable[[], None] | None]] = []
 
-    def add(self, pid: int) -> None:
-        self.pending.append(pid)
+    def add(self, pid: int, on_gone: Callable[[], None] | None = None) -> None:
+        self.pending.append((pid, on_gone))
         while len(self.pending) > self.MAX_PENDING:
-            _waitpid(self.pending.pop(0))
+            self._reaped(*self.pending.pop(0))
 
     def poll(self) -> None:
         """Reap those that are gone, without waiting; kill those that are not."""
         still = []
-        for pid in self.pending:
+        for pid, on_gone in self.pending:
             try:
                 gone, _ = os.waitpid(pid, os.WNOHANG)
             except ChildProcessError:
-                continue
-            if not gone:
+                gone = pid
+            if gone:
+                if on_gone is not None:
+                    on_gone()
+            else:
                 _kill(pid)
-                still.append(pid)
+                still.append((pid, on_gone))
         self.pending = still
 
     def close(self) -> None:
         """Kill and reap every container left."""
         while self.pending:
-            pid = self.pending.pop()
+            pid, on_gone = self.pending.pop()
             _kill(pid)
-            _waitpid(pid)
+            self._reaped(pid, on_gone)
+
+    @staticmethod
+    def _reaped(pid: int, on_gone: Callable[[], None] | None) -> None:
+        _waitpid(pid)
+        if on_gone is not None:
+            on_gone()
 
 
 def _clone_init(
@@ -150,8 +160,10 @@ def run(
     on_message: Callable[[_wire.Message], None],
     crash: CrashChannel,
     reaper: Reaper,
+    on_gone: Callable[[], None] | None = None,
 ) -> Outcome:
-    """Run one container to its end, calling ``on_message`` for each frame as it arrives."""
+    """Run one container to its end, calling ``on_message`` for each frame as it arrives,
+    and ``on_gone`` once the container no longer exists."""
     reaper.poll()
     crash.reset()
     pid, read_fd, _ = _clone_init(spec, payload, crash)
@@ -164,10 +176,12 @@ def run(
     finally:
         os.close(read_fd)
         if outcome.done:
-            reaper.add(pid)
+            reaper.add(pid, on_gone)
         else:
             _, wait_status = _waitpid(pid)
             outcome.init_status = os.waitstatus_to_exitcode(wait_status)
+            if on_gone is not None:
+                on_gone()
     if outcome.status is None or outcome.status != 0 or outcome.timed_out:
         outcome.crash_text = crash.read()
     return outcome

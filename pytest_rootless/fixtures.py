@@ -26,7 +26,7 @@ from typing import Any, final
 import cloudpickle  # type: ignore[import-untyped]
 import pytest
 
-from . import _remote, _spawn, _wire
+from . import _limits, _remote, _spawn, _wire
 from ._options import Options, validate
 from ._probe import UnsupportedHost
 from ._runner import SessionState
@@ -38,8 +38,15 @@ __all__ = ["Container", "Process", "container", "container_factory", "run_isolat
 class Process:
     """A process started in a container by :meth:`Container.start`."""
 
-    def __init__(self, live: _spawn.LiveContainer, ident: int, channel: socket.socket) -> None:
+    def __init__(
+        self,
+        live: _spawn.LiveContainer,
+        ident: int,
+        channel: socket.socket,
+        explain: Callable[[int | None, BaseException | None], list[str]] = lambda s, e: [],
+    ) -> None:
         self._live = live
+        self._explain = explain  # names the limit that stopped it, if one did
         self._ident = ident
         self._channel = channel
         self._decoder = _wire.Decoder()
@@ -67,7 +74,11 @@ class Process:
         if self._outcome is None:
             try:
                 self._outcome = (False, self._decode())
+            except _remote.RemoteError as exc:
+                self._outcome = (True, exc)
             except Exception as exc:
+                for line in self._explain(None, exc):
+                    exc.add_note(f"rootless: {line}")
                 self._outcome = (True, exc)
             finally:
                 self._live.settle(self._ident)
@@ -109,7 +120,8 @@ class Process:
             what = f"exited with status {status} before returning"
         else:
             what = "ended before returning (the container is gone)"
-        raise _remote.RemoteError("ProcessCrashed", f"the process in the container {what}")
+        why = "".join(f"; {line}" for line in self._explain(signum, None))
+        raise _remote.RemoteError("ProcessCrashed", f"the process in the container {what}{why}")
 
     def _read(self, timeout: float | None) -> bool:
         """Read what it sends until its result arrives, its channel closes or init says
@@ -264,6 +276,7 @@ class Container:
         self._options = options
         self._state = state
         self._live: _spawn.LiveContainer | None = None
+        self._cgroups: _limits.Cgroups | None = None
         self._closed = False
         self._baseline: dict[str, list[Any]] = {}
         self._processes: weakref.WeakSet[Process] = weakref.WeakSet()
@@ -277,7 +290,8 @@ class Container:
                 raise UnsupportedHost(support.reason)
             # The timeout bounds each call (see run), not the container's life.
             options = dataclasses.replace(self._options, timeout=None)
-            spec = self._state.child_spec(options, None)
+            self._cgroups = self._state.cgroups_for(options)
+            spec = self._state.child_spec(options, None, cgroups=self._cgroups)
             self._live = _spawn.LiveContainer(spec, _serve_call)
             self._baseline = self._live_run(_snapshot)
         return self._live
@@ -294,9 +308,16 @@ class Container:
         job = cloudpickle.dumps((fn, args, kwargs))
         live = self._container()
         ident, channel = live.call(job)
-        process = Process(live, ident, channel)
+        process = Process(live, ident, channel, self._limit_notes)
         self._processes.add(process)
         return process
+
+    def _limit_notes(self, signum: int | None, exception: BaseException | None) -> list[str]:
+        if not (self._options.memory or self._options.pids or self._options.cpu):
+            return []
+        hits = self._cgroups.hits() if self._cgroups is not None else {}
+        backend = self._state.limits_backend()
+        return _limits.explain(self._options, backend, hits, signum, exception)
 
     def run(self, fn: Callable[..., Any], /, *args: Any, **kwargs: Any) -> Any:
         """Call ``fn(*args, **kwargs)`` in a new process in the container and return its
@@ -390,6 +411,9 @@ class Container:
             process.abandon()
         if self._live is not None:
             self._live.close()
+        if self._cgroups is not None:
+            self._state.remove_cgroups(self._cgroups)
+            self._cgroups = None
 
     def __enter__(self) -> Container:
         return self

@@ -33,6 +33,10 @@ HELP_REQUIRE = (
     "(ini: rootless_require = true)."
 )
 HELP_TRACE = "print, per container, the kernel steps it took (one line per syscall)."
+HELP_DOCTOR = (
+    "print what this host allows for isolated tests and the fix for what it lacks, then "
+    "exit (1 when isolation cannot work); same as `python -m pytest_rootless doctor`."
+)
 
 _INI: dict[str, tuple[str, str]] = {
     "network": ("string", "default network of isolated tests: none or host"),
@@ -59,10 +63,21 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     group.addoption("--rootless-off", action="store_true", default=False, help=HELP_OFF)
     group.addoption("--rootless-require", action="store_true", default=False, help=HELP_REQUIRE)
     group.addoption("--rootless-trace", action="store_true", default=False, help=HELP_TRACE)
+    group.addoption("--rootless-doctor", action="store_true", default=False, help=HELP_DOCTOR)
     parser.addini("rootless_require", HELP_REQUIRE, type="bool", default=False)
     for name, (kind, help_text) in _INI.items():
         default: Any = {"bool": False, "linelist": []}.get(kind, "")
         parser.addini(f"rootless_{name}", help_text, type=kind, default=default)  # type: ignore[arg-type]
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_cmdline_main(config: pytest.Config) -> int | None:
+    """``--rootless-doctor`` reports and ends the run, as ``--markers`` does: no tests."""
+    if not config.getoption("rootless_doctor"):
+        return None
+    from ._doctor import doctor
+
+    return doctor()
 
 
 def pytest_configure(config: pytest.Config) -> None:
@@ -216,6 +231,9 @@ def pytest_report_header(config: pytest.Config) -> list[str]:
             raise pytest.UsageError(str(exc)) from None
         line = f"rootless: isolating {scope}; defaults {defaults}"
     lines = [line]
+    state = config.stash.get(STATE_KEY, None)
+    if state is not None and not config.getoption("rootless_off"):
+        lines.append(f"rootless: {state.limits_backend().header()}")
     for extra in config.hook.pytest_rootless_report_header(config=config):
         lines.extend(extra)
     return lines

@@ -1,0 +1,368 @@
+"""Resource limits of a container: ``memory``, ``pids`` and ``cpu``.
+
+Which mechanism enforces each limit depends on the host, and is chosen once per session:
+
+* **cgroup v2** (cgroups(7)), where a cgroup this user may write has the controller
+  enabled for its children (a delegated subtree: systemd's ``Delegate=yes``, or a
+  container's own cgroup namespace). The whole container is counted, every process in it.
+* **cgroup v1**, where a hierarchy of the controller is writable (as real root on a
+  host still on v1): the whole container is counted too.
+* **rlimits** (setrlimit(2)) otherwise, set in each process of the container:
+  ``RLIMIT_NPROC`` for ``pids`` (counted per user namespace since Linux 5.14, so it counts
+  the container's processes and nothing else), ``RLIMIT_DATA`` for ``memory`` (per process:
+  how much each may grow beyond what it started with).
+
+``cpu`` is ``RLIMIT_CPU`` in every case, per process (a cgroup bounds CPU *rate*, not
+time): SIGXCPU at the limit, SIGKILL a second later.
+
+The host makes one cgroup per container before cloning it; the container's init moves
+itself into it first thing (so every process it starts is counted from the start), and
+the host removes it once the container is reaped. A test stopped by a limit fails with a
+message naming the limit and the value (:func:`explain`).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import math
+import os
+import re
+import resource
+import signal
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+
+from ._options import Options, format_size
+
+#: The prefix of the cgroups this plugin makes, then the session's pid and a counter.
+PREFIX = "pytest-rootless-"
+
+
+@dataclass(frozen=True)
+class Knobs:
+    """The files of one controller in one cgroup version (cgroup-v1/*.rst, cgroup-v2.rst)."""
+
+    limit: str  # where the limit is written
+    extra: tuple[str, ...]  # other files given the same value where they exist (swap)
+    events: str  # where the kernel counts the times the limit was hit
+    event_key: str  # the line of ``events`` that counts it
+
+
+KNOBS: dict[tuple[str, int], Knobs] = {
+    ("memory", 2): Knobs("memory.max", ("memory.swap.max",), "memory.events", "oom_kill"),
+    ("memory", 1): Knobs(
+        "memory.limit_in_bytes", ("memory.memsw.limit_in_bytes",), "memory.oom_control", "oom_kill"
+    ),
+    ("pids", 2): Knobs("pids.max", (), "pids.events", "max"),
+    ("pids", 1): Knobs("pids.max", (), "pids.events", "max"),
+}
+
+
+@dataclass(frozen=True)
+class Hierarchy:
+    """Where this session makes the containers' cgroups for one controller."""
+
+    controller: str
+    version: int
+    parent: str  # a directory of the cgroup filesystem, writable by us
+
+    @property
+    def knobs(self) -> Knobs:
+        return KNOBS[(self.controller, self.version)]
+
+    def describe(self) -> str:
+        return f"cgroup v{self.version}"
+
+
+@dataclass(frozen=True)
+class Backend:
+    """How this host enforces each limit: a cgroup hierarchy, or None for rlimits."""
+
+    memory: Hierarchy | None
+    pids: Hierarchy | None
+    #: Real root is exempt from RLIMIT_NPROC (kernel/fork.c: INIT_USER), so a pids limit
+    #: without a cgroup cannot be enforced for a host-root pytest.
+    nproc_works: bool
+
+    def mechanism(self, limit: str) -> str:
+        if limit == "cpu":
+            return "RLIMIT_CPU, per process"
+        hierarchy = self.memory if limit == "memory" else self.pids
+        if hierarchy is not None:
+            return f"{hierarchy.describe()}, the whole container"
+        if limit == "memory":
+            return "RLIMIT_DATA, per process"
+        return "RLIMIT_NPROC, the whole container"
+
+    def header(self) -> str:
+        return "limits: " + "; ".join(
+            f"{limit} by {self.mechanism(limit)}" for limit in ("memory", "pids", "cpu")
+        )
+
+    def check(self, options: Options) -> str | None:
+        """Why ``options`` cannot be enforced here, or None."""
+        if options.pids is not None and self.pids is None and not self.nproc_works:
+            return (
+                f"pids={options.pids} cannot be enforced: pytest runs as real root, which "
+                "RLIMIT_NPROC does not bind, and no writable cgroup has the pids controller; "
+                "run as a non-root user or on a host with cgroup delegation"
+            )
+        return None
+
+
+def _mountinfo(proc: str) -> list[tuple[str, str, str, list[str]]]:
+    """(root, mount point, fs type, super options) of each cgroup filesystem mounted."""
+    mounts = []
+    try:
+        with open(f"{proc}/self/mountinfo") as f:
+            lines = f.read().splitlines()
+    except OSError:
+        return []
+    for line in lines:
+        before, _, after = line.partition(" - ")
+        fields, tail = before.split(), after.split()
+        if len(fields) >= 5 and len(tail) >= 3 and tail[0] in ("cgroup", "cgroup2"):
+            point = fields[4].replace("\\040", " ")
+            mounts.append((fields[3], point, tail[0], tail[2].split(",")))
+    return mounts
+
+
+def _own_cgroups(proc: str) -> dict[str, str]:
+    """This process's cgroup per v1 controller, and per ``""`` its v2 cgroup."""
+    paths: dict[str, str] = {}
+    try:
+        with open(f"{proc}/self/cgroup") as f:
+            lines = f.read().splitlines()
+    except OSError:
+        return paths
+    for line in lines:
+        _, controllers, path = line.split(":", 2)
+        for name in controllers.split(",") if controllers else [""]:
+            paths[name] = path
+    return paths
+
+
+def _candidates(controller: str, proc: str) -> Iterable[tuple[int, str]]:
+    """The directories where a cgroup of ours for ``controller`` could be made, v2 first."""
+    own = _own_cgroups(proc)
+    mounts = _mountinfo(proc)
+    for version, fstype, key in ((2, "cgroup2", ""), (1, "cgroup", controller)):
+        path = own.get(key)
+        if path is None:
+            continue
+        for root, point, kind, opts in mounts:
+            if kind != fstype or (version == 1 and controller not in opts):
+                continue
+            if path == root or path.startswith(root.rstrip("/") + "/"):
+                yield version, os.path.join(point, os.path.relpath(path, root)).rstrip("/.")
+                break
+
+
+def _usable(controller: str, version: int, parent: str) -> bool:
+    """Make a trial cgroup under ``parent``: usable if its limit file is there, writable."""
+    trial = os.path.join(parent, f"{PREFIX}{os.getpid()}-probe")
+    try:
+        os.mkdir(trial)
+    except FileExistsError:
+        pass
+    except OSError:
+        return False
+    try:
+        if version == 2:
+            with open(os.path.join(trial, "cgroup.controllers")) as f:
+                if controller not in f.read().split():
+                    return False
+        knob = os.path.join(trial, KNOBS[(controller, version)].limit)
+        return os.access(knob, os.W_OK) and os.access(os.path.join(trial, "cgroup.procs"), os.W_OK)
+    except OSError:
+        return False
+    finally:
+        with contextlib.suppress(OSError):
+            os.rmdir(trial)
+
+
+def _remove_stale(parent: str) -> None:
+    """The cgroups of sessions that were killed before they could remove their own."""
+    with contextlib.suppress(OSError):
+        for name in os.listdir(parent):
+            match = re.fullmatch(rf"{PREFIX}(\d+)-\w+", name)
+            if match and not os.path.exists(f"/proc/{match.group(1)}"):
+                with contextlib.suppress(OSError):
+                    os.rmdir(os.path.join(parent, name))
+
+
+def detect(proc: str = "/proc") -> Backend:
+    """Find, for memory and pids, a cgroup hierarchy we may write (v2 first, then v1)."""
+    found: dict[str, Hierarchy | None] = {"memory": None, "pids": None}
+    for controller in found:
+        for version, parent in _candidates(controller, proc):
+            if _usable(controller, version, parent):
+                _remove_stale(parent)
+                found[controller] = Hierarchy(controller, version, parent)
+                break
+    return Backend(found["memory"], found["pids"], nproc_works=os.geteuid() != 0)
+
+
+class CgroupError(OSError):
+    """A container's cgroup could not be made or set up."""
+
+
+@dataclass
+class Cgroups:
+    """The cgroups of one container, one per hierarchy its limits need."""
+
+    paths: dict[str, str]  # controller -> directory
+    hierarchies: dict[str, Hierarchy]
+    #: the kernel's counts, as last read (kept once the cgroups are removed)
+    counted: dict[str, int] = field(default_factory=dict)
+
+    @classmethod
+    def make(cls, backend: Backend, options: Options, name: str) -> Cgroups:
+        made = cls({}, {})
+        wanted = [
+            (h, value)
+            for h, value in ((backend.memory, options.memory), (backend.pids, options.pids))
+            if h is not None and value is not None
+        ]
+        try:
+            for hierarchy, value in wanted:
+                path = os.path.join(hierarchy.parent, f"{PREFIX}{os.getpid()}-{name}")
+                os.mkdir(path, 0o755)
+                made.paths[hierarchy.controller] = path
+                made.hierarchies[hierarchy.controller] = hierarchy
+                knobs = hierarchy.knobs
+                _write(os.path.join(path, knobs.limit), str(value))
+                for extra in knobs.extra:
+                    if os.path.exists(os.path.join(path, extra)):
+                        _write(
+                            os.path.join(path, extra), str(value if hierarchy.version == 1 else 0)
+                        )
+        except OSError as exc:
+            made.remove()
+            raise CgroupError(
+                exc.errno or errno.EIO, f"cannot set up the container's cgroup: {exc}"
+            ) from None
+        return made
+
+    @property
+    def procs_files(self) -> tuple[str, ...]:
+        """What the container's init writes its pid into (cgroup.procs of each)."""
+        return tuple(os.path.join(path, "cgroup.procs") for path in self.paths.values())
+
+    def hits(self) -> dict[str, int]:
+        """How many times each limit was hit, as the kernel counted it."""
+        counts = self.counted
+        for controller, path in self.paths.items():
+            knobs = self.hierarchies[controller].knobs
+            try:
+                with open(os.path.join(path, knobs.events)) as f:
+                    for line in f.read().splitlines():
+                        key, _, value = line.partition(" ")
+                        if key == knobs.event_key and int(value) > 0:
+                            counts[controller] = int(value)
+            except (OSError, ValueError):
+                continue
+        return counts
+
+    def remove(self) -> bool:
+        """Remove every cgroup that is empty; False if one still has processes."""
+        self.hits()
+        for controller, path in list(self.paths.items()):
+            try:
+                os.rmdir(path)
+            except FileNotFoundError:
+                pass
+            except OSError:
+                continue
+            del self.paths[controller]
+        return not self.paths
+
+
+def _write(path: str, text: str) -> None:
+    with open(path, "w") as f:
+        f.write(text)
+
+
+# --- in the container --------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class ProcessLimits:
+    """The rlimits every process of the container gets (set after fork, before the test)."""
+
+    data_growth: int | None = None  # bytes, RLIMIT_DATA above the current data size
+    nproc: int | None = None
+    cpu: float | None = None  # seconds
+
+    @classmethod
+    def of(cls, backend: Backend, options: Options) -> ProcessLimits:
+        return cls(
+            data_growth=options.memory if backend.memory is None else None,
+            nproc=options.pids if backend.pids is None else None,
+            cpu=options.cpu,
+        )
+
+    def apply(self) -> None:
+        """setrlimit(2) in this process; its children inherit them."""
+        if self.data_growth is not None:
+            # The test process is a copy of pytest, data and all: the limit bounds what it
+            # adds. An exec'd program starts small and gets the same headroom.
+            base = _status_kib("VmData") * 1024
+            value = base + self.data_growth
+            resource.setrlimit(resource.RLIMIT_DATA, (value, value))
+        if self.nproc is not None:
+            resource.setrlimit(resource.RLIMIT_NPROC, (self.nproc, self.nproc))
+        if self.cpu is not None:
+            # SIGXCPU at the soft limit; the hard one (SIGKILL) if it is caught or ignored.
+            seconds = max(1, math.ceil(self.cpu))
+            resource.setrlimit(resource.RLIMIT_CPU, (seconds, seconds + 1))
+
+
+def _status_kib(field: str) -> int:
+    with open("/proc/self/status") as f:
+        for line in f:
+            if line.startswith(field + ":"):
+                return int(line.split()[1])
+    return 0
+
+
+# --- reporting ---------------------------------------------------------------------------
+
+
+def explain(
+    options: Options,
+    backend: Backend,
+    hits: dict[str, int],
+    signum: int | None = None,
+    exception: BaseException | None = None,
+) -> list[str]:
+    """Sentences naming each limit that stopped the test, from what the kernel counted
+    (``hits``), the signal that ended a process, or the exception the test raised."""
+    lines = []
+    memory_hit = "memory" in hits or (
+        options.memory is not None and isinstance(exception, MemoryError)
+    )
+    if memory_hit:
+        how = (
+            f"the kernel's OOM killer ended {hits['memory']} process(es)"
+            if "memory" in hits
+            else "an allocation failed"
+        )
+        lines.append(
+            f"the memory limit memory={format_size(options.memory)} was reached "
+            f"({backend.mechanism('memory')}): {how}"
+        )
+    pids_hit = "pids" in hits or (
+        options.pids is not None
+        and isinstance(exception, OSError)
+        and exception.errno == errno.EAGAIN
+    )
+    if pids_hit:
+        how = f"{hits['pids']} fork(s) refused" if "pids" in hits else "a fork was refused"
+        lines.append(
+            f"the pids limit pids={options.pids} was reached ({backend.mechanism('pids')}): {how}"
+        )
+    if options.cpu is not None and signum == signal.SIGXCPU:
+        lines.append(f"the cpu limit cpu={options.cpu:g}s was reached ({backend.mechanism('cpu')})")
+    return lines
