@@ -1,7 +1,10 @@
 """What this host allows, and the one place that turns "cannot isolate" into a reason.
 
 The answer comes from a real trial: a short-lived container built by the same code as
-every other one. Sysctls are read first only to *explain* a refusal and name the fix.
+every other one. Sysctls and ``/proc/self/status`` are read first only to *explain* a
+refusal and name the fix. The doctor (:mod:`._doctor`) shows the same explanations, one
+capability at a time; every reader here takes the root of the files it reads (``/`` for
+this host), so a test can point it at a simulated host.
 """
 
 from __future__ import annotations
@@ -30,35 +33,68 @@ class Support:
     reason: str = ""
 
 
-def _read(path: str) -> str | None:
+@dataclass(frozen=True)
+class Problem:
+    """Why something cannot work here, and what to do about it (``fix`` may be empty)."""
+
+    cause: str
+    fix: str = ""
+
+    def __str__(self) -> str:
+        return f"{self.cause}; fix: {self.fix}" if self.fix else self.cause
+
+
+def read(path: str) -> str | None:
+    """A small kernel or config file, stripped; None when it cannot be read."""
     try:
         with open(path) as f:
             return f.read().strip()
-    except OSError:
+    except (OSError, UnicodeDecodeError):
         return None
+
+
+def _under(root: str, path: str) -> str:
+    return os.path.join(root, path.lstrip("/"))
+
+
+def userns_sysctls(root: str = "/", uid: int | None = None) -> list[Problem]:
+    """Sysctls known to forbid user namespaces to ``uid`` (default: ours), each with its fix."""
+    proc = _under(root, "/proc")
+    uid = os.getuid() if uid is None else uid
+    problems = []
+    # user.max_user_namespaces is per user namespace (user_namespaces(7)): 0 here forbids
+    # them to everyone, root included.
+    if read(f"{proc}/sys/user/max_user_namespaces") == "0":
+        problems.append(
+            Problem(
+                "user namespaces are disabled (user.max_user_namespaces = 0)",
+                "sysctl -w user.max_user_namespaces=15000",
+            )
+        )
+    # Debian's and Ubuntu's own patch (before Debian 11): 0 forbids them to non-root users.
+    if read(f"{proc}/sys/kernel/unprivileged_userns_clone") == "0":
+        problems.append(
+            Problem(
+                "unprivileged user namespaces are disabled (kernel.unprivileged_userns_clone = 0)",
+                "sysctl -w kernel.unprivileged_userns_clone=1",
+            )
+        )
+    # Ubuntu 23.10+: AppArmor lets only programs whose profile says `userns` create them.
+    if read(f"{proc}/sys/kernel/apparmor_restrict_unprivileged_userns") == "1" and uid:
+        problems.append(
+            Problem(
+                "AppArmor restricts unprivileged user namespaces "
+                "(kernel.apparmor_restrict_unprivileged_userns = 1)",
+                "sysctl -w kernel.apparmor_restrict_unprivileged_userns=0, or an AppArmor "
+                "profile for this Python allowing 'userns'",
+            )
+        )
+    return problems
 
 
 def sysctl_problems(proc: str = "/proc") -> list[str]:
     """Sysctls known to forbid unprivileged user namespaces, each with its fix."""
-    problems = []
-    if _read(f"{proc}/sys/user/max_user_namespaces") == "0":
-        problems.append(
-            "user namespaces are disabled (user.max_user_namespaces = 0); "
-            "fix: sysctl -w user.max_user_namespaces=15000"
-        )
-    if _read(f"{proc}/sys/kernel/unprivileged_userns_clone") == "0":
-        problems.append(
-            "unprivileged user namespaces are disabled (kernel.unprivileged_userns_clone = 0); "
-            "fix: sysctl -w kernel.unprivileged_userns_clone=1"
-        )
-    if _read(f"{proc}/sys/kernel/apparmor_restrict_unprivileged_userns") == "1" and os.getuid():
-        problems.append(
-            "AppArmor restricts unprivileged user namespaces "
-            "(kernel.apparmor_restrict_unprivileged_userns = 1); fix: sysctl -w "
-            "kernel.apparmor_restrict_unprivileged_userns=0, or an AppArmor profile for "
-            "this Python allowing 'userns'"
-        )
-    return problems
+    return [str(p) for p in userns_sysctls(os.path.dirname(proc.rstrip("/")) or "/")]
 
 
 def static_problem() -> str | None:
@@ -73,56 +109,115 @@ def static_problem() -> str | None:
     return None
 
 
-_CAP_SETFCAP = 31  # include/uapi/linux/capability.h
+CAP_SETFCAP = 31  # include/uapi/linux/capability.h
 
 
-def _has_capability(cap: int) -> bool:
-    status = _read("/proc/self/status") or ""
-    for line in status.splitlines():
-        if line.startswith("CapEff:"):
-            return bool(int(line.split()[1], 16) >> cap & 1)
-    return False
+def status_field(root: str, name: str) -> str | None:
+    """One field of /proc/self/status (proc(5)), e.g. ``Seccomp`` or ``CapEff``."""
+    for line in (read(_under(root, "/proc/self/status")) or "").splitlines():
+        key, sep, value = line.partition(":")
+        if sep and key == name:
+            return value.strip()
+    return None
+
+
+def has_capability(cap: int, root: str = "/") -> bool:
+    """Whether ``cap`` is in this process's effective set (``CapEff``, capabilities(7))."""
+    value = status_field(root, "CapEff")
+    return value is not None and bool(int(value, 16) >> cap & 1)
+
+
+def seccomp_filtered(root: str = "/") -> bool:
+    """True when a seccomp filter is on this process (``Seccomp: 2``, seccomp(2)): the
+    filter is inherited by every child, so it decides for the containers too."""
+    return status_field(root, "Seccomp") == "2"
+
+
+def container_runtime(root: str = "/") -> str | None:
+    """The container engine this process seems to run under, by the marks engines leave."""
+    if os.path.exists(_under(root, "/.dockerenv")):
+        return "Docker"
+    if os.path.exists(_under(root, "/run/.containerenv")):
+        return "Podman"
+    cgroups = read(_under(root, "/proc/1/cgroup")) or ""
+    for mark, name in (("kubepods", "Kubernetes"), ("docker", "Docker"), ("lxc", "LXC")):
+        if mark in cgroups:
+            return name
+    return None
+
+
+def root_without_setfcap(root: str = "/", uid: int | None = None) -> Problem | None:
+    """Real root may map uid 0 into a new user namespace only with CAP_SETFCAP in the
+    parent namespace (Linux 5.12, commit db2e718a4798: a file capability of such a map
+    would hold on the host)."""
+    uid = os.geteuid() if uid is None else uid
+    if uid != 0 or status_field(root, "CapEff") is None or has_capability(CAP_SETFCAP, root):
+        return None  # not root, or cannot tell, or allowed
+    return Problem(
+        "this process is uid 0 without CAP_SETFCAP (inside another container?), and the "
+        "kernel refuses to map uid 0 into a new user namespace then (Linux 5.12+)",
+        "run as a non-root user, or give the outer container CAP_SETFCAP (root=True)",
+    )
+
+
+def explain(
+    call: str | None, err: int | None, message: str, root: str = "/", uid: int | None = None
+) -> Problem:
+    """Turn the first failing step of a trial (container or doctor) into cause + fix."""
+    hints = userns_sysctls(root, uid)
+    if hints:
+        return hints[0]
+    call = call or ""
+    creating_userns = call.startswith(("clone", "unshare")) and "NEWUSER" in call
+    if creating_userns and err in (errno.EPERM, errno.EACCES):
+        engine = container_runtime(root)
+        if seccomp_filtered(root):
+            where = f"; this looks like {engine}" if engine else ""
+            return Problem(
+                "creating a user namespace was refused (EPERM): a seccomp filter on this "
+                f"process (Seccomp: 2 in /proc/self/status{where}) blocks clone/unshare "
+                "with CLONE_NEWUSER (the Docker default profile does)",
+                "run outside that sandbox or with a profile that allows user namespaces "
+                "(docker run --security-opt seccomp=unconfined)",
+            )
+        where = f" (this looks like {engine})" if engine else ""
+        return Problem(
+            "creating a user namespace was refused (EPERM): a seccomp profile or security "
+            f"module blocks clone(CLONE_NEWUSER){where}, or this process is in a chroot",
+            "run outside that sandbox or with a profile that allows user namespaces",
+        )
+    if creating_userns and err == errno.ENOSPC:
+        return Problem(
+            "the user-namespace limit is reached (ENOSPC)",
+            "raise user.max_user_namespaces, or check for leaked namespaces",
+        )
+    mapping = "uid_map" in call or "gid_map" in call or "setgroups" in call
+    if "uid_map" in call:
+        problem = root_without_setfcap(root, uid)
+        if problem:
+            return problem
+    if mapping:
+        return Problem(
+            f"writing the user namespace's id map was refused ({message}); an LSM likely "
+            "strips capabilities from new user namespaces",
+            "allow unprivileged user namespaces for this program",
+        )
+    if call.startswith("mount('proc'"):
+        return Problem(
+            "mounting a fresh /proc was refused: the host's /proc has over-mounts (Docker "
+            "and similar mask parts of it, and so does an isolated test's own /proc), so the "
+            "kernel will not show a new one",
+            "run with an unmasked /proc (docker --security-opt systempaths=unconfined), not "
+            "from inside an isolated test",
+        )
+    if call.startswith("mount_setattr") and err == errno.ENOSYS:
+        return Problem("mount_setattr(2) is missing: Linux 5.12 or newer is required")
+    return Problem(f"a trial container failed: {message}")
 
 
 def explain_trial_failure(call: str | None, err: int | None, message: str) -> str:
     """Turn the first failing step of a trial container into cause + fix."""
-    hints = sysctl_problems()
-    if hints:
-        return hints[0]
-    call = call or ""
-    if call.startswith("clone") and err in (errno.EPERM, errno.EACCES):
-        return (
-            "creating a user namespace was refused (EPERM): a seccomp profile or security "
-            "module blocks clone(CLONE_NEWUSER) (the Docker default does); fix: run outside "
-            "that sandbox or with a profile that allows user namespaces"
-        )
-    if call.startswith("clone") and err == errno.ENOSPC:
-        return (
-            "the user-namespace limit is reached (ENOSPC); fix: raise "
-            "user.max_user_namespaces, or check for leaked namespaces"
-        )
-    if "uid_map" in call and os.geteuid() == 0 and not _has_capability(_CAP_SETFCAP):
-        return (
-            "this process is uid 0 without CAP_SETFCAP (inside another container?), and the "
-            "kernel refuses to map uid 0 into a new user namespace then (Linux 5.12+); fix: "
-            "run as a non-root user, or give the outer container CAP_SETFCAP (root=True)"
-        )
-    if "uid_map" in call or "gid_map" in call or "setgroups" in call:
-        return (
-            f"writing the user namespace's id map was refused ({message}); an LSM likely "
-            "strips capabilities from new user namespaces; fix: allow unprivileged user "
-            "namespaces for this program"
-        )
-    if call.startswith("mount('proc'"):
-        return (
-            "mounting a fresh /proc was refused: the host's /proc has over-mounts (Docker "
-            "and similar mask parts of it, and so does an isolated test's own /proc), so the "
-            "kernel will not show a new one; fix: run with an unmasked /proc (docker "
-            "--security-opt systempaths=unconfined), not from inside an isolated test"
-        )
-    if call.startswith("mount_setattr") and err == errno.ENOSYS:
-        return "mount_setattr(2) is missing: Linux 5.12 or newer is required"
-    return f"a trial container failed: {message}"
+    return str(explain(call, err, message))
 
 
 def trial(run_container: Callable[[], tuple[bool, str | None, int | None, str]]) -> Support:
