@@ -11,6 +11,12 @@ import subprocess
 import pytest
 
 from pytest_rootless import _limits
+from pytest_rootless._options import validate
+
+#: Real root with no writable pids cgroup cannot have a pids limit (RLIMIT_NPROC does not
+#: bind it): those runs check the refusal instead of the limit.
+PIDS_REFUSED = _limits.detect().check(validate({"pids": 8}))
+needs_pids = pytest.mark.skipif(PIDS_REFUSED is not None, reason=str(PIDS_REFUSED))
 
 BOMBS = """
 import os, time
@@ -44,6 +50,7 @@ def test_the_session_goes_on():
 """
 
 
+@needs_pids
 def test_each_limit_stops_its_bomb_and_names_itself(pytester: pytest.Pytester) -> None:
     pytester.makepyfile(BOMBS)
     result = pytester.runpytest_subprocess("-p", "rootless")
@@ -60,6 +67,7 @@ def test_each_limit_stops_its_bomb_and_names_itself(pytester: pytest.Pytester) -
     )
 
 
+@needs_pids
 def test_limits_from_the_ini_file(pytester: pytest.Pytester) -> None:
     pytester.makeini("[pytest]\nrootless_pids = 6\n")
     pytester.makepyfile(
@@ -79,6 +87,7 @@ def test_limits_from_the_ini_file(pytester: pytest.Pytester) -> None:
     result.stdout.fnmatch_lines(["*the pids limit pids=6 was reached*"])
 
 
+@needs_pids
 def test_pids_counts_the_container_only(pytester: pytest.Pytester) -> None:
     """Twenty processes of ours on the host do not count against a container's pids=8."""
     sleepers = [subprocess.Popen(["sleep", "60"]) for _ in range(20)]
@@ -108,6 +117,7 @@ def test_pids_counts_the_container_only(pytester: pytest.Pytester) -> None:
             sleeper.wait()
 
 
+@needs_pids
 def test_limits_of_a_live_container(pytester: pytest.Pytester) -> None:
     pytester.makepyfile(
         """
@@ -166,3 +176,19 @@ def test_no_cgroup_is_left_behind(pytester: pytest.Pytester) -> None:
     ]
     alive = [name for name in ours if os.path.exists(f"/proc/{name.split('-')[2]}")]
     assert sorted(set(ours) - set(alive)) == []
+
+
+@pytest.mark.skipif(PIDS_REFUSED is None, reason="pids limits can be enforced here")
+def test_a_pids_limit_that_cannot_be_enforced_fails_the_test(pytester: pytest.Pytester) -> None:
+    pytester.makepyfile(
+        """
+        import pytest
+
+        @pytest.mark.isolated(pids=8)
+        def test_limited():
+            pass
+        """
+    )
+    result = pytester.runpytest_subprocess("-p", "rootless")
+    result.assert_outcomes(errors=1)
+    result.stdout.fnmatch_lines(["*pids=8 cannot be enforced*"])
