@@ -36,7 +36,7 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import asdict, dataclass, field
 from typing import TextIO
 
-from . import _probe
+from . import _limits, _probe
 from . import _syscalls as sc
 
 OK, MISSING, OPTIONAL, UNTRIED = "ok", "missing", "optional", "untried"
@@ -661,7 +661,10 @@ def _delegated(host: Host, mount: Mount, directory: str) -> bool:
 LIMITED = ("memory", "pids")  # the controllers a container's cgroup would use
 
 
-def limit_backend(host: Host) -> Limits:
+def limit_backend(host: Host, runtime: _limits.Backend | None = None) -> Limits:
+    """The backend the memory and pids options use here: the runtime's own choice
+    (``runtime``, from :func:`._limits.detect`) when given, else what the files say; the
+    files explain why a controller falls back to rlimits, and the fix."""
     mounts, paths = mountinfo(host), _cgroup_paths(host)
     chosen: dict[str, str] = {}
     notes: list[str] = []
@@ -723,40 +726,51 @@ def limit_backend(host: Host) -> Limits:
     if unwritable:
         notes.append(f"cgroup v1: {' and '.join(unwritable)} are not writable by you")
 
+    if runtime is not None:
+        # The runtime's own choice (it made a trial cgroup): what containers will get.
+        chosen = {}
+        for controller, hierarchy in (("memory", runtime.memory), ("pids", runtime.pids)):
+            if hierarchy is not None:
+                chosen[controller] = f"cgroup v{hierarchy.version}"
+    for controller, how in chosen.items():
+        if how == "cgroup v1" and host.uid == 0:
+            chosen[controller] = "cgroup v1 (root)"
     backends = {chosen.get(c, "rlimits") for c in LIMITED}
     if len(backends) == 1:
         backend = backends.pop()
     else:
         backend = ", ".join(f"{c} by {chosen.get(c, 'rlimits')}" for c in LIMITED)
-    if backend == "cgroup v2":
-        found = "cgroup v2: memory and pids enabled for children of your delegated cgroup"
-    elif backend.startswith("cgroup v1"):
-        found = "cgroup v1 (root): the memory and pids hierarchies are writable"
-    else:
-        found = backend + ": " + "; ".join(dict.fromkeys(notes))
-    if "rlimits" in backend:
-        found += (
-            ". rlimits (setrlimit(2)) count per process (RLIMIT_DATA) or per user "
-            "(RLIMIT_NPROC), not per container"
+    if "rlimits" not in backend:
+        return Limits(
+            backend,
+            f"{backend}: a cgroup per container for memory and pids, every process of it "
+            "counted together",
         )
-        if not fix:
-            fix.append(
-                "run on a cgroup v2 host in a delegated cgroup: systemd-run --user --scope "
-                "-p Delegate=yes pytest ..."
-            )
-    else:
-        found += "; every process of a container would be counted together"
-    return Limits(backend, found, tuple(dict.fromkeys(fix)) if "rlimits" in backend else ())
+    notes = list(dict.fromkeys(notes)) or ["a trial cgroup could not be made"]
+    found = (
+        f"{backend}: {'; '.join(notes)}. With rlimits (setrlimit(2)) RLIMIT_DATA bounds "
+        "each process's memory, not the container's; RLIMIT_NPROC counts the container's "
+        "processes (per user namespace, Linux 5.14+)"
+    )
+    if host.uid == 0 and "pids" not in chosen:
+        found += ", but not real root's: a pids limit is refused"
+    if not fix:
+        fix.append(
+            "run on a cgroup v2 host in a delegated cgroup: systemd-run --user --scope "
+            "-p Delegate=yes pytest ..."
+        )
+    return Limits(backend, found, tuple(dict.fromkeys(fix)))
 
 
-def check_limits(host: Host) -> Check:
-    limits = limit_backend(host)
+def check_limits(host: Host, runtime: _limits.Backend | None = None) -> Check:
+    limits = limit_backend(host, runtime)
     return Check(
         "resource limits",
         OPTIONAL if "rlimits" in limits.backend else OK,
         limits.found,
         limits.fix,
-        "the memory and pids options count a whole container only in a cgroup",
+        "only a cgroup counts a whole container's memory; cpu (CPU time) is RLIMIT_CPU per "
+        "process on every host",
     )
 
 
@@ -784,7 +798,9 @@ def run_checks(host: Host, answers: Mapping[str, Trial] | None = None) -> list[C
             checks.append(Check(name, UNTRIED, f"needs {gate.name} (above)"))
         else:
             checks.append(check(host, trials))
-    checks += [check_subordinate_ids(host), check_limits(host)]
+    # the runtime's own choice of limit backend is a trial too (it makes a cgroup)
+    runtime = _limits.detect(host.path("/proc")) if host.live else None
+    checks += [check_subordinate_ids(host), check_limits(host, runtime)]
     return [_same_cause(check, checks) for check in checks]
 
 

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from pytest_rootless import _doctor, _probe
+from pytest_rootless import _doctor, _limits, _probe
 from pytest_rootless.__main__ import main
 from pytest_rootless._doctor import MISSING, OK, OPTIONAL, UNTRIED, Check, Host, Trial
 
@@ -430,6 +430,26 @@ def test_no_cgroups_at_all_means_rlimits(tmp_path: Path) -> None:
     assert limits.found.startswith("rlimits: no cgroup v2 hierarchy is mounted.")
     check = checks_of(simulate(tmp_path, {"proc/self/mountinfo": mountinfo}))["resource limits"]
     assert check.status == OPTIONAL  # limits are optional: isolation itself still works
+
+
+def test_the_runtimes_own_choice_wins_over_the_files(tmp_path: Path) -> None:
+    """Live, the runtime's detection (it makes a trial cgroup) decides; the files of a
+    healthy cgroup v2 host cannot make the doctor promise more than the runtime does."""
+    memory_only = _limits.Backend(
+        memory=_limits.Hierarchy("memory", 2, f"/sys/fs/cgroup{USER_CGROUP}"),
+        pids=None,
+        nproc_works=True,
+    )
+    limits = _doctor.limit_backend(Host(root=simulate(tmp_path), live=False), memory_only)
+    assert limits.backend == "memory by cgroup v2, pids by rlimits"
+    assert "a trial cgroup could not be made" in limits.found
+
+
+def test_real_root_without_a_pids_cgroup_is_told_pids_is_refused(tmp_path: Path) -> None:
+    nothing = _limits.Backend(memory=None, pids=None, nproc_works=False)
+    limits = _doctor.limit_backend(Host(root=simulate(tmp_path), uid=0, live=False), nothing)
+    assert limits.backend == "rlimits"
+    assert limits.found.endswith("but not real root's: a pids limit is refused")
 
 
 # --- the report and the command -----------------------------------------------------------------
