@@ -162,3 +162,57 @@ def test_state_of_a_killed_session_is_removed_by_the_next(pytester: pytest.Pytes
         assert os.path.exists(alive)  # its session still runs
     finally:
         os.rmdir(alive)
+
+
+def test_a_closed_channel_fails_the_test_and_the_session_goes_on(
+    pytester: pytest.Pytester,
+) -> None:
+    pytester.makepyfile(
+        FIND_CHANNEL
+        + """
+import pytest
+
+@pytest.mark.isolated
+def test_closer():
+    os.close(channel())
+
+def test_after():
+    pass
+"""
+    )
+    result = pytester.runpytest_subprocess("-p", "rootless")
+    result.assert_outcomes(passed=1, failed=1)
+    result.stdout.fnmatch_lines(
+        ["*rootless: the test process exited with status * before reporting*"]
+    )
+
+
+def test_a_gigabyte_flood_keeps_the_host_bounded(pytester: pytest.Pytester) -> None:
+    """1 GiB of well-formed frames: the host decodes one at a time and keeps none of
+    them (an unknown kind is dropped), so its memory stays near one frame's size."""
+    import resource
+
+    pytester.makepyfile(
+        FIND_CHANNEL
+        + """
+import struct
+import pytest
+
+@pytest.mark.isolated
+def test_flood():
+    body = b'{"kind": "noise", "pad": "' + b"x" * (32 << 20) + b'"}'
+    frame = struct.pack(">I", len(body)) + body
+    fd = channel()
+    for _ in range(32):
+        view = memoryview(frame)
+        while view:
+            view = view[os.write(fd, view):]
+
+def test_after():
+    pass
+"""
+    )
+    result = pytester.runpytest_subprocess("-p", "rootless")
+    result.assert_outcomes(passed=2)
+    peak_mib = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss // 1024
+    assert peak_mib < 512, f"the host grew to {peak_mib} MiB reading 1 GiB"
