@@ -210,7 +210,10 @@ def validate(raw: Mapping[str, Any]) -> Options:
         if not os.path.isabs(inside) or os.path.normpath(inside) == "/":
             raise _fail("mounts", values["mounts"], "absolute inside paths other than '/'")
         if not os.path.exists(host):
-            raise OptionError(f"rootless option mounts: host path {host!r} does not exist")
+            raise OptionError(
+                f"rootless option mounts: host path {host!r} does not exist; accepted "
+                "existing host paths"
+            )
     mounts = tuple((os.path.normpath(i), os.path.realpath(h)) for i, h in mounts)
 
     writable = values["writable"]

@@ -178,6 +178,12 @@ BAD_OPTION = """
         pytest.param("timeout=-1", "timeout", id="timeout-negative"),
         pytest.param("bogus=1", "bogus", id="unknown-option"),
         pytest.param('env={"A": 1}', "env", id="env-non-string"),
+        pytest.param('memory="lots"', "memory", id="memory-lots"),
+        pytest.param("pids=-1", "pids", id="pids-negative"),
+        pytest.param("cpu=0", "cpu", id="cpu-zero"),
+        pytest.param('hostname="h" * 65', "hostname", id="hostname-too-long"),
+        pytest.param('rootfs="/no/such/root"', "rootfs", id="rootfs-missing"),
+        pytest.param('mounts={"/data": "/no/such/dir"}', "mounts", id="mounts-missing"),
     ],
 )
 def test_bad_option_is_a_usage_error(pytester: pytest.Pytester, option: str, name: str) -> None:
