@@ -28,6 +28,7 @@ import json
 import os
 import platform
 import pwd
+import re
 import stat
 import sys
 import tempfile
@@ -41,11 +42,11 @@ from . import _syscalls as sc
 
 OK, MISSING, OPTIONAL, UNTRIED = "ok", "missing", "optional", "untried"
 
-#: Directories of procfs that the kernel declares permanently empty
+#: Directories of procfs (relative to its root) that the kernel declares permanently empty
 #: (``register_sysctl_mount_point``, ``proc_create_mount_point``): a mount on one of them
-#: does not hide anything, so it does not stop a fresh proc mount (fs/namespace.c,
-#: ``mnt_already_visible``). systemd mounts binfmt_misc on every host.
-EMPTY_PROC_DIRS = frozenset({"/proc/sys/fs/binfmt_misc", "/proc/fs/nfsd"})
+#: hides nothing, so it does not stop a fresh proc mount (fs/namespace.c,
+#: ``mnt_already_visible``). systemd mounts binfmt_misc on most hosts.
+EMPTY_PROC_DIRS = frozenset({"/sys/fs/binfmt_misc", "/fs/nfsd"})
 
 
 @dataclass(frozen=True)
@@ -115,7 +116,7 @@ class Mount:
 
 def _unescape(field: str) -> str:
     # mountinfo escapes space, tab, newline and backslash as \ooo (octal)
-    return field.encode().decode("unicode_escape") if "\\" in field else field
+    return re.sub(r"\\([0-7]{3})", lambda m: chr(int(m.group(1), 8)), field)
 
 
 def mountinfo(host: Host) -> list[Mount]:
@@ -173,6 +174,8 @@ def _answer(steps: Callable[[], None]) -> Trial:
         return failed.trial
     except OSError as exc:
         return Trial(False, getattr(exc, "call", None), exc.errno, str(exc))
+    except Exception as exc:  # a bug of ours, reported rather than lost with the child
+        return Trial(False, None, None, f"{type(exc).__name__}: {exc}")
     return Trial(True)
 
 
@@ -217,7 +220,7 @@ def _own_user_namespace(more: sc.CloneFlag | None = None) -> None:
     """A new user namespace (plus ``more``) mapping our own uid and gid, as a container's
     init does (user_namespaces(7): setgroups deny, then the one-line maps)."""
     uid, gid = os.getuid(), os.getgid()
-    sc.unshare(NS.NEWUSER | more if more is not None else NS.NEWUSER)
+    sc.unshare(NS.NEWUSER if more is None else NS.NEWUSER | more)
     sc.write_id_maps(uid, uid, gid, gid)
 
 
@@ -254,6 +257,9 @@ def _try_proc(scratch: str) -> None:
         # unshared is not in it, its first child is (pid_namespaces(7)).
         sc.mount(None, "/", None, MS.REC | MS.PRIVATE)
         sc.mount("proc", scratch, "proc", MS.NOSUID | MS.NODEV | MS.NOEXEC)
+        pids = [name for name in os.listdir(scratch) if name.isdigit()]
+        if pids != ["1"]:
+            raise _Failed(Trial(False, "proc", None, f"the new proc shows pids {pids[:5]}"))
 
     inner = in_child(as_pid_1)
     if not inner.ok:
@@ -457,15 +463,11 @@ def proc_over_mounts(mounts: Iterable[Mount]) -> tuple[list[Mount], dict[str, li
             for m in mounts
             if m.point != proc.point
             and _is_under(m.point, proc.point)
-            and m.point[len(proc.point.rstrip("/")) :] not in _empty_suffixes()
+            and m.point[len(proc.point.rstrip("/")) :] not in EMPTY_PROC_DIRS
         ]
         for proc in procs
     }
     return procs, hiding
-
-
-def _empty_suffixes() -> frozenset[str]:
-    return frozenset(path[len("/proc") :] for path in EMPTY_PROC_DIRS)
 
 
 def check_proc(host: Host, trials: Trials) -> Check:
@@ -475,7 +477,7 @@ def check_proc(host: Host, trials: Trials) -> Check:
     covered = sorted({p for hidden in hiding.values() for p in hidden})
     trial = trials.get("proc")
     if trial is not None and trial.ok:
-        found = "a new proc mounted in a new PID namespace"
+        found = "a new proc mounted in a new PID namespace shows only its PID 1"
         if covered and visible:
             found += f" (the proc at {visible[0]} hides nothing, and the kernel accepts that)"
         return Check(name, OK, found)
