@@ -218,6 +218,7 @@ def first_error_line(output: str) -> str:
     lines = [line.strip() for line in output.splitlines() if line.strip()]
     for pick in (
         lambda s: s.startswith("E "),
+        lambda s: s.startswith(("FAILED ", "ERROR ")),  # pytest's short test summary
         lambda s: re.search(r"\b\w*(Error|Exception)\b", s) is not None,
     ):
         for line in lines:
@@ -296,10 +297,9 @@ def run_variant(v: Variant, env: dict[str, str], results: Path) -> float | None:
     elapsed = time.perf_counter() - start
     passed = re.findall(r"(\d+) passed", done.stdout)
     if done.returncode != 0 or not passed or int(passed[-1]) != v.expect:
-        summary = done.stdout.strip().splitlines()[-1:] or ["(no output)"]
-        v.error = (
-            f"exit {done.returncode}, {summary[0].strip('= ')}: {first_error_line(done.stdout)}"
-        )
+        summary = (done.stdout.strip().splitlines()[-1:] or ["(no output)"])[0].strip("= ")
+        first = first_error_line(done.stdout)
+        v.error = f"exit {done.returncode}, {summary}" + (f": {first}" if first != summary else "")
         return None
     if v.key == "round_trip":
         out = results / "round_trip.json"
