@@ -50,7 +50,7 @@ class ChildSpec:
 
     plan: _rootfs.Plan
     #: Host paths made writable in this container only (bound over the plan's mounts).
-    writable: tuple[str, ...]
+    rw_binds: tuple[str, ...]
     outer_uid: int
     outer_gid: int
     root: bool
@@ -66,6 +66,8 @@ class ChildSpec:
     cgroups: tuple[str, ...] = ()
     #: rlimits of every process of the container (see _limits).
     rlimits: _limits.ProcessLimits = field(default_factory=_limits.ProcessLimits)
+    #: Send the host what the test wrote outside /tmp and HOME (--rootless-report-writes).
+    report_writes: bool = False
     #: For a live container (the container fixture): init's end of the control socket.
     #: Init then serves requests to start processes instead of running one test.
     control_fd: int | None = None
@@ -173,7 +175,7 @@ def _init(spec: ChildSpec, result_fd: int, crash_fd: int, payload: Payload) -> i
     sc.write_id_maps(uid, uid, gid, gid)
 
     # === MOUNT NAMESPACE: the root filesystem ===
-    _rootfs.apply(spec.plan, writable=spec.writable)
+    store = _rootfs.apply(spec.plan, rw_binds=spec.rw_binds)
 
     # === USER NAMESPACE (inner) + UTS, IPC, NET ===
     # Mounts copied into a mount namespace owned by a less privileged user namespace are
@@ -200,16 +202,43 @@ def _init(spec: ChildSpec, result_fd: int, crash_fd: int, payload: Payload) -> i
     # /proc/1/exe (the CVE-2019-5736 shape). Set before the fork; the child undoes it.
     sc.prctl(sc.PR_SET_DUMPABLE, 0, "PR_SET_DUMPABLE")
     if spec.control_fd is not None:
-        return _serve(spec, result_fd, spec.control_fd, payload)
+        return _serve(spec, result_fd, spec.control_fd, payload, store)
     test_pid = os.fork()
     if test_pid == 0:
         _test_process(spec, result_fd, crash_fd, payload)  # never returns
-    # Init needs nothing of pytest's any more: only the channel to the host.
-    _close_inherited_fds({result_fd})
-    return _reap(spec, result_fd, test_pid)
+    # Init needs nothing of pytest's any more: only the channel to the host (and the
+    # store of the overlays' upper layers).
+    _close_inherited_fds({result_fd} | _store_fds(store))
+    return _reap(spec, result_fd, test_pid, store)
 
 
-def _serve(spec: ChildSpec, result_fd: int, control_fd: int, payload: Payload) -> int:
+def _store_fds(store: _rootfs.Store | None) -> set[int]:
+    return set() if store is None else {store.fd, *(fd for _, fd in store.layers)}
+
+
+#: Writable areas that are fresh tmpfs but not the test's scratch space (/tmp, HOME):
+#: what is found there at the end was written by the test.
+OTHER_SCRATCH = ("/var/tmp", "/dev/shm")
+
+
+def _writes(store: _rootfs.Store | None) -> dict[str, str]:
+    """What the test wrote outside /tmp, HOME and tmp_path: its changes under the
+    overlays, and what it left in /var/tmp and /dev/shm."""
+    found = _rootfs.changes(store) if store is not None else {}
+    for area in OTHER_SCRATCH:
+        for root, dirs, files in os.walk(area):
+            for name in [*dirs, *files]:
+                found[os.path.join(root, name)] = "added"
+    return dict(sorted(found.items()))
+
+
+def _serve(
+    spec: ChildSpec,
+    result_fd: int,
+    control_fd: int,
+    payload: Payload,
+    store: _rootfs.Store | None,
+) -> int:
     """Init of a live container: start a process for each request until the host closes
     the control socket, reaping every child meanwhile. (A live container's timeout bounds
     each call, on the host.)
@@ -219,7 +248,7 @@ def _serve(spec: ChildSpec, result_fd: int, control_fd: int, payload: Payload) -
     job and writes its result (``payload``). ``{"op": "kill", "id": n}`` kills it. Init
     answers ``{"kind": "exited", "id": n, "status": s}`` when one ends.
     """
-    _close_inherited_fds(set(spec.keep_fds) | {0, 1, 2, result_fd, control_fd})
+    _close_inherited_fds(set(spec.keep_fds) | {0, 1, 2, result_fd, control_fd} | _store_fds(store))
     control = socket.socket(fileno=control_fd)
     wake_r, wake_w = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
     signal.signal(signal.SIGCHLD, lambda signum, frame: None)
@@ -242,7 +271,7 @@ def _serve(spec: ChildSpec, result_fd: int, control_fd: int, payload: Payload) -
                         break
             elif not events_in(fd, select.POLLIN, events):
                 continue
-            elif not _serve_request(spec, control, running, payload):
+            elif not _serve_request(spec, control, running, payload, store):
                 return 0  # the host closed the container
         reports += _reap_children(running)
         while reports:
@@ -256,15 +285,21 @@ def _serve(spec: ChildSpec, result_fd: int, control_fd: int, payload: Payload) -
 
 
 def _serve_request(
-    spec: ChildSpec, control: socket.socket, running: dict[int, int], payload: Payload
+    spec: ChildSpec,
+    control: socket.socket,
+    running: dict[int, int],
+    payload: Payload,
+    store: _rootfs.Store | None,
 ) -> bool:
     message, fds, _, _ = socket.recv_fds(control, 4096, 1, socket.MSG_CMSG_CLOEXEC)
     if not message:
         return False
     request = json.loads(message)
-    if request.get("op") == "start" and len(fds) == 1:
+    if request.get("op") in ("start", "changes") and len(fds) == 1:
         pid = os.fork()
         if pid == 0:
+            if request["op"] == "changes":
+                _changes_process(store, fds[0])  # never returns
             _call_process(spec, fds[0], payload)  # never returns
         os.close(fds[0])
         running[pid] = int(request["id"])
@@ -272,7 +307,7 @@ def _serve_request(
         for pid, ident in running.items():
             if ident == request.get("id"):
                 os.kill(pid, signal.SIGKILL)
-    for fd in fds[1:] if request.get("op") == "start" else fds:
+    for fd in fds[1:] if request.get("op") in ("start", "changes") else fds:
         os.close(fd)
     return True
 
@@ -312,6 +347,18 @@ def _call_process(spec: ChildSpec, channel_fd: int, payload: Payload) -> NoRetur
     _leave("call", channel_fd, isolate_and_run)
 
 
+def _changes_process(store: _rootfs.Store | None, channel_fd: int) -> NoReturn:
+    """A child of init (not isolated: it runs none of the test's code) that reads the
+    overlays' upper layers and sends what changed, as a call's result."""
+
+    def report() -> int:
+        found = _rootfs.changes(store) if store is not None else {}
+        _wire.send(channel_fd, {"kind": "changes", "changes": found})
+        return 0
+
+    _leave("changes", channel_fd, report)
+
+
 def _status_fields(wait_status: int) -> dict[str, int]:
     """A child's end as the engines report it: its exit code, or 128+signal (bubblewrap,
     nsjail and Bazel do the same) with the signal named apart."""
@@ -321,7 +368,7 @@ def _status_fields(wait_status: int) -> dict[str, int]:
     return {"status": os.waitstatus_to_exitcode(wait_status)}
 
 
-def _reap(spec: ChildSpec, result_fd: int, test_pid: int) -> int:
+def _reap(spec: ChildSpec, result_fd: int, test_pid: int, store: _rootfs.Store | None) -> int:
     """PID 1: reap every child (orphans re-parent to us) until the test process ends."""
     timed_out = False
 
@@ -349,6 +396,8 @@ def _reap(spec: ChildSpec, result_fd: int, test_pid: int) -> int:
             break
     if spec.timeout is not None:
         signal.setitimer(signal.ITIMER_REAL, 0)
+    if spec.report_writes:
+        _wire.send(result_fd, {"kind": "writes", "changes": _writes(store)})
     _wire.send(result_fd, {"kind": "exit", "timed_out": timed_out, **_status_fields(wait_status)})
     return 0  # our exit ends every process left in the namespace
 

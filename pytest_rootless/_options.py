@@ -42,12 +42,6 @@ DEFAULTS: Final[Mapping[str, Any]] = {
     "writable": [],
 }
 
-# Options the contract names that this release cannot enforce yet. Accepting them and
-# running without the limit would silently weaken isolation, so they are refused.
-NOT_YET: Final[Mapping[str, str]] = {
-    "writable": "writable copy-on-write paths are not implemented yet",
-}
-
 _HOSTNAME = re.compile(r"^[A-Za-z0-9]([A-Za-z0-9-]{0,62})?(\.[A-Za-z0-9]([A-Za-z0-9-]{0,62})?)*$")
 _SIZE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([KMGT]?)i?B?\s*$", re.IGNORECASE)
 
@@ -219,12 +213,9 @@ def validate(raw: Mapping[str, Any]) -> Options:
     writable = values["writable"]
     if isinstance(writable, str) or not isinstance(writable, (list, tuple)):
         raise _fail("writable", writable, "a list of paths")
-    if not all(isinstance(p, str) for p in writable):
+    if not all(isinstance(p, (str, os.PathLike)) and os.fspath(p) for p in writable):
         raise _fail("writable", writable, "a list of paths (strings)")
-
-    for name, why in NOT_YET.items():
-        if values[name] not in (None, [], ()):
-            raise OptionError(f"rootless option {name}={values[name]!r}: {why}")
+    writable = [os.fspath(p) for p in writable]
 
     return Options(
         network=network,

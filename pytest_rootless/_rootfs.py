@@ -20,12 +20,13 @@ the tree (ours or the host's) cannot redirect a mount onto the host.
 
 from __future__ import annotations
 
+import dataclasses
 import errno
 import os
 import stat
 import sys
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from . import _syscalls as sc
 from ._syscalls import MountFlag as MS
@@ -105,9 +106,25 @@ PROC_COVERS = ("sys", "sysrq-trigger", "irq", "bus", "fs")
 class Tmpfs:
     target: str
     mode: int = 0o755
+    #: bytes; a full tmpfs gives the test ENOSPC instead of eating the host's memory
+    size: int | None = None
 
     def describe(self) -> str:
         return f"tmpfs {self.target}"
+
+
+@dataclass(frozen=True)
+class Overlay:
+    """A copy-on-write view of what the container sees at ``target`` when it is mounted
+    (a bind of the host's directory, the root's own files, or an empty directory): writes
+    land in an upper layer kept in the container's store (see :func:`apply`), which is
+    also the record of what changed (overlayfs.rst: whiteouts for deletions,
+    ``user.overlay.opaque`` for replaced directories)."""
+
+    target: str
+
+    def describe(self) -> str:
+        return f"overlay (copy-on-write) {self.target}"
 
 
 @dataclass(frozen=True)
@@ -204,7 +221,23 @@ class HiddenProc:
         return f"hidden proc {self.target}/proc"
 
 
-Op = Tmpfs | Bind | File | Symlink | Dir | Proc | ReadOnlyCover | Devpts | ReadOnly | HiddenProc
+Op = (
+    Tmpfs
+    | Overlay
+    | Bind
+    | File
+    | Symlink
+    | Dir
+    | Proc
+    | ReadOnlyCover
+    | Devpts
+    | ReadOnly
+    | HiddenProc
+)
+#: Operations that mount something at their target.
+MOUNTS = (Tmpfs, Overlay, Bind, Proc, Devpts, HiddenProc)
+#: Those of them that hide what the root's own files hold below their target.
+COVERS = (Tmpfs, Bind, Proc, Devpts, HiddenProc)
 
 
 @dataclass(frozen=True)
@@ -215,6 +248,8 @@ class Plan:
     home: str
     #: A host directory holding the root's own files (set by :func:`prepare`).
     skeleton: str | None = None
+    #: Size of each fresh tmpfs and of the store of the overlays' upper layers, in bytes.
+    tmpfs_size: int | None = None
 
 
 # --- building a plan (host side, once per session and options) ------------------------------
@@ -327,12 +362,12 @@ def _identity_ops(ident: Identity, home: str, hostname: str) -> list[Op]:
     ]
 
 
-def _dev_ops() -> list[Op]:
+def _dev_ops(tmpfs_size: int | None = None) -> list[Op]:
     # mknod(2) is EPERM in a user namespace: bind the host's nodes instead (bubblewrap --dev).
     ops: list[Op] = [Tmpfs("/dev", 0o755)]
     ops += [Bind(f"/dev/{n}", f"/dev/{n}", readonly=False, is_file=True) for n in DEV_NODES]
     ops += [Symlink(f"/dev/{name}", link) for name, link in DEV_LINKS]
-    ops += [Tmpfs("/dev/shm", 0o1777), Devpts("/dev/pts"), ReadOnly("/dev")]
+    ops += [Tmpfs("/dev/shm", 0o1777, tmpfs_size), Devpts("/dev/pts"), ReadOnly("/dev")]
     return ops
 
 
@@ -357,7 +392,9 @@ def _order(ops: list[Op]) -> tuple[Op, ...]:
     # Parents before children; a ReadOnly of a mount after everything inside it.
     def key(op: Op) -> tuple[tuple[str, ...], int]:
         parts = tuple(p for p in op.target.split("/") if p)
-        return (parts, 0) if not isinstance(op, ReadOnly) else ((*parts, "\uffff"), 1)
+        if isinstance(op, ReadOnly):
+            return ((*parts, "\uffff"), 2)
+        return (parts, 1 if isinstance(op, Overlay) else 0)  # over a bind at its path
 
     return tuple(sorted(ops, key=key))
 
@@ -371,11 +408,15 @@ def build_plan(
     cwd: str,
     mounts: Iterable[tuple[str, str]] = (),
     state_dir: str,
+    writable: Iterable[str] = (),
+    tmpfs_size: int | None = None,
 ) -> Plan:
     """The operations that build a root of kind ``rootfs`` ("minimal" or "host").
 
     ``state_dir`` is a private host directory for files a read-only host tree cannot
     hold (``/etc/hostname`` and ``/etc/hosts`` over the host's own, for ``rootfs="host"``).
+    Each ``writable`` path (absolute) becomes a copy-on-write overlay of what the
+    container would otherwise see there; ``tmpfs_size`` bounds every fresh tmpfs.
     """
     mounts = list(mounts)
     needed = outermost(os.path.realpath(p) for p in ro_paths)
@@ -420,21 +461,39 @@ def build_plan(
         home = choose_home(ident, ro + [inside for inside, _ in mounts])
         ops += _identity_ops(ident, home, hostname)
         scratch = ["/tmp", "/var/tmp"]
-    ops += [Tmpfs(p, 0o1777) for p in scratch]
-    ops.append(Tmpfs(home, 0o700))
+    ops += [Tmpfs(p, 0o1777, tmpfs_size) for p in scratch]
+    ops.append(Tmpfs(home, 0o700, tmpfs_size))
     ops += [Bind(host, inside) for inside, host in mounts]
-    ops += _dev_ops()
+    ops += _dev_ops(tmpfs_size)
+    # Copy-on-write views: over what the container sees at that path (a bind of the host,
+    # the root's own files), so they never show more of the host than it would. Paths in
+    # a fresh tmpfs are writable already. A bind *at* the path is its lower layer; binds
+    # below it stay on top, as they are.
+    ops += [Overlay(path) for path in outermost(writable) if not _in_fresh_tmpfs(path, ops)]
     ops.append(Proc("/proc"))
     ops += [ReadOnlyCover(f"/proc/{name}") for name in PROC_COVERS]
     if ident.uid != 0:  # so that containers can be made inside this one
         ops.append(HiddenProc())
-    # The working directory must exist inside: if the deepest mount above it is a fresh
-    # tmpfs (not a bind of the host's tree), create it there, empty.
-    above = [op for op in ops if isinstance(op, (Bind, Tmpfs)) and is_under(cwd, op.target)]
-    deepest = max(above, key=lambda op: op.target.count("/") + len(op.target), default=None)
-    if not isinstance(deepest, Bind):
+    # The working directory must exist inside: if the deepest mount above it is not a
+    # bind of the host's tree, create it there, empty.
+    if not isinstance(_deepest_mount(cwd, ops), Bind | Overlay):
         ops.append(Dir(cwd))
-    return Plan(_order(ops), home)
+    return Plan(_order(ops), home, tmpfs_size=tmpfs_size)
+
+
+def _deepest_mount(path: str, ops: Sequence[Op]) -> Op | None:
+    """The mount the container sees ``path`` through (None: the root's own files)."""
+    above = [op for op in ops if isinstance(op, MOUNTS) and is_under(path, op.target)]
+    return max(above, key=lambda op: op.target.count("/") + len(op.target), default=None)
+
+
+def _in_fresh_tmpfs(path: str, ops: Sequence[Op]) -> bool:
+    """Whether ``path`` is writable already: in a fresh tmpfs (/tmp, HOME), not in a bind
+    of the host's tree under one."""
+    deepest = _deepest_mount(path, ops)
+    return isinstance(deepest, Tmpfs) and not any(
+        isinstance(op, ReadOnly) and op.target == deepest.target for op in ops
+    )
 
 
 def prepare(plan: Plan, directory: str) -> Plan:
@@ -452,16 +511,15 @@ def prepare(plan: Plan, directory: str) -> Plan:
 
     # A tmpfs made read-only once populated is the same as a read-only skeleton directory,
     # where the skeleton itself shows at that place (not under a bind of the host's tree).
-    mounts = [
-        op.target for op in plan.ops if isinstance(op, Tmpfs | Bind | Proc | Devpts | HiddenProc)
-    ]
+    # An overlay hides nothing: what lies below it is its lower layer.
+    mounts = [op.target for op in plan.ops if isinstance(op, COVERS)]
     sealed = {
         op.target
         for op in plan.ops
         if isinstance(op, ReadOnly) and materialisable(op.target, mounts)
     }
     ops = [op for op in plan.ops if not (op.target in sealed and isinstance(op, Tmpfs | ReadOnly))]
-    covers = [op.target for op in ops if isinstance(op, Tmpfs | Bind | Proc | Devpts | HiddenProc)]
+    covers = [op.target for op in ops if isinstance(op, COVERS)]
 
     os.makedirs(directory, 0o755, exist_ok=True)
     os.chmod(directory, 0o755)
@@ -487,7 +545,7 @@ def prepare(plan: Plan, directory: str) -> Plan:
             else:
                 _makedirs(path + "/proc" if isinstance(op, HiddenProc) else path)
             kept.append(op)
-    return Plan(tuple(kept), plan.home, skeleton=directory)
+    return dataclasses.replace(plan, ops=tuple(kept), skeleton=directory)
 
 
 # --- applying a plan (inside the container's init, after clone) -----------------------------
@@ -535,13 +593,28 @@ def _create_file(path: str) -> None:
         raise RootfsError(errno.ELOOP, f"refusing to follow the symlink {path}")
 
 
-def apply(plan: Plan, base: str = BUILD_BASE, writable: Sequence[str] = ()) -> None:
-    """Build ``plan``, bind the ``writable`` host paths read-write on top, and pivot into
+@dataclass
+class Store:
+    """The upper layers of a container's overlays, on a tmpfs mounted nowhere (fsmount(2)):
+    the test cannot see or touch them; init, which holds the fd, reads them for
+    :func:`changes`. Layer ``i`` is ``i/upper`` (and ``i/work``, overlayfs's scratch)."""
+
+    fd: int
+    #: per overlay: its path inside, and an fd of its lower layer (for "modified or added")
+    layers: list[tuple[str, int]] = field(default_factory=list)
+
+    def path(self, *parts: str | int) -> str:
+        return "/".join([sc.fd_path(self.fd), *map(str, parts)])
+
+
+def apply(plan: Plan, base: str = BUILD_BASE, rw_binds: Sequence[str] = ()) -> Store | None:
+    """Build ``plan``, bind the ``rw_binds`` host paths read-write on top, and pivot into
     it. Runs in the container's init (mount namespace already unshared, capabilities held
-    in the owning user namespace)."""
+    in the owning user namespace). Returns the store of the overlays' upper layers, if
+    the plan has overlays."""
     if plan.skeleton is None:
         raise RootfsError(errno.EINVAL, "the plan was not prepared (no skeleton)")
-    ops = (*plan.ops, *(Bind(path, path, readonly=False) for path in writable))
+    ops = (*plan.ops, *(Bind(path, path, readonly=False) for path in rw_binds))
     # === MOUNT PROPAGATION ===
     sc.mount(None, "/", None, MS.REC | MS.PRIVATE)
     # === PIN BIND SOURCES === (before the new root covers any of them)
@@ -554,12 +627,23 @@ def apply(plan: Plan, base: str = BUILD_BASE, writable: Sequence[str] = ()) -> N
                 raise RootfsError(
                     exc.errno or errno.EIO, f"cannot open bind source {bind.source}: {exc.strerror}"
                 ) from None
+    # === THE STORE OF UPPER LAYERS === a tmpfs that is mounted nowhere
+    store = None
+    if any(isinstance(op, Overlay) for op in ops):
+        options = {"mode": "0700"}
+        if plan.tmpfs_size:
+            options["size"] = str(plan.tmpfs_size)
+        store = Store(sc.fsmount_detached("tmpfs", options))
     # === NEW ROOT: the prepared skeleton, then mounts on top ===
     sc.mount(sc.fd_path(sources[plan.skeleton]), base, None, MS.BIND, label=plan.skeleton)
     for op in ops:
         target = base + op.target if op.target != "/" else base
         try:
-            _apply_one(op, target, sources)
+            if isinstance(op, Overlay):
+                assert store is not None
+                _overlay(op, target, store)
+            else:
+                _apply_one(op, target, sources)
         except RootfsError:
             raise
         except OSError as exc:
@@ -574,14 +658,114 @@ def apply(plan: Plan, base: str = BUILD_BASE, writable: Sequence[str] = ()) -> N
     sc.pivot_root(".", ".")
     sc.umount2(".", sc.MNT_DETACH)
     os.chdir("/")
+    return store
+
+
+def _overlay(op: Overlay, target: str, store: Store) -> None:
+    """Mount a copy-on-write view of what is at ``target`` now over it (overlayfs(5);
+    ``userxattr``: its bookkeeping in ``user.overlay.*`` xattrs, as a user namespace
+    must, Linux 5.11)."""
+    try:
+        _makedirs(target)
+    except OSError as exc:
+        raise RootfsError(
+            exc.errno or errno.EIO,
+            f"writable path {op.target} does not exist and cannot be created there "
+            f"({exc.strerror or exc}): its parent is read-only; create it on the host first",
+        ) from None
+    lower = sc.open_dir_nofollow(target)
+    index = len(store.layers)
+    store.layers.append((op.target, lower))
+    os.mkdir(store.path(index))
+    os.mkdir(store.path(index, "upper"), stat.S_IMODE(os.stat(target).st_mode))
+    os.mkdir(store.path(index, "work"), 0o700)
+    # Paths as fds: a comma or colon in a path would split overlay's option string.
+    options = (
+        f"lowerdir={sc.fd_path(lower)},upperdir={store.path(index, 'upper')},"
+        f"workdir={store.path(index, 'work')},userxattr"
+    )
+    try:
+        sc.mount("overlay", target, "overlay", MS.NOSUID | MS.NODEV, options, label="overlay")
+    except OSError as exc:
+        raise RootfsError(
+            exc.errno or errno.EIO,
+            f"writable path {op.target}: the kernel refused an overlay over it "
+            f"({exc.strerror}); its file system ({_fstype(target)}) cannot be an overlay's "
+            "lower layer in a user namespace",
+        ) from None
+
+
+def _fstype(path: str) -> str:
+    """The type of the file system ``path`` is on, from mountinfo (proc_pid_mountinfo(5))."""
+    best, kind = "", "unknown"
+    try:
+        with open("/proc/self/mountinfo") as f:
+            for line in f:
+                fields, _, tail = line.partition(" - ")
+                point = fields.split()[4].replace("\\040", " ")
+                if is_under(path, point) and len(point) >= len(best):
+                    best, kind = point, tail.split()[0]
+    except (OSError, IndexError):
+        pass
+    return kind
+
+
+WHITEOUT = (0, 0)  # a character device 0/0 marks a deleted entry (overlayfs.rst)
+
+
+def changes(store: Store) -> dict[str, str]:
+    """What the container changed under its overlays, read from their upper layers:
+    ``{path: "added" | "modified" | "deleted"}``. A file copied up but left as it was
+    (same size, mtime and mode as below) is no change; a directory replaced whole (opaque)
+    is "modified", its entries "added"."""
+    found: dict[str, str] = {}
+    for index, (inside, lower) in enumerate(store.layers):
+        upper = store.path(index, "upper")
+        for root, dirs, files in os.walk(upper):
+            rel_root = os.path.relpath(root, upper)
+            for name in [*dirs, *files]:
+                rel = os.path.normpath(os.path.join(rel_root, name))
+                path = os.path.join(inside, rel)
+                st = os.lstat(os.path.join(root, name))
+                below = _lstat(sc.fd_path(lower) + "/" + rel)
+                if (
+                    stat.S_ISCHR(st.st_mode)
+                    and (os.major(st.st_rdev), os.minor(st.st_rdev)) == WHITEOUT
+                ):
+                    found[path] = "deleted"
+                elif below is None:
+                    found[path] = "added"
+                elif stat.S_ISDIR(st.st_mode):
+                    if _opaque(os.path.join(root, name)):
+                        found[path] = "modified"
+                elif (st.st_size, st.st_mtime_ns, st.st_mode) != (
+                    below.st_size,
+                    below.st_mtime_ns,
+                    below.st_mode,
+                ):
+                    found[path] = "modified"
+    return dict(sorted(found.items()))
+
+
+def _lstat(path: str) -> os.stat_result | None:
+    try:
+        return os.lstat(path)
+    except OSError:
+        return None
+
+
+def _opaque(path: str) -> bool:
+    try:
+        return os.getxattr(path, "user.overlay.opaque", follow_symlinks=False) == b"y"
+    except OSError:
+        return False
 
 
 def _apply_one(op: Op, target: str, sources: dict[str, int]) -> None:
     if isinstance(op, Tmpfs):
         _makedirs(target)
-        sc.mount(
-            "tmpfs", target, "tmpfs", MS.NOSUID | MS.NODEV, f"mode={op.mode:04o}", label="tmpfs"
-        )
+        data = f"mode={op.mode:04o}" + (f",size={op.size}" if op.size else "")
+        sc.mount("tmpfs", target, "tmpfs", MS.NOSUID | MS.NODEV, data, label="tmpfs")
     elif isinstance(op, Bind):
         if op.is_file:
             _create_file(target)

@@ -47,6 +47,10 @@ from . import _child, _limits, _probe, _rootfs, _spawn, _wire
 from . import _syscalls as sc
 from ._options import Options
 
+#: Size of each fresh tmpfs of a container (ini rootless_tmpfs_size): a test that fills
+#: one gets ENOSPC rather than eating the host's memory.
+DEFAULT_TMPFS_SIZE = 1 << 30
+
 Phase = Literal["setup", "call", "teardown"]
 #: The report section that names the limit a test was stopped by.
 LIMIT_SECTION = "rootless: limit reached"
@@ -63,6 +67,10 @@ class SessionState:
 
     config: pytest.Config | None
     trace: bool = False
+    report_writes: bool = False  # --rootless-report-writes
+    #: What each isolated test wrote outside /tmp, HOME and tmp_path, by node id.
+    writes: dict[str, dict[str, str]] = field(default_factory=dict)
+    tmpfs_size: int | None = DEFAULT_TMPFS_SIZE
     support: _probe.Support | None = None
     crash: _spawn.CrashChannel | None = None
     reaper: _spawn.Reaper = field(default_factory=_spawn.Reaper)
@@ -209,7 +217,12 @@ class SessionState:
             directory = str(item.path.parent)
             if not rootdir or not _rootfs.is_under(directory, rootdir):
                 ro.append(directory)
-        key = (options.rootfs, options.hostname, options.mounts, tuple(ro), cwd)
+        # writable: absolute, or relative to the project's root ("." is the project)
+        writable = tuple(
+            os.path.normpath(os.path.join(rootdir or cwd, os.path.expanduser(p)))
+            for p in options.writable
+        )
+        key = (options.rootfs, options.hostname, options.mounts, tuple(ro), cwd, writable)
         plan = self.plans.get(key)
         if plan is None:
             ro = [p for p in ro if os.path.realpath(p) != "/"]
@@ -223,6 +236,8 @@ class SessionState:
                 cwd=cwd,
                 mounts=options.mounts,
                 state_dir=self.state_dir,
+                writable=writable,
+                tmpfs_size=self.tmpfs_size,
             )
             plan = _rootfs.prepare(plan, tempfile.mkdtemp(dir=self.state_dir, prefix="root-"))
             self.plans[key] = plan
@@ -236,7 +251,7 @@ class SessionState:
         self,
         options: Options,
         item: pytest.Item | None,
-        writable: tuple[str, ...] = (),
+        rw_binds: tuple[str, ...] = (),
         cgroups: _limits.Cgroups | None = None,
     ) -> _child.ChildSpec:
         self._here()
@@ -248,7 +263,8 @@ class SessionState:
         cwd = os.getcwd()
         return _child.ChildSpec(
             plan=self.plan(options, item, cwd),
-            writable=writable,
+            rw_binds=rw_binds,
+            report_writes=self.report_writes and item is not None,
             outer_uid=os.geteuid(),
             outer_gid=os.getegid(),
             root=options.root,
@@ -617,6 +633,23 @@ MAX_WARNINGS = 1000
 MAX_WARNING_TEXT = 64 * 1024
 
 
+#: Paths kept per test in the writes report (a test can write millions).
+MAX_WRITES = 1000
+
+
+def _checked_writes(message: _wire.Message) -> dict[str, str]:
+    changes = message.get("changes")
+    kinds = ("added", "modified", "deleted")
+    if not isinstance(changes, dict) or not all(
+        isinstance(k, str) and v in kinds for k, v in changes.items()
+    ):
+        raise _wire.ProtocolError("a writes frame is malformed")
+    kept = dict(list(changes.items())[:MAX_WRITES])
+    if len(changes) > MAX_WRITES:
+        kept[f"... and {len(changes) - MAX_WRITES} more"] = "added"
+    return kept
+
+
 def _checked_warning(message: _wire.Message) -> _wire.Message:
     fields = ("message", "category", "module", "filename")
     if not all(isinstance(message.get(key), str) for key in fields):
@@ -780,6 +813,8 @@ def _run_in_container(
             received.interrupted = True
         elif kind == "trace" and writer is not None:
             _print_trace(writer, item, message)
+        elif kind == "writes" and state.report_writes:
+            state.writes[item.nodeid] = _checked_writes(message)
 
     started = time.monotonic()
     try:
@@ -791,7 +826,7 @@ def _run_in_container(
         return
     prepared = state.tmp_path_for(item)
     spec = state.child_spec(
-        options, item, writable=(prepared.path,) if prepared else (), cgroups=cgroups
+        options, item, rw_binds=(prepared.path,) if prepared else (), cgroups=cgroups
     )
     if state.trace and writer is not None:
         sc.set_tracing(True)

@@ -169,7 +169,7 @@ def run(
     pid, read_fd, _ = _clone_init(spec, payload, crash)
     outcome = Outcome()
     try:
-        _collect(pid, read_fd, spec.timeout, outcome, on_message)
+        _collect(pid, read_fd, spec.timeout, outcome, on_message, spec.report_writes)
     except BaseException:
         _kill(pid)
         raise
@@ -218,7 +218,10 @@ def _collect(
     timeout: float | None,
     outcome: Outcome,
     on_message: Callable[[_wire.Message], None],
+    until_exit: bool = False,
 ) -> None:
+    """Read frames until the test process says it is done (or, ``until_exit``, until init
+    reports its end: what init sends after the test, such as its writes)."""
     decoder = _wire.Decoder()
     deadline = None if timeout is None else time.monotonic() + timeout + BACKSTOP_GRACE
     poller = select.poll()
@@ -252,7 +255,8 @@ def _collect(
                 # does after this counts. The container ends by itself; see Reaper.
                 outcome.status = _int_or_none(message.get("status"))
                 outcome.done = True
-                return
+                if not until_exit:
+                    return
             else:
                 try:
                     on_message(message)
@@ -362,9 +366,10 @@ class LiveContainer:
             return False
         return gone == 0
 
-    def call(self, job: bytes) -> tuple[int, socket.socket]:
+    def call(self, job: bytes, op: str = "start") -> tuple[int, socket.socket]:
         """Start a process that gets ``job``; returns its id and the host's end of its
-        channel (read its frames until EOF)."""
+        channel (read its frames until EOF). ``op="changes"``: init's own reader of the
+        overlays' upper layers instead, which sends one "changes" frame."""
         if not self.alive:
             raise ContainerError("the container is gone (closed, timed out or killed)")
         self._drain()  # or init blocks on a full socket telling us of ended processes
@@ -373,7 +378,7 @@ class LiveContainer:
         self._unsettled.add(ident)
         host_end, process_end = socket.socketpair()
         try:
-            request = json.dumps({"op": "start", "id": ident}).encode()
+            request = json.dumps({"op": op, "id": ident}).encode()
             socket.send_fds(self._control, [request], [process_end.fileno()])
         except OSError as exc:
             host_end.close()

@@ -20,6 +20,7 @@ import os
 import platform
 import socket
 import struct
+import warnings
 from collections.abc import Callable
 
 __all__ = [
@@ -132,6 +133,9 @@ _SYSCALLS = {
         "openat2": 437,
         "mount_setattr": 442,
         "keyctl": 250,
+        "fsopen": 430,
+        "fsconfig": 431,
+        "fsmount": 432,
     },
     "aarch64": {
         "clone": 220,
@@ -140,6 +144,9 @@ _SYSCALLS = {
         "openat2": 437,
         "mount_setattr": 442,
         "keyctl": 219,
+        "fsopen": 430,
+        "fsconfig": 431,
+        "fsmount": 432,
     },
 }
 _NR = _SYSCALLS.get(platform.machine(), {})
@@ -176,26 +183,30 @@ def _nr(name: str) -> int:
 
 
 def fork() -> int:
-    """glibc's fork(3), with CPython's fork protocol around it (see :func:`clone`).
+    """``os.fork()``, for the one case of forking a multi-threaded pytest: a
+    single-threaded copy is made first so that the raw clone(2) then runs with no other
+    thread (glibc's fork takes the malloc arena locks around the fork; a raw clone cannot).
 
-    ``os.fork()`` would do the same, but on Python 3.12+ it also warns about forking a
-    multi-threaded process, the one case this is used for: a single-threaded copy is
-    made first so that the raw clone(2) then runs with no other thread (glibc's fork
-    takes the malloc arena locks around the fork; a raw clone cannot)."""
-    api = ctypes.pythonapi
-    libc_fork = _libc_gil.fork
-    libc_fork.restype = ctypes.c_int
-    api.PyOS_BeforeFork()
-    pid = libc_fork()
-    if pid == 0:
-        api.PyOS_AfterFork_Child()
-        return 0
-    err = ctypes.get_errno()
-    api.PyOS_AfterFork_Parent()
-    if pid == -1:
-        raise SyscallError(err, "fork()")
-    _trace(f"fork() = {pid}")
-    return int(pid)
+    It must be CPython's own ``os.fork``: calling glibc's fork through ctypes returns to
+    the eval loop in the child *before* ``PyOS_AfterFork_Child`` has run, and if another
+    thread had asked for the GIL, the child hands the GIL to a thread that does not exist
+    there and waits forever (it hung about one container in six with a busy thread).
+
+    Python 3.12+ warns about forking a multi-threaded process: the child may deadlock on a
+    lock another thread held. This child does nothing but clone the container's init and
+    wait for it; the warning for this call is acknowledged, and only it.
+    """
+    with warnings.catch_warnings():
+        warnings.filterwarnings(
+            "ignore", message=r".*is multi-threaded, use of fork\(\)", category=DeprecationWarning
+        )
+        try:
+            pid = os.fork()
+        except OSError as exc:
+            raise SyscallError(exc.errno or errno.EAGAIN, "fork()") from None
+    if pid:
+        _trace(f"fork() = {pid}")
+    return pid
 
 
 def clone(flags: CloneFlag) -> int:
@@ -435,6 +446,40 @@ def mount_setattr(path: str, attr_set: int, *, recursive: bool = True) -> None:
         return f"mount_setattr({path!r}, {'AT_RECURSIVE' if recursive else 0}, {what})"
 
     _check(res, call)
+
+
+FSOPEN_CLOEXEC = 0x1  # include/uapi/linux/mount.h
+FSCONFIG_SET_STRING = 1
+FSCONFIG_CMD_CREATE = 6
+FSMOUNT_CLOEXEC = 0x1
+
+
+def fsmount_detached(fstype: str, options: dict[str, str]) -> int:
+    """A new file system that is mounted nowhere: fsopen(2), fsconfig(2) per option and
+    FSCONFIG_CMD_CREATE, then fsmount(2). Returns the mount's fd; its files are reached
+    through it (``/proc/self/fd/N/...``) by whoever holds it, and by nobody else: the
+    store of a container's overlay upper layers."""
+    nr_config = ctypes.c_long(_nr("fsconfig"))
+    fs = _check(
+        _libc.syscall(ctypes.c_long(_nr("fsopen")), fstype.encode(), FSOPEN_CLOEXEC),
+        f"fsopen({fstype!r}, FSOPEN_CLOEXEC)",
+    )
+    try:
+        for key, value in options.items():
+            _check(
+                _libc.syscall(nr_config, fs, FSCONFIG_SET_STRING, key.encode(), value.encode(), 0),
+                f"fsconfig(FSCONFIG_SET_STRING, {key!r}, {value!r})",
+            )
+        _check(
+            _libc.syscall(nr_config, fs, FSCONFIG_CMD_CREATE, None, None, 0),
+            "fsconfig(FSCONFIG_CMD_CREATE)",
+        )
+        return _check(
+            _libc.syscall(ctypes.c_long(_nr("fsmount")), fs, FSMOUNT_CLOEXEC, 0),
+            "fsmount(FSMOUNT_CLOEXEC)",
+        )
+    finally:
+        os.close(fs)
 
 
 def pivot_root(new_root: str, put_old: str) -> None:

@@ -255,6 +255,23 @@ def _snapshot() -> dict[str, list[Any]]:
     return entries
 
 
+def _read_changes(channel: socket.socket) -> dict[str, str]:
+    """The one frame init's reader of the upper layers sends, checked (it is data from
+    inside the container like any other)."""
+    decoder = _wire.Decoder()
+    messages: list[_wire.Message] = []
+    while chunk := channel.recv(1 << 20):
+        messages += decoder.feed(chunk)
+    for message in messages:
+        changes = message.get("changes")
+        if message["kind"] == "changes" and isinstance(changes, dict):
+            kinds = ("added", "modified", "deleted")
+            return {str(k): v for k, v in changes.items() if v in kinds}
+        if message["kind"] == "setup-error":
+            raise _spawn.ContainerError(f"reading the changes failed: {message.get('message')}")
+    raise _spawn.ContainerError("the container sent no changes")
+
+
 def diff(before: Mapping[str, Any], now: Mapping[str, Any]) -> dict[str, str]:
     """What changed between two snapshots, by path: added, modified or deleted."""
     found = {path: "added" for path in now.keys() - before.keys()}
@@ -382,11 +399,22 @@ class Container:
         return written
 
     def changes(self) -> dict[str, str]:
-        """Paths added, modified or deleted in the container's writable areas (/tmp,
-        /var/tmp, /dev/shm, HOME) since it started: ``{path: "added" | "modified" |
-        "deleted"}``, sorted by path."""
-        self._container()
-        return diff(self._baseline, self._live_run(_snapshot))
+        """Paths added, modified or deleted in the container's writable areas since it
+        started: ``{path: "added" | "modified" | "deleted"}``, sorted by path. The
+        ``writable`` paths are read from their overlays' upper layers (an exact record,
+        whiteouts for deletions); the fresh tmpfs areas (/tmp, /var/tmp, /dev/shm, HOME)
+        are compared with what they held at the start."""
+        live = self._container()
+        found = diff(self._baseline, self._live_run(_snapshot))
+        if self._options.writable:
+            ident, channel = live.call(b"", op="changes")
+            try:
+                found.update(_read_changes(channel))
+            finally:
+                channel.close()
+                live.status(ident)
+                live.settle(ident)
+        return dict(sorted(found.items()))
 
     # -- facts
     @property

@@ -33,6 +33,16 @@ HELP_REQUIRE = (
     "(ini: rootless_require = true)."
 )
 HELP_TRACE = "print, per container, the kernel steps it took (one line per syscall)."
+HELP_REPORT_WRITES = (
+    "at the end, list per isolated test what it wrote outside /tmp, HOME and tmp_path "
+    "(its writable paths, /var/tmp, /dev/shm): tests that leave things behind or depend on "
+    "them."
+)
+HELP_TMPFS_SIZE = (
+    "size of each fresh tmpfs of a container (/tmp, /var/tmp, /dev/shm, HOME, the upper "
+    "layers of writable paths), like 512M or 2G; a full one gives the test ENOSPC "
+    "(default 1G)."
+)
 HELP_DOCTOR = (
     "print what this host allows for isolated tests and the fix for what it lacks, then "
     "exit (1 when isolation cannot work); same as `python -m pytest_rootless doctor`."
@@ -63,6 +73,10 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     group.addoption("--rootless-off", action="store_true", default=False, help=HELP_OFF)
     group.addoption("--rootless-require", action="store_true", default=False, help=HELP_REQUIRE)
     group.addoption("--rootless-trace", action="store_true", default=False, help=HELP_TRACE)
+    group.addoption(
+        "--rootless-report-writes", action="store_true", default=False, help=HELP_REPORT_WRITES
+    )
+    parser.addini("rootless_tmpfs_size", HELP_TMPFS_SIZE, default="")
     group.addoption("--rootless-doctor", action="store_true", default=False, help=HELP_DOCTOR)
     parser.addini("rootless_require", HELP_REQUIRE, type="bool", default=False)
     for name, (kind, help_text) in _INI.items():
@@ -83,7 +97,19 @@ def pytest_cmdline_main(config: pytest.Config) -> int | None:
 def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line("markers", ISOLATED_MARKER)
     config.addinivalue_line("markers", CONTAINER_MARKER)
-    state = _runner.SessionState(config, trace=bool(config.getoption("rootless_trace")))
+    state = _runner.SessionState(
+        config,
+        trace=bool(config.getoption("rootless_trace")),
+        report_writes=bool(config.getoption("rootless_report_writes")),
+    )
+    size = config.getini("rootless_tmpfs_size")
+    if size:
+        try:
+            state.tmpfs_size = _options.parse_size(size)
+        except ValueError:
+            raise pytest.UsageError(
+                f"ini rootless_tmpfs_size={size!r} is invalid: accepted a size like 512M or 2G"
+            ) from None
     config.stash[STATE_KEY] = state
 
 
@@ -255,3 +281,21 @@ def pytest_terminal_summary(terminalreporter: Any, exitstatus: int, config: pyte
         terminalreporter.write_line(
             f"{state.unsupported} isolated test(s) skipped: {state.support.reason}", yellow=True
         )
+    if state.report_writes:
+        _report_writes(terminalreporter, state.writes)
+
+
+def _report_writes(terminalreporter: Any, writes: dict[str, dict[str, str]]) -> None:
+    """The hermeticity report: what each isolated test left outside its scratch space."""
+    terminalreporter.write_sep("=", "rootless: writes outside /tmp, HOME and tmp_path")
+    dirty = {nodeid: changes for nodeid, changes in writes.items() if changes}
+    if not dirty:
+        terminalreporter.write_line(f"none: {len(writes)} isolated test(s) wrote nothing there")
+        return
+    for nodeid, changes in dirty.items():
+        terminalreporter.write_line(nodeid)
+        for path, kind in changes.items():
+            terminalreporter.write_line(f"    {kind:<9} {path}")
+    terminalreporter.write_line(
+        f"{len(dirty)} of {len(writes)} isolated test(s) wrote outside their scratch space"
+    )

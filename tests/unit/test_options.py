@@ -67,9 +67,13 @@ def test_bad_values_name_the_option(raw: dict[str, Any], named: str) -> None:
         validate(raw)
 
 
-def test_writable_not_enforced_yet_is_refused_not_ignored() -> None:
-    with pytest.raises(OptionError, match="not implemented yet"):
-        validate({"writable": ["/var/cache"]})
+def test_writable_paths_are_kept_as_given() -> None:
+    from pathlib import Path
+
+    options = validate({"writable": [".", Path("/var/cache/app")]})
+    assert options.writable == (".", "/var/cache/app")
+    with pytest.raises(OptionError, match="writable"):
+        validate({"writable": [""]})
 
 
 def test_limits_are_parsed() -> None:
