@@ -188,6 +188,11 @@ def _init(spec: ChildSpec, result_fd: int, crash_fd: int, payload: Payload) -> i
     sc.unshare(flags)
     inner_uid, inner_gid = (0, 0) if spec.root else (uid, gid)
     sc.write_id_maps(inner_uid, uid, inner_gid, gid)
+    # A fresh, empty session keyring, which every process of the container inherits: the
+    # host's may hold Kerberos tickets or filesystem keys (keyrings(7); runc does the
+    # same). One per container, not per process: each counts against the user's quota of
+    # 200 keys (kernel.keys.maxkeys) until it is freed.
+    sc.keyctl_join_session_keyring()
     # === UTS NAMESPACE ===
     sc.sethostname(spec.hostname)
     # === NETWORK NAMESPACE === a new one has only lo, and it is down.
@@ -424,12 +429,11 @@ def _isolate(spec: ChildSpec, keep: set[int]) -> None:
     # user's shell (CVE-2017-5226 in bubblewrap).
     os.setsid()
     sc.trace_note("setsid()")
-    # A fresh, empty session keyring: the host's may hold Kerberos tickets or
-    # filesystem keys (keyrings(7); runc does the same).
-    sc.keyctl_join_session_keyring()
     if not spec.root:
         sc.cap_drop_all(spec.last_cap)
     sc.prctl(sc.PR_SET_NO_NEW_PRIVS, 1, "PR_SET_NO_NEW_PRIVS")
+    # No keystrokes into a terminal it inherited (TIOCSTI), whatever it does with it.
+    sc.seccomp_deny_terminal_injection()
     spec.rlimits.apply()
     _close_inherited_fds(set(spec.keep_fds) | {0, 1, 2} | keep)
 
