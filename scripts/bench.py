@@ -448,11 +448,13 @@ def report(
     began: float,
 ) -> None:
     by_key = {v.key: v for v in variants}
-    try:
-        thp = Path("/sys/kernel/mm/transparent_hugepage/enabled").read_text()
-        thp = re.search(r"\[(\w+)\]", thp)[1]  # type: ignore[index]
-    except (OSError, TypeError):
-        thp = "?"
+    try:  # "always [madvise] never": with "always", a big heap may fork with huge pages
+        found = re.search(
+            r"\[(\w+)\]", Path("/sys/kernel/mm/transparent_hugepage/enabled").read_text()
+        )
+    except OSError:
+        found = None
+    thp = found[1] if found else "?"
     plugins = ", ".join(
         f"{name} {versions[name] or 'not installed'}"
         for name in ("pytest", "pytest-rootless", "pytest-forked", "pytest-xdist")
