@@ -156,7 +156,9 @@ def root_without_setfcap(root: str = "/", uid: int | None = None) -> Problem | N
     return Problem(
         "this process is uid 0 without CAP_SETFCAP (inside another container?), and the "
         "kernel refuses to map uid 0 into a new user namespace then (Linux 5.12+)",
-        "run as a non-root user, or give the outer container CAP_SETFCAP (root=True)",
+        "run pytest as a non-root user (a container that pytest-rootless made for real "
+        "root cannot hold another: see the README's limits); inside another kind of "
+        "container, give it CAP_SETFCAP",
     )
 
 
