@@ -157,12 +157,17 @@ def validate(raw: Mapping[str, Any]) -> Options:
 
     rootfs = values["rootfs"]
     if rootfs not in ("minimal", "host"):
-        if isinstance(rootfs, (str, os.PathLike)) and os.fspath(rootfs):
+        accepted = "'minimal', 'host' or the path of a directory holding a root filesystem"
+        if not isinstance(rootfs, (str, os.PathLike)) or not os.fspath(rootfs):
+            raise _fail("rootfs", rootfs, accepted)
+        if not os.path.isdir(rootfs):
             raise OptionError(
-                f"rootless option rootfs={rootfs!r}: a directory as root filesystem is not "
-                "implemented yet; accepted 'minimal' or 'host'"
+                f"rootless option rootfs={os.fspath(rootfs)!r} is not a directory; accepted "
+                f"{accepted}"
             )
-        raise _fail("rootfs", rootfs, "'minimal' or 'host'")
+        rootfs = os.path.realpath(rootfs)
+        if rootfs == "/":
+            raise _fail("rootfs", rootfs, f"{accepted} (other than '/': use 'host')")
 
     hostname = values["hostname"]
     if not isinstance(hostname, str) or len(hostname) > 64 or not _HOSTNAME.match(hostname):

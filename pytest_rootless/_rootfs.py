@@ -250,6 +250,9 @@ class Plan:
     skeleton: str | None = None
     #: Size of each fresh tmpfs and of the store of the overlays' upper layers, in bytes.
     tmpfs_size: int | None = None
+    #: A directory holding a whole root (an image's): the root is a copy-on-write view
+    #: of it, mounts on top, then read-only; there is no skeleton then.
+    image: str | None = None
 
 
 # --- building a plan (host side, once per session and options) ------------------------------
@@ -362,6 +365,23 @@ def _identity_ops(ident: Identity, home: str, hostname: str) -> list[Op]:
     ]
 
 
+def _executable_ops(bound: Sequence[str]) -> list[Op]:
+    """``sys.executable`` at its own path, and each symlink on the way to the real file
+    (a venv's ``bin/python`` -> ``/usr/bin/python3`` -> ``python3.11``), where no bind
+    shows it already."""
+    ops: list[Op] = []
+    path, seen = os.path.abspath(sys.executable), set()
+    while path not in seen:
+        seen.add(path)
+        link = os.path.islink(path)
+        if not any(is_under(path, p) for p in bound):
+            ops.append(Symlink(path, os.readlink(path)) if link else Bind(path, path, is_file=True))
+        if not link:
+            break
+        path = os.path.normpath(os.path.join(os.path.dirname(path), os.readlink(path)))
+    return ops
+
+
 def _dev_ops(tmpfs_size: int | None = None) -> list[Op]:
     # mknod(2) is EPERM in a user namespace: bind the host's nodes instead (bubblewrap --dev).
     ops: list[Op] = [Tmpfs("/dev", 0o755)]
@@ -447,6 +467,20 @@ def build_plan(
         for path in HOST_MASKED_DIRS:
             if os.path.isdir(path) and not os.path.islink(path):
                 ops += [Tmpfs(path, 0o755), ReadOnly(path)]
+    elif rootfs != "minimal":
+        # A directory: an image's root. What the test needs of the host (the running
+        # Python, the project) is bound in at the same paths; /etc gets what names this
+        # container (its hostname, the host's resolver) over the image's own.
+        # A Python installed in /usr would bring the host's whole /usr over the image's:
+        # bind its own directories (sys.path, imported packages) and the interpreter.
+        system = {"/usr", "/usr/local", *(f"/{name}" for name in SYSTEM_DIRS)}
+        needed = outermost(p for p in map(os.path.realpath, ro_paths) if p not in system)
+        ops += [Bind(p, p) for p in needed]
+        ops += _executable_ops(needed)
+        home = choose_home(ident, needed + [inside for inside, _ in mounts])
+        ops += _identity_ops(ident, home, hostname)[2:]
+        ops += [op for op in _etc_ops() if op.target == "/etc/resolv.conf"]
+        scratch = ["/tmp", "/var/tmp"]
     else:
         ro = list(needed)
         for name in SYSTEM_DIRS:
@@ -478,7 +512,8 @@ def build_plan(
     # bind of the host's tree, create it there, empty.
     if not isinstance(_deepest_mount(cwd, ops), Bind | Overlay):
         ops.append(Dir(cwd))
-    return Plan(_order(ops), home, tmpfs_size=tmpfs_size)
+    image = rootfs if rootfs not in ("minimal", "host") else None
+    return Plan(_order(ops), home, tmpfs_size=tmpfs_size, image=image)
 
 
 def _deepest_mount(path: str, ops: Sequence[Op]) -> Op | None:
@@ -505,6 +540,9 @@ def prepare(plan: Plan, directory: str) -> Plan:
     under a fresh tmpfs or under a bind of the host's tree stays in the plan: it can only
     be created once those are mounted.
     """
+
+    if plan.image is not None:
+        return plan  # an image's root is its own skeleton; everything happens in apply
 
     def materialisable(target: str, covers: list[str]) -> bool:
         return not any(is_under(target, c) and target != c for c in covers)
@@ -612,14 +650,15 @@ def apply(plan: Plan, base: str = BUILD_BASE, rw_binds: Sequence[str] = ()) -> S
     it. Runs in the container's init (mount namespace already unshared, capabilities held
     in the owning user namespace). Returns the store of the overlays' upper layers, if
     the plan has overlays."""
-    if plan.skeleton is None:
+    root = plan.image or plan.skeleton
+    if root is None:
         raise RootfsError(errno.EINVAL, "the plan was not prepared (no skeleton)")
     ops = (*plan.ops, *(Bind(path, path, readonly=False) for path in rw_binds))
     # === MOUNT PROPAGATION ===
     sc.mount(None, "/", None, MS.REC | MS.PRIVATE)
     # === PIN BIND SOURCES === (before the new root covers any of them)
     sources: dict[str, int] = {}
-    for bind in (Bind(plan.skeleton, "/"), *(op for op in ops if isinstance(op, Bind))):
+    for bind in (Bind(root, "/"), *(op for op in ops if isinstance(op, Bind))):
         if bind.source not in sources:
             try:
                 sources[bind.source] = sc.open_path(bind.source)
@@ -629,13 +668,17 @@ def apply(plan: Plan, base: str = BUILD_BASE, rw_binds: Sequence[str] = ()) -> S
                 ) from None
     # === THE STORE OF UPPER LAYERS === a tmpfs that is mounted nowhere
     store = None
-    if any(isinstance(op, Overlay) for op in ops):
+    if plan.image is not None or any(isinstance(op, Overlay) for op in ops):
         options = {"mode": "0700"}
         if plan.tmpfs_size:
             options["size"] = str(plan.tmpfs_size)
         store = Store(sc.fsmount_detached("tmpfs", options))
-    # === NEW ROOT: the prepared skeleton, then mounts on top ===
-    sc.mount(sc.fd_path(sources[plan.skeleton]), base, None, MS.BIND, label=plan.skeleton)
+    # === NEW ROOT: the prepared skeleton (or a view of the image), then mounts on top ===
+    if plan.image is not None:
+        assert store is not None
+        _image_root(plan.image, sources[plan.image], base, store)
+    else:
+        sc.mount(sc.fd_path(sources[root]), base, None, MS.BIND, label=root)
     for op in ops:
         target = base + op.target if op.target != "/" else base
         try:
@@ -644,8 +687,12 @@ def apply(plan: Plan, base: str = BUILD_BASE, rw_binds: Sequence[str] = ()) -> S
                 _overlay(op, target, store)
             else:
                 _apply_one(op, target, sources)
-        except RootfsError:
-            raise
+        except RootfsError as exc:
+            if exc.errno != errno.ELOOP:
+                raise
+            # paths as the container will see them (the root is assembled at ``base``)
+            where = str(exc.strerror).replace(f" {base}/", " /")
+            raise RootfsError(errno.ELOOP, f"{op.describe()}: {where}") from None
         except OSError as exc:
             error = RootfsError(exc.errno or errno.EIO, f"{op.describe()}: {exc.strerror or exc}")
             error.call = getattr(exc, "call", None)
@@ -659,6 +706,28 @@ def apply(plan: Plan, base: str = BUILD_BASE, rw_binds: Sequence[str] = ()) -> S
     sc.umount2(".", sc.MNT_DETACH)
     os.chdir("/")
     return store
+
+
+def _image_root(image: str, image_fd: int, base: str, store: Store) -> None:
+    """The root of an image directory: an overlay whose upper layer (in the store, not a
+    layer of :func:`changes`) takes the mount points and /etc files the container adds;
+    it is made read-only with the rest of the root."""
+    os.mkdir(store.path("root"))
+    os.mkdir(store.path("root", "upper"), stat.S_IMODE(os.fstat(image_fd).st_mode) | 0o700)
+    os.mkdir(store.path("root", "work"), 0o700)
+    options = (
+        f"lowerdir={sc.fd_path(image_fd)},upperdir={store.path('root', 'upper')},"
+        f"workdir={store.path('root', 'work')},userxattr"
+    )
+    try:
+        sc.mount("overlay", base, "overlay", MS.NOSUID | MS.NODEV, options, label="overlay")
+    except OSError as exc:
+        raise RootfsError(
+            exc.errno or errno.EIO,
+            f"rootfs {image}: the kernel refused an overlay over it ({exc.strerror}); its "
+            f"file system ({_fstype(image)}) cannot be an overlay's lower layer in a user "
+            "namespace: copy the root to a local file system (ext4, xfs, btrfs, tmpfs)",
+        ) from None
 
 
 def _overlay(op: Overlay, target: str, store: Store) -> None:
@@ -776,6 +845,8 @@ def _apply_one(op: Op, target: str, sources: dict[str, int]) -> None:
             sc.mount_setattr(target, sc.MOUNT_ATTR_RDONLY, recursive=True)
     elif isinstance(op, File):
         _makedirs(os.path.dirname(target))
+        if os.path.islink(target):  # an image's link (resolv.conf into /run): never follow it
+            os.unlink(target)
         fd = os.open(
             target, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW | os.O_CLOEXEC, op.mode
         )
