@@ -308,6 +308,59 @@ def run_variant(v: Variant, env: dict[str, str], results: Path) -> float | None:
     return elapsed
 
 
+# The design's floor, outside pytest: an empty container (clone of the pytest process into
+# new namespaces, its root built, init's fork of the test process, both reaped) against a
+# bare fork + exit + wait, alternately, in one process inflated to the given RSS. Whatever
+# pytest does in the forked child costs the same in both; this is what isolation adds.
+FLOOR = r"""
+import json, os, sys, time
+from pytest_rootless import _runner
+from pytest_rootless._options import Options
+
+size, count = int(sys.argv[1]), int(sys.argv[2])
+ballast = bytearray(size)
+for i in range(0, size, 4096):
+    ballast[i] = 1
+state = _runner.SessionState(None)
+spec = state.child_spec(Options(), None)
+
+
+def bare_fork():
+    pid = os.fork()
+    if pid == 0:
+        os._exit(0)
+    os.waitpid(pid, 0)
+
+
+def empty_container():
+    outcome = state.run_container(spec, lambda fd: 0, lambda message: None)
+    assert outcome.status == 0, outcome
+
+
+times = {"fork": [], "container": []}
+for round in range(count + 5):
+    for key, fn in (("fork", bare_fork), ("container", empty_container)):
+        began = time.perf_counter()
+        fn()
+        if round >= 5:  # warm-up
+            times[key].append(time.perf_counter() - began)
+state.close()
+print(json.dumps({key: sorted(v)[len(v) // 2] for key, v in times.items()}))
+"""
+
+
+def measure_floor(python: str, size: int, count: int) -> dict[str, float] | str:
+    """Median seconds of a bare fork and of an empty container at ``size`` bytes of RSS
+    (0: pytest's own size), or the error's first line."""
+    done = subprocess.run(
+        [python, "-c", FLOOR, str(size), str(count)], capture_output=True, text=True, check=False
+    )
+    if done.returncode != 0:
+        return first_error_line(done.stderr or done.stdout)
+    result: dict[str, float] = json.loads(done.stdout)
+    return result
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         description=__doc__.split("\n\n")[0] if __doc__ else None,
@@ -432,8 +485,25 @@ def measure(
             print(f"round {r + 1}/{args.rounds}  {v.key:<22} {status}", file=sys.stderr)
     load_end = os.getloadavg()
 
+    floors = {size: measure_floor(args.python, size, args.calls) for size in [0, *sizes]}
     report(args, sizes, versions, variants, counts, results, load_start, load_end, began)
-    return 1 if any(v.error for v in variants) else 0
+    print()
+    print("the design's floor: an empty container against a bare fork + exit + wait")
+    for size, floor in floors.items():
+        where = f"RSS {size_label(size)}" if size else "a small process"
+        if isinstance(floor, str):
+            print(f"  {where:<18} FAILED: {floor}")
+            continue
+        print(
+            f"  {where:<18} container {ms(floor['container'])}, fork {ms(floor['fork'])}: "
+            f"{ratio(floor['container'], floor['fork']):.2f}x (two forks of the process, "
+            "init and the test process, plus the namespaces and the root)"
+        )
+    return (
+        1
+        if any(v.error for v in variants) or any(isinstance(f, str) for f in floors.values())
+        else 0
+    )
 
 
 def report(
