@@ -152,3 +152,25 @@ def test_a_writable_path_that_cannot_be_made_is_a_clear_error(pytester: pytest.P
     result = pytester.runpytest_subprocess("-p", "rootless", "-p", "no:cacheprovider")
     result.assert_outcomes(errors=1)
     result.stdout.fnmatch_lines([f"*writable path {missing} does not exist*create it on the host*"])
+
+
+def test_writable_from_the_ini_file_and_the_factory(project: pytest.Pytester) -> None:
+    project.makeini("[pytest]\nrootless_writable =\n    .\n")
+    project.makepyfile(
+        """
+        import os, pytest
+        from pathlib import Path
+
+        @pytest.mark.isolated
+        def test_ini_default():
+            Path("data.txt").write_text("changed")
+
+        def test_factory(container_factory):
+            box = container_factory(writable=["/srv/cache"])
+            box.write_text("/srv/cache/entry", "1")
+            assert box.changes() == {"/srv/cache/entry": "added"}
+        """
+    )
+    result = project.runpytest_subprocess("-p", "rootless", "-p", "no:cacheprovider")
+    result.assert_outcomes(passed=2)
+    assert (project.path / "data.txt").read_text() == "orig"
