@@ -1,4 +1,4 @@
-"""Lesson 7: a test may scribble over the project and /etc; the host never sees it.
+"""Lesson 12: a test may scribble over the project and /etc; the host never sees it.
 
 Kernel mechanism, overlayfs (the kernel's Documentation/filesystems/overlayfs.rst; mount(2)
 with type "overlay", allowed in a user namespace since Linux 5.11 with the `userxattr`
@@ -21,10 +21,12 @@ from pathlib import Path
 
 import pytest
 
+import pytest_rootless
+
 #: This lesson's own file, and what it holds, seen from the host at import.
 LESSON = Path(__file__).resolve()
 FINGERPRINT = hashlib.sha256(LESSON.read_bytes()).hexdigest()
-SCRIBBLE = LESSON.parent / "scribbled-by-lesson-7.txt"
+SCRIBBLE = LESSON.parent / "scribbled-by-lesson-12.txt"
 
 
 def overlay_at(path: Path) -> bool:
@@ -36,7 +38,7 @@ def overlay_at(path: Path) -> bool:
     return False
 
 
-@pytest.mark.isolated(writable=["examples", "/etc"])
+@pytest.mark.isolated(writable=[str(LESSON.parent), "/etc"])
 def test_scribble_over_the_project_and_etc() -> None:
     # Without isolation these writes would reach your checkout: refuse, saying why.
     assert overlay_at(LESSON.parent), f"{LESSON.parent} is not a copy-on-write view here"
@@ -44,7 +46,7 @@ def test_scribble_over_the_project_and_etc() -> None:
 
     LESSON.write_text("# overwritten\n")  # copied up, then changed
     SCRIBBLE.write_text("a new file in the project\n")
-    Path("/etc/motd-from-lesson-7").write_text("hello\n")
+    Path("/etc/motd-from-lesson-12").write_text("hello\n")
 
     assert LESSON.read_text() == "# overwritten\n"  # the test sees its own writes
     assert SCRIBBLE.exists()
@@ -52,13 +54,14 @@ def test_scribble_over_the_project_and_etc() -> None:
 
 def test_nothing_reached_the_host() -> None:
     """Runs on the host, after the test above."""
-    assert hashlib.sha256(LESSON.read_bytes()).hexdigest() == FINGERPRINT
-    assert not SCRIBBLE.exists()
-    assert not os.path.exists("/etc/motd-from-lesson-7")
+    changed = hashlib.sha256(LESSON.read_bytes()).hexdigest() != FINGERPRINT
+    assert not changed, f"{LESSON} was overwritten on the host"
+    assert not SCRIBBLE.exists(), f"{SCRIBBLE} reached the host"
+    assert not os.path.exists("/etc/motd-from-lesson-12"), "a file reached the host's /etc"
 
 
 @pytest.mark.container(writable=["/etc"])
-def test_changes_as_an_assertion_tool(container) -> None:  # type: ignore[no-untyped-def]
+def test_changes_as_an_assertion_tool(container: pytest_rootless.Container) -> None:
     """What did "installing" this configuration touch? Exactly what the upper layer holds."""
 
     def install() -> None:
@@ -66,4 +69,5 @@ def test_changes_as_an_assertion_tool(container) -> None:  # type: ignore[no-unt
         os.remove("/etc/hostname")
 
     container.run(install)
-    assert container.changes() == {"/etc/app.conf": "added", "/etc/hostname": "deleted"}
+    changes = container.changes()
+    assert changes == {"/etc/app.conf": "added", "/etc/hostname": "deleted"}, changes

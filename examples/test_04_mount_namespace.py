@@ -1,12 +1,13 @@
-"""Lesson 3: the host's files are read-only; /tmp and HOME are fresh and yours.
+"""Lesson 4: the host's files are read-only; /tmp and HOME are fresh and yours.
 
-Kernel mechanism, mount_namespaces(7): the container has its own mount table. pytest-rootless
-builds a new root on a fresh tmpfs, bind-mounts the host directories a test needs (/usr, the
-Python installation, the project) and marks each bind read-only with mount_setattr(2)
-(MOUNT_ATTR_RDONLY), then pivot_root(2)s into it. A read-only mount refuses to create a file
-with EROFS, checked before the file permissions: root gets the same answer as anyone else.
-/tmp and HOME are new tmpfs mounts that exist only in this container (pytest's own basetemp
-under /tmp is bound in, so `tmp_path` still works).
+Kernel mechanism, mount_namespaces(7): the container has its own mount table, a copy of the
+host's that nothing else sees (its propagation made private first, so no mount leaks out or
+in). pytest-rootless builds a new root on a fresh tmpfs, bind-mounts the host directories a
+test needs (/usr, the Python installation, the project) and marks each bind read-only with
+mount_setattr(2) (MOUNT_ATTR_RDONLY, recursively), then pivot_root(2)s into it (lesson 5).
+A read-only mount refuses to create a file with EROFS, checked before the file permissions:
+root gets the same answer as anyone else. /tmp and HOME are new tmpfs mounts that exist only
+in this container (pytest's own basetemp under /tmp is bound in, so `tmp_path` still works).
 
 Why it matters: a test cannot damage your system or your checkout, cannot read what other
 programs left in /tmp or in your home directory, and whatever it scribbles into /tmp is gone
@@ -59,8 +60,9 @@ def test_the_project_is_read_only(pytestconfig: pytest.Config) -> None:
 
 @pytest.mark.isolated
 def test_the_hosts_tmp_is_invisible(host_tmp_file: Path) -> None:
-    SCRATCH.write_text("written in the container's /tmp\n")  # looked for by the next test
     assert not host_tmp_file.exists(), f"the host's {host_tmp_file} is visible"
+    # Only now that /tmp is known to be the container's own: looked for by the next test.
+    SCRATCH.write_text("written in the container's /tmp\n")
 
 
 def test_what_the_container_wrote_in_tmp_is_gone() -> None:

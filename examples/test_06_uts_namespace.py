@@ -1,4 +1,4 @@
-"""Lesson 2: the hostname is yours.
+"""Lesson 6: the hostname is yours.
 
 Kernel mechanism, uts_namespaces(7): the hostname and NIS domain name that uname(2) reports
 live in a UTS namespace. A process in a new one may call sethostname(2) there (it owns the
@@ -20,13 +20,15 @@ pytestmark = pytest.mark.isolated
 
 
 def test_default_hostname_is_sandbox() -> None:
-    assert socket.gethostname() == "sandbox", "this is the machine's own hostname"
+    name = socket.gethostname()
+    assert name == "sandbox", f"{name!r} is the machine's own hostname"
     assert Path("/etc/hostname").read_text().strip() == "sandbox", "the host's /etc/hostname"
 
 
 @pytest.mark.isolated(hostname="lab1")  # the closest marker wins, option by option
 def test_the_marker_chooses_the_hostname() -> None:
-    assert socket.gethostname() == "lab1", "this is the machine's own hostname"
+    name = socket.gethostname()
+    assert name == "lab1", f"{name!r} is the machine's own hostname"
     assert Path("/etc/hostname").read_text().strip() == "lab1", "the host's /etc/hostname"
     hosts = Path("/etc/hosts").read_text().split()
     assert "lab1" in hosts, "/etc/hosts does not name this container"

@@ -1,14 +1,17 @@
-"""Lesson 4: the network is only a loopback of your own.
+"""Lesson 8: the network is only a loopback of your own, with ports of its own.
 
 Kernel mechanism, network_namespaces(7): interfaces, addresses, routes, ports and firewall
 rules belong to a network namespace. A new one holds a single interface, `lo`, which is
 down; pytest-rootless brings it up and adds nothing else. So 127.0.0.1 works (and it is not
 the host's 127.0.0.1: the host's local services are unreachable), and any other address is
 refused at once with ENETUNREACH, because there is no route to it: no packet ever leaves.
+Ports belong to a namespace too: a port the host is listening on is free in each container,
+and two containers can each bind the same one.
 
 Why it matters: a test cannot reach the internet, your LAN or the databases listening on
 your machine's localhost, so it cannot depend on them, leak to them or damage them; and its
-own servers cannot clash with the host's ports.
+own servers cannot clash with the host's ports or with each other's: tests that all start a
+server on port 8000 can run side by side.
 """
 
 import errno
@@ -32,6 +35,15 @@ def connect(host: str, port: int) -> str:
     except OSError as exc:
         return errno.errorcode.get(exc.errno or 0, str(exc))
     return "connected"
+
+
+def bind(server: socket.socket, port: int) -> str:
+    """Bind a socket to 127.0.0.1:port: "bound", or the errno name of the refusal."""
+    try:
+        server.bind(("127.0.0.1", port))
+    except OSError as exc:
+        return errno.errorcode.get(exc.errno or 0, str(exc))
+    return "bound"
 
 
 @pytest.fixture(scope="module")
@@ -65,3 +77,19 @@ def test_the_hosts_loopback_is_another_one(host_server: int) -> None:
 def test_every_other_address_is_unreachable() -> None:
     outcome = connect(DOCUMENTATION_ADDRESS, 80)
     assert outcome == "ENETUNREACH", f"{DOCUMENTATION_ADDRESS} is routed: {outcome}"
+
+
+@pytest.mark.parametrize(
+    "hostname",
+    [
+        pytest.param("alpha", marks=pytest.mark.isolated(hostname="alpha")),
+        pytest.param("beta", marks=pytest.mark.isolated(hostname="beta")),
+    ],
+)
+def test_the_hosts_busy_port_is_free_in_here(host_server: int, hostname: str) -> None:
+    # Two tests, two containers, one port number: the one the host is listening on.
+    with socket.socket() as server:
+        outcome = bind(server, host_server)
+        assert outcome == "bound", f"127.0.0.1:{host_server} is the host's port: {outcome}"
+        server.listen()
+        assert socket.gethostname() == hostname
