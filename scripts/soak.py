@@ -3,26 +3,31 @@
 
 Writes a test file of ``--count`` tests (a repeating mix: trivial; ``tmp_path``; a
 background child left running; a double-forked ``setsid`` daemon left running; a
-failing test; a test driving a live ``container`` that starts a daemon), runs it in one
+failing test; a test driving a live ``container`` that leaves a daemon), runs it in one
 ``pytest -p rootless`` subprocess, and has a small conftest plugin sample pytest's own
 process every ``--every`` tests, on the host side:
 
-* its open fds (``/proc/self/fd``), which must stay flat;
-* its RSS (``VmRSS`` of ``/proc/self/status``), which must grow by under ``--max-growth``
-  percent, measured from the sample after the ``--warmup`` tests (imports, caches and the
-  prepared roots are made during the first tests, and pytest keeps one report per test);
+* its open fds (``/proc/self/fd``): flat, or it fails;
+* its RSS (``VmRSS`` of ``/proc/self/status``, after a ``gc.collect()``), from the sample
+  after ``--warmup`` tests (the first tests import, fill caches and prepare the root) to
+  the last. pytest keeps every ``TestReport`` for its summary; the sampler empties that
+  store as tests finish (``--keep-reports`` leaves it). pytest also keeps a little per
+  test of its own (ids of reported tests, each item's cached node id and location): a
+  control session of as many plain tests, without the plugin, measures that, and the
+  runtime's share (growth minus the control's) must stay under ``--max-growth`` percent;
 * its zombie children: finished containers are reaped lazily (``_spawn.Reaper``, at most
-  ``MAX_PENDING`` waiting) so a few may exist mid-run, but never more than that, and none
-  once the session has ended;
+  ``MAX_PENDING`` waiting), so a few may exist mid-run, never more, and none once the
+  session has ended;
 * leftover container processes: every process a test starts carries ``<token>-<index>``
-  in its argv; one from a test finished two or more tests earlier is a leftover, and so is
-  any process carrying the token once pytest has exited (polled for a few seconds).
+  in its argv; one from a test finished two or more tests earlier is a leftover, and so
+  is any process carrying the token (argv or environment) at the end of the session and
+  once pytest has exited (polled for a few seconds).
 
 Prints a table and the figures, then exits 1 if any condition fails (0 otherwise, 2 on a
 usage error). Stdlib and pytest only; the plugin under test must be importable::
 
-    python scripts/soak.py                 # 5000 tests
-    python scripts/soak.py --count 300     # the short version the test suite runs
+    python scripts/soak.py                                        # 5000 tests
+    python scripts/soak.py --count 300 --every 50 --warmup 50     # the suite's short one
 """
 
 from __future__ import annotations
@@ -97,8 +102,17 @@ def test_live(index, container):
     assert container.run(lambda: index) == index
 """
 
+#: The control session: as many tests, plain, without the plugin.
+CONTROL_FILE = """
+import pytest
+
+@pytest.mark.parametrize("index", range(COUNT))
+def test_plain(index):
+    assert index % 6 != 4, "this test fails on purpose"
+"""
+
 CONFTEST = '''
-import json, os
+import gc, json, os, time
 import pytest
 
 PYTEST_PID = os.getpid()
@@ -141,6 +155,7 @@ def _tag_index(argv):
 
 def sample(at):
     fds = len(os.listdir("/proc/self/fd")) - 1  # not the listing's own
+    gc.collect()  # what is kept, not garbage the collector has not reached yet
     with open("/proc/self/status") as f:
         rss = next(int(line.split()[1]) for line in f if line.startswith("VmRSS:"))
     children = zombies = 0
@@ -201,7 +216,7 @@ def pytest_runtest_logfinish(nodeid):
         _forget(nodeid)
     if finished == 1 or finished % EVERY == 0:
         index = int(nodeid.rsplit("[", 1)[1].rstrip("]"))  # the last test run
-        _write({"kind": "sample", "tests": finished, **sample(index)})
+        _write({"kind": "sample", "tests": finished, "t": time.monotonic(), **sample(index)})
 
 
 @pytest.hookimpl(trylast=True)  # after pytest-rootless closed its session state
@@ -241,44 +256,67 @@ def _expected(count: int) -> dict[str, int]:
     return {"passed": count - failed, "failed": failed}
 
 
-def _run(args: argparse.Namespace, work: Path, token: str) -> tuple[int, float]:
-    (work / "pytest.ini").write_text("[pytest]\n")  # rootdir here, none of the caller's ini
-    (work / "conftest.py").write_text(CONFTEST)
-    (work / "test_soak.py").write_text(f"COUNT = {args.count}\n{TEST_FILE}")
+def _run(args: argparse.Namespace, work: Path, token: str, control: bool) -> tuple[int, float]:
+    """One pytest session in ``work``; its samples go to samples[-control].jsonl."""
+    name = "control" if control else "soak"
+    (work / f"test_{name}.py").write_text(
+        f"COUNT = {args.count}\n{CONTROL_FILE if control else TEST_FILE}"
+    )
     env = dict(os.environ, SOAK_TOKEN=token, SOAK_EVERY=str(args.every))
-    env["SOAK_SAMPLES"] = str(work / "samples.jsonl")
+    env["SOAK_SAMPLES"] = str(work / f"samples-{name}.jsonl")
     env["SOAK_KEEP_REPORTS"] = "1" if args.keep_reports else "0"
     env.pop("PYTEST_ADDOPTS", None)
-    command = [sys.executable, "-m", "pytest", "-p", "rootless", "-p", "no:cacheprovider"]
-    # a host that cannot isolate is an error, not thousands of skips
-    command += ["--rootless-require", "-q", "--tb=no", "-o", "console_output_style=classic"]
-    command.append(str(work / "test_soak.py"))
-    print(
-        f"soak: {args.count} tests in one pytest session; uid {os.getuid()}, Python "
-        f"{platform.python_version()}, {platform.system()} {platform.release()}, "
-        f"{os.cpu_count()} CPUs"
-    )
-    print(f"      {' '.join(command)}")
-    print(f"      (in {work}, output in pytest.log there)")
+    command = [sys.executable, "-m", "pytest", "-p", "no:cacheprovider", "-q", "--tb=no"]
+    if control:
+        command += ["-p", "no:rootless"]
+    else:
+        # a host that cannot isolate is an error, not thousands of skips
+        command += ["-p", "rootless", "--rootless-require"]
+    command += ["-o", "console_output_style=classic", str(work / f"test_{name}.py")]
+    if not control:
+        print(f"      {' '.join(command)}")
+        print(f"      (in {work}, output in {name}.log there)")
     started = time.monotonic()
-    with open(work / "pytest.log", "wb") as log:
+    with open(work / f"{name}.log", "wb") as log:
         done = subprocess.run(command, cwd=work, env=env, stdout=log, stderr=subprocess.STDOUT)
     return done.returncode, time.monotonic() - started
 
 
-def _judge(args: argparse.Namespace, records: list[dict[str, Any]], after: list[int]) -> list[str]:
-    """Print the table and the figures; return what failed."""
+def _records(path: Path) -> tuple[list[dict[str, Any]], dict[str, Any] | None]:
+    records = [json.loads(line) for line in path.read_text().splitlines()] if path.exists() else []
     rows = [r for r in records if r["kind"] == "sample"]
-    end = next((r for r in records if r["kind"] == "end"), None)
-    print(f"{'tests':>7} {'fds':>5} {'RSS KiB':>9} {'children':>9} {'zombies':>8} {'leftover':>9}")
-    for r in rows:
+    return rows, next((r for r in records if r["kind"] == "end"), None)
+
+
+def _growth(rows: list[dict[str, Any]], warmup: int) -> tuple[int, int, int]:
+    """(RSS after the warm-up, at the end, tests in between), in KiB."""
+    base = next(r for r in rows if r["tests"] == warmup)
+    return base["rss_kib"], rows[-1]["rss_kib"], rows[-1]["tests"] - warmup
+
+
+def _judge(
+    args: argparse.Namespace,
+    rows: list[dict[str, Any]],
+    end: dict[str, Any] | None,
+    control: list[dict[str, Any]] | None,
+    after: list[int],
+) -> list[str]:
+    """Print the table and the figures; return what failed."""
+    print(
+        f"{'tests':>7} {'fds':>5} {'RSS KiB':>9} {'children':>9} {'zombies':>8} {'leftover':>9}"
+        f" {'ms/test':>8}"
+    )
+    for before, r in zip([None, *rows], rows, strict=False):
+        pace = ""
+        if before is not None:
+            pace = f"{1000 * (r['t'] - before['t']) / (r['tests'] - before['tests']):.1f}"
         print(
             f"{r['tests']:>7} {r['fds']:>5} {r['rss_kib']:>9} {r['children']:>9} "
-            f"{r['zombies']:>8} {len(r['stale']):>9}"
+            f"{r['zombies']:>8} {len(r['stale']):>9} {pace:>8}"
         )
     print()
-    if end is None or len(rows) < 2:
-        return ["pytest did not finish the session (no end-of-session sample)"]
+    if end is None or not rows or rows[-1]["tests"] != args.count:
+        return ["pytest did not finish the session"]
     failures = []
 
     fds = [r["fds"] for r in rows]
@@ -286,28 +324,37 @@ def _judge(args: argparse.Namespace, records: list[dict[str, Any]], after: list[
     if not max(fds) == fds[0] == fds[-1]:
         failures.append(f"pytest's open fds grew ({fds[0]} -> max {max(fds)}, last {fds[-1]})")
 
-    base = next(r for r in rows if r["tests"] == args.warmup)
-    first, last = rows[0]["rss_kib"], rows[-1]["rss_kib"]
-    growth = 100.0 * (last - base["rss_kib"]) / base["rss_kib"]
-    per_test = (last - base["rss_kib"]) / max(1, rows[-1]["tests"] - args.warmup)
+    base, last, tests = _growth(rows, args.warmup)
+    growth = 100.0 * (last - base) / base
     print(
-        f"RSS:      {first / 1024:.1f} MiB after test 1, {base['rss_kib'] / 1024:.1f} MiB after "
-        f"the {args.warmup}-test warm-up, {last / 1024:.1f} MiB after {rows[-1]['tests']}: "
-        f"{growth:+.1f} % since the warm-up ({per_test:.2f} KiB a test; limit < "
-        f"{args.max_growth:g} %)"
+        f"RSS:      {rows[0]['rss_kib'] / 1024:.1f} MiB after test 1, {base / 1024:.1f} MiB after "
+        f"the {args.warmup}-test warm-up, {last / 1024:.1f} MiB after {args.count}: "
+        f"{(last - base) / 1024:+.2f} MiB, {growth:+.1f} % ({(last - base) / tests:.2f} KiB a test)"
     )
+    share = last - base
+    if control is not None:
+        c_base, c_last, c_tests = _growth(control, args.warmup)
+        share -= c_last - c_base
+        print(
+            f"          pytest alone, {args.count} plain tests (control session, no plugin): "
+            f"{(c_last - c_base) / 1024:+.2f} MiB ({(c_last - c_base) / c_tests:.2f} KiB a test)"
+        )
+        print(
+            f"          the runtime's share: {share / 1024:+.2f} MiB, {100.0 * share / base:+.1f} %"
+            f" of {base / 1024:.1f} MiB (limit < {args.max_growth:g} %)"
+        )
+    else:
+        print(f"          no control session: all of it counts (limit < {args.max_growth:g} %)")
     print(
         "          "
         + (
-            "with pytest's report store (every TestReport, kept for the summary)"
+            "with pytest's report store (every TestReport, for the summary)"
             if args.keep_reports
-            else "pytest's report store (every TestReport, kept for the summary) "
-            "emptied as tests finish:\n          what grows is the runtime's, "
-            "not pytest's (--keep-reports to keep it)"
+            else "pytest's report store (every TestReport, for the summary) emptied as tests end"
         )
     )
-    if growth >= args.max_growth:
-        failures.append(f"RSS grew by {growth:.1f} % (limit {args.max_growth:g} %)")
+    if 100.0 * share / base >= args.max_growth:
+        failures.append(f"RSS grew by {100.0 * share / base:.1f} % (limit {args.max_growth:g} %)")
 
     pending = _max_pending()
     zombies = max(r["zombies"] for r in rows)
@@ -346,37 +393,53 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--warmup", type=int, default=250, help="RSS growth counts from this sample (250)"
     )
-    parser.add_argument("--max-growth", type=float, default=10.0, help="RSS limit, %% (10)")
+    parser.add_argument(
+        "--max-growth", type=float, default=10.0, help="limit of the runtime's RSS growth, %% (10)"
+    )
+    parser.add_argument(
+        "--no-control", action="store_true", help="no control session: all growth counts"
+    )
     parser.add_argument(
         "--keep-reports", action="store_true", help="leave pytest's report store as it is"
     )
     parser.add_argument("--keep", action="store_true", help="keep the generated directory")
     args = parser.parse_args(argv)
-    if not (args.every > 0 and args.warmup % args.every == 0 and args.every <= args.warmup):
+    if not (0 < args.every <= args.warmup and args.warmup % args.every == 0):
         parser.error("--warmup must be a positive multiple of --every")
-    if args.count < args.warmup + args.every:
-        parser.error("--count must be at least --warmup + --every")
+    if args.count < args.warmup + args.every or args.count % args.every:
+        parser.error("--count must be a multiple of --every, at least --warmup + --every")
 
     token = f"rootless-soak-{uuid.uuid4().hex[:12]}"
     work = Path(tempfile.mkdtemp(prefix="rootless-soak-"))
-    status, wall = _run(args, work, token)
+    (work / "pytest.ini").write_text("[pytest]\n")  # rootdir here, none of the caller's ini
+    (work / "conftest.py").write_text(CONFTEST)
+    print(
+        f"soak: {args.count} tests in one pytest session; uid {os.getuid()}, Python "
+        f"{platform.python_version()}, {platform.system()} {platform.release()}, "
+        f"{os.cpu_count()} CPUs"
+    )
+    status, wall = _run(args, work, token, control=False)
     after = _tagged_after_exit(token)
     deadline = time.monotonic() + 5  # the kernel tears namespaces down asynchronously
     while after and time.monotonic() < deadline:
         time.sleep(0.1)
         after = _tagged_after_exit(token)
-    samples = work / "samples.jsonl"
-    records = (
-        [json.loads(line) for line in samples.read_text().splitlines()]
-        if (samples.exists())
-        else []
-    )
     print(
         f"      pytest ended with status {status} after {wall:.1f} s "
         f"({1000 * wall / args.count:.1f} ms a test)"
     )
+    control = None
+    if not args.no_control:
+        _run(args, work, token, control=True)
+        control, control_end = _records(work / "samples-control.jsonl")
+        if control_end is None or not control or control[-1]["tests"] != args.count:
+            print("the control session did not finish: see control.log")
+            control = None
     print()
-    failures = _judge(args, records, after)
+    rows, end = _records(work / "samples-soak.jsonl")
+    failures = _judge(args, rows, end, control, after)
+    if control is None and not args.no_control:
+        failures.append("the control session did not finish")
     print()
     print("FAIL: " + "; ".join(failures) if failures else "PASS")
     if args.keep or failures:
