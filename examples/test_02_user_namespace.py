@@ -53,7 +53,7 @@ def test_only_my_uid_is_mapped() -> None:
 
 @pytest.mark.isolated(root=True)
 def test_root_in_here_is_me_out_there() -> None:
-    assert os.getuid() == 0, "not root"
+    assert os.getuid() == 0, f"uid {os.getuid()}, not root: no user namespace mapped uid 0"
     assert uid_map() == [[0, HOST_UID, 1]], f"the uid map is {uid_map()}: not root onto you"
 
 
