@@ -32,7 +32,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import NoReturn
 
-from . import _limits, _rootfs, _wire
+from . import _limits, _network, _rootfs, _wire
 from . import _syscalls as sc
 from ._syscalls import CloneFlag as NS
 
@@ -71,6 +71,8 @@ class ChildSpec:
     #: For a live container (the container fixture): init's end of the control socket.
     #: Init then serves requests to start processes instead of running one test.
     control_fd: int | None = None
+    #: On a named network: how to join it (see _network).
+    network: _network.Join | None = None
 
 
 #: The namespaces the container's init is cloned into (the rest come with the inner
@@ -117,6 +119,11 @@ def relay_main(spec: ChildSpec, result_fd: int, crash_fd: int, payload: Payload)
         if _parent_gone(result_fd):
             return EXIT_SETUP_FAILED
         signal.signal(signal.SIGINT, signal.SIG_IGN)
+        if spec.network is not None:
+            # The container's namespaces become children of the network's user
+            # namespace, over which the network's holder has its capabilities (_network).
+            label = f"<user namespace of network {spec.network.network!r}>"
+            sc.setns(spec.network.userns_fd, NS.NEWUSER, label)
         pid = sc.clone(CLONE_FLAGS)
         if pid == 0:
             container_main(spec, result_fd, crash_fd, payload)
@@ -129,6 +136,12 @@ def relay_main(spec: ChildSpec, result_fd: int, crash_fd: int, payload: Payload)
         return 128 - status if status < 0 else status
 
     _leave("init", result_fd, relay)
+
+
+def holder_main(control_fd: int, trace: bool) -> NoReturn:
+    """Entry point of a named network's holder process, right after fork (see
+    _network.hold). Never returns."""
+    _leave("network", control_fd, lambda: _network.hold(control_fd, trace))
 
 
 def _error_message(exc: BaseException, stage: str) -> _wire.Message:
@@ -175,7 +188,8 @@ def _init(spec: ChildSpec, result_fd: int, crash_fd: int, payload: Payload) -> i
     sc.write_id_maps(uid, uid, gid, gid)
 
     # === MOUNT NAMESPACE: the root filesystem ===
-    store = _rootfs.apply(spec.plan, rw_binds=spec.rw_binds)
+    hosts = ((spec.network.hosts_file, "/etc/hosts"),) if spec.network is not None else ()
+    store = _rootfs.apply(spec.plan, rw_binds=spec.rw_binds, files=hosts)
 
     # === USER NAMESPACE (inner) + UTS, IPC, NET ===
     # Mounts copied into a mount namespace owned by a less privileged user namespace are
@@ -198,6 +212,8 @@ def _init(spec: ChildSpec, result_fd: int, crash_fd: int, payload: Payload) -> i
     # === NETWORK NAMESPACE === a new one has only lo, and it is down.
     if not spec.share_network:
         sc.loopback_up()
+    if spec.network is not None:  # a veth pair from the network's bridge, eth0 set up
+        _network.join(spec.network)
 
     if spec.trace:
         _wire.send(result_fd, {"kind": "trace", "stage": "init", "lines": list(sc.TRACE)})

@@ -43,6 +43,7 @@ DEFAULTS: Final[Mapping[str, Any]] = {
 }
 
 _HOSTNAME = re.compile(r"^[A-Za-z0-9]([A-Za-z0-9-]{0,62})?(\.[A-Za-z0-9]([A-Za-z0-9-]{0,62})?)*$")
+_NETWORK = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
 _SIZE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([KMGT]?)i?B?\s*$", re.IGNORECASE)
 
 
@@ -137,6 +138,17 @@ def _string_map(name: str, value: object, what: str) -> tuple[tuple[str, str], .
     return tuple(items)
 
 
+def refuse_named_network(options: Options) -> None:
+    """An isolated test is one container: a named network, which joins the containers
+    of one test, has no place there (a usage error, never a silently lone network)."""
+    if options.network not in ("none", "host"):
+        raise OptionError(
+            f"rootless option network={options.network!r}: a named network joins the "
+            "containers of one test (the container and container_factory fixtures); an "
+            "isolated test is a single container: accepted 'none' or 'host'"
+        )
+
+
 def validate(raw: Mapping[str, Any]) -> Options:
     """Check every option and return the frozen :class:`Options`."""
     unknown = sorted(set(raw) - set(NAMES))
@@ -147,13 +159,15 @@ def validate(raw: Mapping[str, Any]) -> Options:
     values = {**DEFAULTS, **raw}
 
     network = values["network"]
-    if network not in ("none", "host"):
-        if isinstance(network, str) and network:
-            raise OptionError(
-                f"rootless option network={network!r}: named networks between containers are "
-                "not implemented yet; accepted 'none' or 'host'"
-            )
-        raise _fail("network", network, "'none' or 'host'")
+    if network not in ("none", "host") and (
+        not isinstance(network, str) or not _NETWORK.match(network)
+    ):
+        raise _fail(
+            "network",
+            network,
+            "'none', 'host' or the name of a private network between containers (1-64 "
+            "letters, digits, '_', '-' and '.', starting with a letter or digit)",
+        )
 
     rootfs = values["rootfs"]
     if rootfs not in ("minimal", "host"):

@@ -645,15 +645,25 @@ class Store:
         return "/".join([sc.fd_path(self.fd), *map(str, parts)])
 
 
-def apply(plan: Plan, base: str = BUILD_BASE, rw_binds: Sequence[str] = ()) -> Store | None:
-    """Build ``plan``, bind the ``rw_binds`` host paths read-write on top, and pivot into
-    it. Runs in the container's init (mount namespace already unshared, capabilities held
+def apply(
+    plan: Plan,
+    base: str = BUILD_BASE,
+    rw_binds: Sequence[str] = (),
+    files: Sequence[tuple[str, str]] = (),
+) -> Store | None:
+    """Build ``plan``, bind the ``rw_binds`` host paths read-write and the ``files``
+    (host file, inside path) read-only on top, and pivot into it. Runs in the
+    container's init (mount namespace already unshared, capabilities held
     in the owning user namespace). Returns the store of the overlays' upper layers, if
     the plan has overlays."""
     root = plan.image or plan.skeleton
     if root is None:
         raise RootfsError(errno.EINVAL, "the plan was not prepared (no skeleton)")
-    ops = (*plan.ops, *(Bind(path, path, readonly=False) for path in rw_binds))
+    ops = (
+        *plan.ops,
+        *(Bind(path, path, readonly=False) for path in rw_binds),
+        *(Bind(source, target, is_file=True) for source, target in files),
+    )
     # === MOUNT PROPAGATION ===
     sc.mount(None, "/", None, MS.REC | MS.PRIVATE)
     # === PIN BIND SOURCES === (before the new root covers any of them)

@@ -134,7 +134,10 @@ def _clone_init(
     gc.freeze()
     # The raw clone(2) is only safe in a single-threaded process (see _syscalls.clone);
     # with other threads, a single-threaded copy made by glibc's fork() clones the init.
-    entry = _child.container_main if _single_threaded() else _child.relay_main
+    # A container on a named network is cloned from inside the network's user namespace:
+    # a relay enters it (setns(2)), since pytest itself could never leave it again.
+    relayed = spec.network is not None or not _single_threaded()
+    entry = _child.relay_main if relayed else _child.container_main
     try:
         pid = sc.clone(_child.CLONE_FLAGS) if entry is _child.container_main else sc.fork()
     except BaseException:

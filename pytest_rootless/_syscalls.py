@@ -42,6 +42,7 @@ __all__ = [
     "pivot_root",
     "prctl",
     "sethostname",
+    "setns",
     "trace_note",
     "umount2",
     "unshare",
@@ -255,6 +256,15 @@ def unshare(flags: CloneFlag) -> None:
     _check(
         _libc.unshare(ctypes.c_int(int(flags))),
         f"unshare({_flag_names(flags, CloneFlag, 'CLONE_')})",
+    )
+
+
+def setns(fd: int, nstype: CloneFlag, label: str) -> None:
+    """setns(2): move the caller into the namespace ``fd`` refers to (``os.setns`` is
+    Python 3.12+). ``label`` names the namespace in the trace and in errors."""
+    _check(
+        _libc.setns(ctypes.c_int(fd), ctypes.c_int(int(nstype))),
+        f"setns({label}, {_flag_names(nstype, CloneFlag, 'CLONE_')})",
     )
 
 

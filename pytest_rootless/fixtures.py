@@ -8,6 +8,7 @@ test's locals), the result comes *up* as data (:mod:`._remote`), never as a pick
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import os
 import pickle
@@ -26,7 +27,7 @@ from typing import Any, final
 import cloudpickle  # type: ignore[import-untyped]
 import pytest
 
-from . import _limits, _remote, _spawn, _wire
+from . import _limits, _network, _remote, _spawn, _wire
 from ._options import Options, validate
 from ._probe import UnsupportedHost
 from ._runner import SessionState
@@ -289,7 +290,9 @@ class Container:
     """A live rootless container (see the contract). Usable as a context manager;
     :meth:`close` is idempotent and kills every process left in it."""
 
-    def __init__(self, options: Options, state: SessionState) -> None:
+    def __init__(
+        self, options: Options, state: SessionState, networks: _network.Networks | None = None
+    ) -> None:
         self._options = options
         self._state = state
         self._live: _spawn.LiveContainer | None = None
@@ -297,6 +300,15 @@ class Container:
         self._closed = False
         self._baseline: dict[str, list[Any]] = {}
         self._processes: weakref.WeakSet[Process] = weakref.WeakSet()
+        # A named network: its address now, its cable when it starts (see _network).
+        self._own_networks: _network.Networks | None = None
+        self._network: _network.Network | None = None
+        self._member: _network.Member | None = None
+        if options.network not in ("none", "host"):
+            if networks is None:  # made outside a test: a network of its own
+                networks = self._own_networks = _network.Networks(state.trace)
+            self._network = networks.get(options.network)
+            self._member = self._network.add(options.hostname)
 
     def _container(self) -> _spawn.LiveContainer:
         if self._closed:
@@ -309,7 +321,14 @@ class Container:
             options = dataclasses.replace(self._options, timeout=None)
             self._cgroups = self._state.cgroups_for(options)
             spec = self._state.child_spec(options, None, cgroups=self._cgroups)
-            self._live = _spawn.LiveContainer(spec, _serve_call)
+            if self._network is not None and self._member is not None:
+                spec = dataclasses.replace(spec, network=self._network.join(self._member))
+            try:
+                self._live = _spawn.LiveContainer(spec, _serve_call)
+            finally:
+                _network.release(spec.network)
+            if self._state.trace:
+                _show_trace(self._state, f"container {self.hostname!r}", self._live.trace)
             self._baseline = self._live_run(_snapshot)
         return self._live
 
@@ -423,8 +442,40 @@ class Container:
 
     @property
     def address(self) -> str | None:
-        """Its address on a named network; None (named networks are not implemented yet)."""
-        return None
+        """Its IPv4 address on its named network (given when the container is made, in
+        the order containers join: 198.18.k.2, .3, ...); None on ``"none"`` or ``"host"``."""
+        return str(self._member.address.ip) if self._member is not None else None
+
+    @property
+    def address6(self) -> str | None:
+        """Its IPv6 address on its named network (None there too if the kernel has no
+        IPv6)."""
+        member = self._member
+        return str(member.address6.ip) if member is not None and member.address6 else None
+
+    # -- faults
+    def disconnect(self) -> None:
+        """Pull its network cable: its end of the link on the network's bridge goes down.
+        Nothing reaches it and nothing leaves it (connections time out or end in
+        EHOSTUNREACH once ARP gives up), its own address and loopback stay; established
+        connections resume after :meth:`reconnect` if they have not timed out."""
+        self._set_link(False)
+
+    def reconnect(self) -> None:
+        """Plug its cable back in (undoes :meth:`disconnect`)."""
+        self._set_link(True)
+
+    def _set_link(self, up: bool) -> None:
+        if self._network is None or self._member is None:
+            raise ValueError(
+                f"container {self.hostname!r} is on no named network (network="
+                f"{self._options.network!r}): nothing to disconnect or reconnect"
+            )
+        self._container()  # its cable exists once it runs
+        steps = self._network.set_link(self._member, up)
+        if self._state.trace:
+            what = "reconnect" if up else "disconnect"
+            _show_trace(self._state, f"{what} {self.hostname!r}", steps, "network")
 
     @property
     def pid(self) -> int:
@@ -442,6 +493,8 @@ class Container:
         if self._cgroups is not None:
             self._state.remove_cgroups(self._cgroups)
             self._cgroups = None
+        if self._own_networks is not None:
+            self._own_networks.close()
 
     def __enter__(self) -> Container:
         return self
@@ -493,7 +546,10 @@ def container(request: pytest.FixtureRequest) -> Iterator[Container]:
     _usable(state, request.config)
     item = request.node if isinstance(request.node, pytest.Item) else None
     markers = list(item.iter_markers("container")) if item is not None else []
-    with Container(_options(request.config, item, markers), state) as made:
+    with (
+        _test_networks(request) as networks,
+        Container(_options(request.config, item, markers), state, networks) as made,
+    ):
         yield made
 
 
@@ -503,17 +559,53 @@ def container_factory(request: pytest.FixtureRequest) -> Iterator[Callable[..., 
     state = _state(request.config)
     _usable(state, request.config)
     made: list[Container] = []
+    with _test_networks(request) as networks:
 
-    def make(**options: Any) -> Container:
-        box = Container(_options(request.config, None, [], options), state)
-        made.append(box)
-        return box
+        def make(**options: Any) -> Container:
+            box = Container(_options(request.config, None, [], options), state, networks)
+            made.append(box)
+            return box
 
+        try:
+            yield make
+        finally:
+            for box in made:
+                box.close()
+
+
+_NETWORKS = pytest.StashKey[tuple[_network.Networks, list[int]]]()
+
+
+@contextlib.contextmanager
+def _test_networks(request: pytest.FixtureRequest) -> Iterator[_network.Networks]:
+    """The named networks of this test: shared by its ``container`` and its
+    ``container_factory``, closed (holders ended) after the last of them is torn down."""
+    node = request.node
+    trace = _state(request.config).trace
+    networks, users = node.stash.setdefault(_NETWORKS, (_network.Networks(trace), [0]))
+    users[0] += 1
     try:
-        yield make
+        yield networks
     finally:
-        for box in made:
-            box.close()
+        users[0] -= 1
+        if not users[0]:
+            networks.close()
+            del node.stash[_NETWORKS]
+
+
+def _show_trace(state: SessionState, title: str, lines: Sequence[str], stage: str = "init") -> None:
+    """--rootless-trace for a live container: the steps of its init (or of its network's
+    holder), printed as for an isolated test, with pytest's capture suspended meanwhile."""
+    config = state.config
+    terminal = config.pluginmanager.get_plugin("terminalreporter") if config else None
+    if config is None or terminal is None:
+        return
+    capture = config.pluginmanager.get_plugin("capturemanager")
+    with capture.global_and_fixture_disabled() if capture else contextlib.nullcontext():
+        terminal.ensure_newline()
+        terminal.write_line(f"rootless trace {title}:")
+        for line in lines:
+            terminal.write_line(f"  [{stage}] {line}")
 
 
 def run_isolated(fn: Callable[..., Any], /, *args: Any, **options: Any) -> Any:

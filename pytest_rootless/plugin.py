@@ -205,6 +205,7 @@ def pytest_collection_modifyitems(
             continue
         try:
             options = resolve_options(config, item, list(item.iter_markers("isolated")))
+            _options.refuse_named_network(options)
         except _options.OptionError as exc:
             raise pytest.UsageError(f"{item.nodeid}: {exc}") from None
         isolated.append(item)

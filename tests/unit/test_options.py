@@ -36,7 +36,8 @@ def test_valid_values_are_normalised() -> None:
     [
         ({"network": 3}, "network"),
         ({"network": ""}, "network"),
-        ({"network": "lab"}, "network"),
+        ({"network": "my lab"}, "network"),
+        ({"network": "-lab"}, "network"),
         ({"rootfs": "nowhere"}, "rootfs"),
         ({"rootfs": None}, "rootfs"),
         ({"hostname": "a/b"}, "hostname"),
