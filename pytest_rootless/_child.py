@@ -166,6 +166,8 @@ def _parent_gone(result_fd: int) -> bool:
 
 def _init(spec: ChildSpec, result_fd: int, crash_fd: int, payload: Payload) -> int:
     sc.set_tracing(spec.trace)
+    if spec.network is not None:
+        _network.note_cloned_inside(spec.network)  # the relay's setns, for the trace
     # Die with the host: PR_SET_PDEATHSIG, then close the race where the host died before.
     # Not for a live container: the signal follows the *thread* that made it (which may
     # end long before the test), and its init ends anyway when the host's end of the

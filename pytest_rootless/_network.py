@@ -103,13 +103,18 @@ class Member:
 # --- in the container's init (after its network namespace exists) ------------------------------
 
 
+def note_cloned_inside(spec: Join) -> None:
+    """For the trace: the relay entered the network's user namespace before it cloned
+    this init (its own trace is not sent anywhere)."""
+    sc.trace_note(
+        f"setns(<user namespace of network {spec.network!r}>, CLONE_NEWUSER) "
+        "[by the relay, before clone]"
+    )
+
+
 def join(spec: Join) -> None:
     """Hand this network namespace to the holder, which plugs a veth pair into it, then
     give ``eth0`` its addresses, bring it up, add the route to the subnet."""
-    sc.trace_note(
-        f"setns(<user namespace of network {spec.network!r}>, CLONE_NEWUSER) "
-        "[by the process that cloned init]"
-    )
     for line in spec.holder_trace:
         sc.trace_note(f"[network {spec.network!r}] {line}")
     channel = socket.socket(fileno=spec.channel_fd)
