@@ -928,18 +928,39 @@ def _report_missing(
 
 
 def _print_trace(writer: Any, item: pytest.Item, message: _wire.Message) -> None:
-    """One line per kernel step, in order: the host's clone, then init's, then the test's."""
+    """One line per kernel step, in order (the host's clone, then init's steps, then the
+    test process's), each stage under a one-line heading saying what its steps build."""
     lines = message.get("lines")
     if not isinstance(lines, list):
         return
     stage = str(message.get("stage"))
+    steps = [(stage, str(line)) for line in lines]
     if stage == "init":
         writer.ensure_newline()
         writer.write_line(f"rootless trace {item.nodeid}:")
-        for line in sc.TRACE:  # the clone(2) made by the host
-            writer.write_line(f"  [host] {line}")
-    for line in lines:
-        writer.write_line(f"  [{stage}] {line}")
+        steps = [("host", line) for line in sc.TRACE] + steps  # the clone(2) made by the host
+    joins = " joins its cgroups," if any("cgroup.procs" in line for _, line in steps) else ""
+    headings = {
+        "user": f"user namespace (user_namespaces(7)): init, PID 1 of new namespaces,{joins} "
+        "maps your ids",
+        "root": "root filesystem (mount_namespaces(7)): a tmpfs, read-only binds, pivot_root(2)",
+        "inner": "inner namespaces (namespaces(7)): user, mount (locked), UTS, IPC, net; "
+        "hostname, lo",
+        "test": "test process (capabilities(7), seccomp(2)): PID 2 drops privileges, runs the test",
+    }
+    mounting = ("mount", "mount_setattr", "fsopen", "fsconfig", "fsmount", "move_mount")
+    group = "test" if stage == "test" else "user" if stage == "init" else stage
+    shown = None
+    for who, line in steps:
+        call = line.partition("(")[0]
+        if who == "init" and call == "unshare":
+            group = "inner"
+        elif who == "init" and group == "user" and call in mounting:
+            group = "root"
+        if group != shown:
+            writer.write_line(f"  # {headings.get(group, group)}")
+            shown = group
+        writer.write_line(f"  [{who}] {line}")
 
 
 # --- the container side of one item (runs in the test process, after isolation) -------------

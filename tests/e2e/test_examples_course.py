@@ -177,3 +177,40 @@ def test_without_isolation_each_failure_says_why(
             r"E +AssertionError: these namespaces are the host's, not new ones: \['user', .*",
         ]
     )
+
+
+def test_the_trace_of_one_lesson_reads_stage_by_stage(
+    pytester: pytest.Pytester, course: Path
+) -> None:
+    result = pytester.runpytest_subprocess(
+        "-p", "rootless", "--rootless-trace", "examples/test_06_uts_namespace.py", "-k", "marker"
+    )
+    result.assert_outcomes(passed=1, deselected=1)
+    # Each stage's heading, then its steps in order ("[[]" is a literal "[" for fnmatch).
+    result.stdout.fnmatch_lines(
+        [
+            line.replace("[", "[[]")
+            for line in [
+                "rootless trace examples/test_06_uts_namespace.py::"
+                "test_the_marker_chooses_the_hostname:",
+                "  # user namespace (user_namespaces(7)): *",
+                "  [host] clone(CLONE_NEWNS|CLONE_NEWUSER|CLONE_NEWPID|SIGCHLD) = *",
+                "  [init] write(/proc/self/uid_map, '* * 1')",
+                "  # root filesystem (mount_namespaces(7)): *",
+                "  [init] mount(None, '/', None, MS_REC|MS_PRIVATE)",
+                "  [init] mount_setattr('/tmp/usr', AT_RECURSIVE, MOUNT_ATTR_RDONLY)",
+                "  [init] pivot_root('.', '.')",
+                "  # inner namespaces (namespaces(7)): *",
+                "  [init] unshare(CLONE_NEWNS|CLONE_NEWUTS|CLONE_NEWIPC|CLONE_NEWUSER|*",
+                "  [init] sethostname('lab1')",
+                "  # test process (capabilities(7), seccomp(2)): *",
+                "  [test] setsid()",
+                "  [test] prctl(PR_SET_NO_NEW_PRIVS, 1)",
+            ]
+        ]
+    )
+    # One heading per stage, and every other line a step: compact enough to read.
+    trace = result.stdout.str().split("rootless trace ", 1)[1].splitlines()[1:]
+    trace = trace[: next(i for i, line in enumerate(trace) if not line.startswith("  "))]
+    assert len([line for line in trace if line.startswith("  # ")]) == 4, trace
+    assert all(line.startswith(("  # ", "  [")) for line in trace), trace
