@@ -39,7 +39,7 @@ def test_on_the_host_roots_file_is_yours(tmp_path_factory: pytest.TempPathFactor
     """Runs on the host, after the test above: its tmp_path is kept in pytest's basetemp,
     in a directory named after the test."""
     found = sorted(tmp_path_factory.getbasetemp().glob(f"test_root_writes_a_file*/{EVIDENCE}"))
-    assert found, "the test above wrote nothing: see its failure"
+    assert found, "the test above left nothing in its tmp_path: see its failure"
     owner = found[-1].stat().st_uid
     assert owner == os.getuid(), f"the file of uid 0 inside belongs to uid {owner} out here"
 
