@@ -10,7 +10,12 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import socket
+import subprocess
+import sys
+import time
+import uuid
 from pathlib import Path
 from typing import Any
 
@@ -485,3 +490,51 @@ def test_traced(container_factory):
         ]
     )
     assert result.stdout.str().count("type bridge") == 1  # one bridge, made once
+
+
+KILLED = """
+import os, time
+
+
+def test_network(container_factory):
+    boxes = [container_factory(hostname=f"h{{i}}", network="lab") for i in range(2)]
+    for box in boxes:
+        box.start(time.sleep, 300)
+    open({ready!r}, "w").close()
+    time.sleep(300)
+"""
+
+
+def tagged(token: str) -> list[int]:
+    """Pids of the processes whose argv carries ``token`` (every fork of pytest does)."""
+    found = []
+    for pid in filter(str.isdigit, os.listdir("/proc")):
+        try:
+            with open(f"/proc/{pid}/cmdline", "rb") as f:
+                if token.encode() in f.read():
+                    found.append(int(pid))
+        except OSError:
+            continue
+    return found
+
+
+def test_sigkill_to_pytest_leaves_no_holder_nor_member(pytester: pytest.Pytester) -> None:
+    token = f"rootless_net_killed_{uuid.uuid4().hex}"  # in the test file's name: in argv
+    ready = pytester.path / "ready"
+    test_file = pytester.makepyfile(**{f"test_{token}": KILLED.format(ready=str(ready))})
+    command = [sys.executable, "-m", "pytest", "-p", "rootless", "-p", "no:cacheprovider"]
+    host = subprocess.Popen([*command, str(test_file)], cwd=pytester.path)
+    try:
+        deadline = time.monotonic() + 60
+        while not ready.exists() and host.poll() is None and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert ready.exists()
+        # pytest, the holder, and per member a relay, an init and a process inside
+        assert len(tagged(token)) >= 8
+    finally:
+        host.send_signal(signal.SIGKILL)
+        host.wait()
+    deadline = time.monotonic() + 10
+    while tagged(token) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert tagged(token) == []
