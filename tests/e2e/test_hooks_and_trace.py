@@ -78,11 +78,11 @@ def test_ini_defaults(pytester: pytest.Pytester) -> None:
 
 
 def test_bad_ini_value_is_a_usage_error(pytester: pytest.Pytester) -> None:
-    pytester.makeini("[pytest]\nrootless_network = everywhere\n")
+    pytester.makeini("[pytest]\nrootless_network = every where\n")  # not a network name
     pytester.makepyfile("def test_x(): pass\n")
     result = pytester.runpytest_subprocess("-p", "rootless")
     assert result.ret == pytest.ExitCode.USAGE_ERROR
-    result.stderr.fnmatch_lines(["*network='everywhere'*"])
+    result.stderr.fnmatch_lines(["*network='every where'*"])
 
 
 def test_trace_prints_each_kernel_step(pytester: pytest.Pytester) -> None:
