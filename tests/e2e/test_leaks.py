@@ -61,8 +61,9 @@ def wait_until_gone(token: str) -> list[str]:
 
 # The inner tests leave processes in three shapes: a background child, a double-forked
 # setsid daemon with its fds closed (the shape of a real daemon, re-parented to the
-# container's init), and one started with os.system. Each carries the token in argv
-# and environment; the test sees them running, the next test (on the host) sees none.
+# container's init), and a setsid one started through os.system. Each carries a tag
+# (the token) as its $0; the test sees them all running, the next test (on the host, after
+# the container's teardown) sees none.
 DAEMONS = """
 import os, subprocess, time
 import pytest
@@ -70,16 +71,18 @@ import pytest
 TOKEN = {token!r}
 
 
-def tagged():
-    found = []
+def tags():
+    # The tags ($0 of each shell left) running, as a set: for a moment a process on its
+    # way to becoming one of them (setsid before its exec) carries the same tag.
+    found = set()
     for name in os.listdir("/proc"):
-        if name.isdigit() and int(name) != os.getpid():
+        if name.isdigit():
             try:
                 with open(f"/proc/{{name}}/cmdline", "rb") as f:
-                    if TOKEN.encode() in f.read():
-                        found.append(int(name))
+                    argv = f.read().decode(errors="replace").split("\\0")
             except OSError:
-                pass
+                continue
+            found.update(arg for arg in argv if arg.startswith(TOKEN))
     return found
 
 
@@ -103,24 +106,26 @@ def leave(tag):
               "</dev/null >/dev/null 2>&1 &")
 
 
-def wait_for(count):
+def wait_for(*wanted):
+    wanted = {{f"{{TOKEN}}-{{tag}}-{{shape}}" for tag in wanted
+               for shape in ("child", "daemon", "system")}}
     deadline = time.monotonic() + 30
-    while len(tagged()) < count and time.monotonic() < deadline:
+    while tags() != wanted and time.monotonic() < deadline:
         time.sleep(0.05)
-    return len(tagged())
+    return tags() == wanted
 
 
 def assert_none_left():
     deadline = time.monotonic() + {gone_within}
-    while tagged() and time.monotonic() < deadline:
+    while tags() and time.monotonic() < deadline:
         time.sleep(0.05)
-    assert tagged() == []
+    assert tags() == set()
 
 
 def test_a_container_leaves_daemons(container):
     container.start(leave, "start").wait(30)
     container.run(leave, "run")
-    assert wait_for(6) == 6  # seen from the host: they run
+    assert wait_for("start", "run")  # seen from the host: they run
 
 
 def test_they_are_gone_after_its_teardown():
@@ -131,12 +136,9 @@ def test_factory_containers_leave_daemons(container_factory):
     a, b = container_factory(), container_factory(hostname="b")
     a.start(leave, "a").wait(30)
     b.run(leave, "b")
-    assert wait_for(6) == 6
+    assert wait_for("a", "b")
     a.close()
-    deadline = time.monotonic() + {gone_within}
-    while len(tagged()) > 3 and time.monotonic() < deadline:
-        time.sleep(0.05)
-    assert len(tagged()) == 3  # a's are gone at close(), b's still run
+    assert wait_for("b")  # a's are gone at close(), b's still run
 
 
 def test_and_after_the_factory_teardown():
@@ -146,7 +148,7 @@ def test_and_after_the_factory_teardown():
 @pytest.mark.isolated
 def test_an_isolated_test_leaves_daemons():
     leave("isolated")
-    assert wait_for(3) == 3  # seen in the container's own /proc
+    assert wait_for("isolated")  # seen in the container's own /proc
 
 
 def test_and_after_the_isolated_test():
@@ -213,14 +215,19 @@ def test_sigkill_to_pytest_leaves_no_container_process(
     with open(log_path, "wb") as log:
         host = subprocess.Popen(command, cwd=pytester.path, stdout=log, stderr=subprocess.STDOUT)
     try:
-        daemons = f"{token}-{'isolated' if kind == 'isolated' else 'live'}-daemon"
+        daemon = f"{token}-{'isolated' if kind == 'isolated' else 'live'}-daemon"
+        # pytest, the container's init, the sleeping process inside (the test process,
+        # or a call process), the child and the daemon; and the relay with threads
+        everyone = 5 + bool(threads)
         deadline = time.monotonic() + 60
-        while not tagged(daemons) and host.poll() is None and time.monotonic() < deadline:
+        while time.monotonic() < deadline and host.poll() is None:
+            if tagged(daemon) and len(tagged(token)) >= everyone:
+                break
             time.sleep(0.05)
         running = tagged(token)
-        assert tagged(daemons), log_path.read_text(errors="replace")
+        assert tagged(daemon), log_path.read_text(errors="replace")
         assert host.pid in running
-        assert len(running) >= 5  # pytest, init, the process(es) inside, child, daemon
+        assert len(running) >= everyone, [argv_of(pid) for pid in running]
     finally:
         host.send_signal(signal.SIGKILL)
         host.wait()
