@@ -23,9 +23,12 @@ API and hooks.
 
 from __future__ import annotations
 
+import atexit
 import builtins
 import contextlib
+import dataclasses
 import errno
+import faulthandler
 import functools
 import io
 import logging
@@ -33,14 +36,16 @@ import os
 import re
 import shutil
 import signal
+import socket
 import sys
 import tempfile
 import time
 import warnings
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Generator, Iterator
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
+import pluggy
 import pytest
 
 from . import _child, _limits, _probe, _rootfs, _spawn, _wire
@@ -55,9 +60,92 @@ Phase = Literal["setup", "call", "teardown"]
 #: The report section that names the limit a test was stopped by.
 LIMIT_SECTION = "rootless: limit reached"
 PHASES: tuple[Phase, ...] = ("setup", "call", "teardown")
+_HOOKSPEC = pluggy.HookspecMarker("pytest")
+_HOOKIMPL = pluggy.HookimplMarker("pytest")
 
 
 # --- session state --------------------------------------------------------------------------
+
+
+class CoverageSink:
+    """The host's end of ContainerCoverage: lines and arcs measured in test processes,
+    checked and written by the host into a coverage.py data file of its own, next to
+    the data file of the Coverage measuring pytest, with a parallel-mode suffix
+    (``.coverage.rootless.<host>.<pid>.<random>``): pytest-cov combines every such file
+    into its report (xdist workers' too). At the end of the session, a file nobody
+    combined (``coverage run -m pytest``) is merged into that Coverage's own data, which
+    it saves at exit, and removed."""
+
+    def __init__(self) -> None:
+        self.data: Any = None
+        self.path: str | None = None
+        self.arcs: bool | None = None
+        self.owner = os.getpid()
+
+    def add(self, message: _wire.Message) -> None:
+        arcs, files = message.get("arcs"), message.get("files")
+        if not isinstance(arcs, bool) or not isinstance(files, dict):
+            raise _wire.ProtocolError("a coverage frame is malformed")
+        size = 2 if arcs else 1
+        checked: dict[str, list[Any]] = {}
+        for path, entries in files.items():
+            if not isinstance(path, str) or not isinstance(entries, list):
+                raise _wire.ProtocolError("a coverage frame is malformed")
+            for entry in entries:
+                numbers = entry if arcs else [entry]
+                if not (
+                    isinstance(numbers, list)
+                    and len(numbers) == size
+                    and all(isinstance(n, int) and not isinstance(n, bool) for n in numbers)
+                ):
+                    raise _wire.ProtocolError("a coverage frame is malformed")
+            checked[path] = [tuple(e) for e in entries] if arcs else entries
+        data = self._data(arcs)
+        if data is None:
+            return
+        if self.arcs is None:  # nested: this test process's own measurement
+            self.arcs = arcs
+        if self.arcs != arcs:
+            raise _wire.ProtocolError("a coverage frame mixes lines and arcs")
+        if arcs:
+            data.add_arcs(checked)
+        else:
+            data.add_lines(checked)
+
+    def _data(self, arcs: bool) -> Any:
+        if self.owner != os.getpid():  # a test process's copy: it runs containers itself
+            self.owner, self.data, self.path, self.arcs = os.getpid(), None, None, None
+        if self.data is not None:
+            return self.data
+        module: Any = sys.modules.get("coverage")
+        current = module.Coverage.current() if module is not None else None
+        if current is None:
+            return None  # pytest is not measured any more (or never was)
+        if ContainerCoverage.active is current:  # nested: into what goes up from here
+            return current.get_data()
+        base = os.path.abspath(str(current.get_option("run:data_file")))
+        suffix = f"rootless.{socket.gethostname()}.{os.getpid()}.{os.urandom(4).hex()}"
+        self.data = module.CoverageData(basename=base, suffix=suffix)
+        self.path = f"{base}.{suffix}"
+        self.arcs = arcs
+        # Before coverage.py's own exit handler (registered earlier, so run later),
+        # where pytest's session did not close it (run_isolated in a script).
+        atexit.register(self.close)
+        return self.data
+
+    def close(self) -> None:
+        """Merge a file that was not combined into the running Coverage's data."""
+        if self.owner != os.getpid() or self.path is None or not os.path.exists(self.path):
+            return
+        module = sys.modules.get("coverage")
+        current = module.Coverage.current() if module is not None else None
+        if current is not None:
+            current.get_data().update(self.data)
+        os.unlink(self.path)
+
+
+#: This process's sink (the host's), for isolated tests and live containers alike.
+COVERAGE = CoverageSink()
 
 
 @dataclass
@@ -104,6 +192,7 @@ class SessionState:
     def close(self) -> None:
         if self.owner != os.getpid():
             return  # a copy inherited by a container: the host owns all of it
+        COVERAGE.close()
         self.reaper.close()
         self.cgroups_left = [cg for cg in self.cgroups_left if not cg.remove()]
         if self.crash is not None:
@@ -467,6 +556,19 @@ def _host_setup(item: pytest.Item) -> None:
         del setupstate.stack[item]
 
 
+def _hand_timers_to_the_container(item: pytest.Item) -> None:
+    """The wrappers of pytest_runtest_protocol that arm a per-test timer ran on the host
+    around this protocol, and run again in the container around pytest's own: there
+    they time the test itself and dump or fail *its* stack. Stop the host's before the
+    fork: pytest-timeout's through its own public hook, and faulthandler's watchdog
+    (faulthandler_timeout), whose thread a fork does not copy, so that the container's
+    faulthandler would wait forever for it to stop before arming its own."""
+    faulthandler.cancel_dump_traceback_later()
+    cancel = getattr(item.config.pluginmanager.hook, "pytest_timeout_cancel_timer", None)
+    if cancel is not None:
+        cancel(item=item)
+
+
 def _host_teardown(item: pytest.Item, nextitem: pytest.Item | None) -> None:
     item.session._setupstate.teardown_exact(nextitem)
 
@@ -509,16 +611,54 @@ REPORT_FIELDS = frozenset(
 )
 
 
+#: The extra key of a report frame holding a longrepr rendered with markup.
+MARKUP_KEY = "rootless_longrepr_markup"
+#: The extra key of a report frame holding the terminal's current line in the container.
+LINE_KEY = "rootless_terminal_line"
+
+
+@dataclass(frozen=True)
+class RenderedRepr:
+    """A longrepr that pytest serializes only as text (a doctest failure, a fixture
+    lookup error), as the container rendered it: the terminal gets the colours it would
+    have had, everything else (junitxml, ``longreprtext``) the plain text. Like the
+    original it has no ``reprcrash``, so the short summary shows no message for it."""
+
+    text: str
+    markup: str
+
+    def toterminal(self, tw: Any) -> None:
+        if tw.hasmarkup:
+            tw.write(self.markup)
+        else:
+            tw.line(self.text)
+
+    def __str__(self) -> str:
+        return self.text
+
+
+#: Attributes pytest and its plugins look for on a report with hasattr/getattr.
+DUCK_TYPED = frozenset({"node"})
+
+
 def _load_report(item: pytest.Item, data: object) -> pytest.TestReport:
-    """A report from the container, checked: only data, only this item's phases."""
-    if not isinstance(data, dict) or data.get("$report_type") != "TestReport":
+    """A report from the container, checked: only data, only this item's phases. Any
+    kind of TestReport a plugin serializes (pytest's subtests send SubtestReports)."""
+    if not isinstance(data, dict):
         raise _wire.ProtocolError("a report frame does not hold a TestReport")
+    markup = data.pop(MARKUP_KEY, None)
+    if markup is not None and not (
+        isinstance(markup, str) and isinstance(data.get("longrepr"), str)
+    ):
+        raise _wire.ProtocolError("a report has a malformed rendered longrepr")
     # Extra keys become instance attributes (TestReport(**extra)): one named like a method
-    # or property of the class would replace it, and break the terminal summary later.
+    # or property of the class would replace it, and break the terminal summary later;
+    # "node" is what pytest looks for on reports that came from an xdist worker.
     shadowing = [
         key
         for key in data
-        if key not in REPORT_FIELDS and (key.startswith("_") or hasattr(pytest.TestReport, key))
+        if key not in REPORT_FIELDS
+        and (key in DUCK_TYPED or key.startswith("__") or hasattr(pytest.TestReport, key))
     ]
     if shadowing:
         raise _wire.ProtocolError(f"a report sets reserved attributes: {shadowing!r:.200}")
@@ -530,6 +670,10 @@ def _load_report(item: pytest.Item, data: object) -> pytest.TestReport:
         raise _wire.ProtocolError(f"a report could not be read: {exc!r}") from None
     if not isinstance(report, pytest.TestReport):
         raise _wire.ProtocolError("a report frame does not hold a TestReport")
+    if type(report) is not pytest.TestReport:  # a plugin's subclass: its own attributes too
+        shadowing = [key for key in data if key not in REPORT_FIELDS and hasattr(type(report), key)]
+        if shadowing:
+            raise _wire.ProtocolError(f"a report sets reserved attributes: {shadowing!r:.200}")
     if report.when not in PHASES or report.outcome not in ("passed", "failed", "skipped"):
         raise _wire.ProtocolError(f"a report has when={report.when!r} outcome={report.outcome!r}")
     if report.nodeid != item.nodeid:
@@ -567,12 +711,37 @@ def _load_report(item: pytest.Item, data: object) -> pytest.TestReport:
             report.longrepr = (path, lineno, message)
         else:
             raise _wire.ProtocolError(f"a report has a malformed longrepr: {longrepr!r:.200}")
+    elif isinstance(longrepr, str) and markup is not None:
+        report.longrepr = RenderedRepr(longrepr, markup)  # type: ignore[assignment]
     elif longrepr is not None:
         try:  # render it once now: a malformed one must fail here, not in the summary
             report.longreprtext  # noqa: B018
         except Exception as exc:
             raise _wire.ProtocolError(f"a report's longrepr cannot be shown: {exc!r}") from None
+    _restore_subtest_kwargs(report, data)
+    try:  # a plugin's report may compute it from its own data (a subtest's description)
+        report.head_line  # noqa: B018
+    except Exception as exc:
+        raise _wire.ProtocolError(f"a report's head line cannot be shown: {exc!r}") from None
     return report
+
+
+def _restore_subtest_kwargs(report: pytest.TestReport, data: dict[str, Any]) -> None:
+    """pytest's SubtestContext (pytest 9) applies ``saferepr`` to a subtest's parameters
+    each time one is made, reading one back from JSON included, so a report that crossed
+    a process boundary names ``i='0'`` where the test said ``i=0`` (xdist shows the same).
+    Put back the texts the container sent, already repr'd once. Only when the report has
+    exactly that shape: anything else is left as pytest made it."""
+    context = getattr(report, "context", None)
+    sent = data.get("_subtest.context")
+    kwargs = sent.get("kwargs") if isinstance(sent, dict) else None
+    if (
+        dataclasses.is_dataclass(context)
+        and isinstance(getattr(context, "kwargs", None), dict)
+        and isinstance(kwargs, dict)
+        and all(isinstance(k, str) and isinstance(v, str) for k, v in kwargs.items())
+    ):
+        object.__setattr__(context, "kwargs", dict(kwargs))  # a frozen dataclass
 
 
 _BUILTIN_WARNINGS = {
@@ -592,22 +761,70 @@ def _warning_category(name: str, module: str) -> type[Warning]:
     return type(name, (Warning,), {"__module__": module})
 
 
-def _record_warning(item: pytest.Item, message: _wire.Message) -> None:
-    category = _warning_category(str(message.get("category")), str(message.get("module")))
-    lineno = message.get("lineno")
-    warning = warnings.WarningMessage(
-        message=category(str(message.get("message"))),
-        category=category,
-        filename=str(message.get("filename")),
-        lineno=lineno if isinstance(lineno, int) else 0,
-    )
-    item.ihook.pytest_warning_recorded.call_historic(
-        kwargs={
-            "warning_message": warning,
-            "when": "runtest",
-            "nodeid": item.nodeid,
-            "location": None,
-        }
+def _follow_terminal_line(terminal: Any, line: object) -> None:
+    """What the container wrote through pytest's terminal writer (live logs, --setup-show)
+    went to the terminal from its copy of the writer; the host's copy only knows what it
+    wrote itself. The writer's idea of the current line decides where the host's next
+    word goes and how far the progress ``[ 42%]`` is padded: when the container wrote
+    through it, take the container's. (A private attribute of the writer; where it is
+    missing the padding may differ.)"""
+    if (
+        isinstance(line, str)
+        and len(line) <= MAX_TERMINAL_LINE
+        and isinstance(getattr(terminal, "_current_line", None), str)
+    ):
+        terminal._current_line = line
+
+
+#: Longest current terminal line taken from a container.
+MAX_TERMINAL_LINE = 64 * 1024
+
+
+#: Values per junitxml frame (attributes and suite properties each).
+MAX_JUNIT_RECORDS = 1000
+
+
+def _apply_junit(item: pytest.Item, message: _wire.Message) -> None:
+    """Record on the host what the container's ``record_xml_attribute`` and
+    ``record_testsuite_property`` recorded, through the junitxml plugin's own methods;
+    before the host logs the teardown report, which writes the test case."""
+    pairs: dict[str, list[tuple[str, str]]] = {}
+    for key in ("attributes", "properties"):
+        value = message.get(key)
+        if not (
+            isinstance(value, list)
+            and len(value) <= MAX_JUNIT_RECORDS
+            and all(
+                isinstance(p, list) and len(p) == 2 and all(isinstance(x, str) for x in p)
+                for p in value
+            )
+        ):
+            raise _wire.ProtocolError("a junitxml frame is malformed")
+        pairs[key] = [(name, text) for name, text in value]
+    xml = junitxml_plugin(item.config)
+    if xml is None:
+        return
+    if pairs["attributes"]:
+        reporter = xml.node_reporter(item.nodeid)
+        for name, text in pairs["attributes"]:
+            reporter.add_attribute(name, text)
+    for name, text in pairs["properties"]:
+        xml.add_global_property(name, text)
+
+
+def _reissue_warning(message: _wire.Message) -> None:
+    """Show a warning of the container's to the host's warning machinery, as it arrives:
+    pytest's ``catch_warnings`` for the item (around this protocol, on the host) records
+    it in order with the host's own (a module fixture's setup warning comes before the
+    test's), then reports each through ``pytest_warning_recorded`` as for any test.
+    ``showwarning`` is the step after the filters: the container applied them already
+    (an "error" filter raised there)."""
+    category = _warning_category(str(message["category"]), str(message["module"]))
+    warnings.showwarning(
+        category(str(message["message"])),
+        category,
+        str(message["filename"]),
+        int(message["lineno"]),
     )
 
 
@@ -630,6 +847,8 @@ def _describe_end(outcome: _spawn.Outcome, options: Options) -> str:
 
 #: Warnings kept per container: the host's memory stays bounded whatever a test sends.
 MAX_WARNINGS = 1000
+#: Reports per test (subtests log one each): past this the container is misbehaving.
+MAX_REPORTS = 100_000
 MAX_WARNING_TEXT = 64 * 1024
 
 
@@ -664,8 +883,8 @@ def _checked_warning(message: _wire.Message) -> _wire.Message:
 @dataclass
 class _Received:
     reports: dict[str, pytest.TestReport] = field(default_factory=dict)
-    warnings: list[_wire.Message] = field(default_factory=list)
-    dropped_warnings: int = 0
+    count: int = 0  # reports, subtests' included
+    warnings: int = 0
     exit_request: _wire.Message | None = None
     interrupted: bool = False
     protocol_error: str | None = None
@@ -691,6 +910,7 @@ def run_item(
         ihook.pytest_runtest_logreport(report=report)
         _interact(item, setup_call, report)
     else:
+        _hand_timers_to_the_container(item)
         _run_in_container(item, options, state, received, capture, setup_call.duration)
 
     if received.exit_request is not None:
@@ -714,19 +934,16 @@ def run_item(
     ihook.pytest_runtest_logreport(report=report)
     if teardown_call.excinfo is not None:
         _interact(item, teardown_call, report)
-    for message in received.warnings:
-        _record_warning(item, message)
-    if received.dropped_warnings:
-        _record_warning(
-            item,
+    if received.warnings > MAX_WARNINGS:
+        _reissue_warning(
             {
                 "message": f"pytest-rootless kept the first {MAX_WARNINGS} warnings of this "
-                f"test and dropped {received.dropped_warnings} more",
+                f"test and dropped {received.warnings - MAX_WARNINGS} more",
                 "category": "PytestWarning",
                 "module": "pytest",
                 "filename": str(item.path),
                 "lineno": (item.location[1] or 0) + 1,
-            },
+            }
         )
     ihook.pytest_runtest_logfinish(nodeid=item.nodeid, location=item.location)
 
@@ -789,24 +1006,44 @@ def _run_in_container(
             )
             raise _wire.ProtocolError(received.protocol_error) from None
 
+    ack_w = -1  # the host's end of the container's ack pipe, once it exists
+
+    def log_report(message: _wire.Message) -> None:
+        received.count += 1
+        if received.count > MAX_REPORTS:
+            raise _wire.ProtocolError(f"more than {MAX_REPORTS} reports arrived")
+        data = message.get("data")
+        line = data.pop(LINE_KEY, None) if isinstance(data, dict) else None
+        report = _load_report(item, data)
+        _follow_terminal_line(terminal, line)
+        if type(report) is not pytest.TestReport:
+            # One of a plugin's own (a subtest's): logged in the middle of a phase.
+            ihook.pytest_runtest_logreport(report=report)
+            terminal.flush()
+            return
+        if report.when in received.reports:
+            raise _wire.ProtocolError(f"a second {report.when} report arrived")
+        received.reports[report.when] = report
+        if report.when == "setup":  # the host's half of setup counts too
+            report.duration += host_setup_duration
+        if report.when != "teardown":  # held: merged with the host's teardown
+            ihook.pytest_runtest_logreport(report=report)
+            terminal.flush()  # before the container writes more (-s, log_cli)
+
     def handle(message: _wire.Message) -> None:
         kind = message["kind"]
         if kind == "report":
-            report = _load_report(item, message.get("data"))
-            if report.when in received.reports:
-                raise _wire.ProtocolError(f"a second {report.when} report arrived")
-            received.reports[report.when] = report
-            if report.when == "setup":  # the host's half of setup counts too
-                report.duration += host_setup_duration
-            if report.when != "teardown":  # held: merged with the host's teardown
-                ihook.pytest_runtest_logreport(report=report)
-                terminal.flush()  # before the container writes more (-s, log_cli)
+            log_report(message)
+            os.write(ack_w, b"\0")  # logged: the test process goes on
         elif kind == "warning":
             warning = _checked_warning(message)
-            if len(received.warnings) < MAX_WARNINGS:
-                received.warnings.append(warning)
-            else:
-                received.dropped_warnings += 1
+            received.warnings += 1
+            if received.warnings <= MAX_WARNINGS:
+                _reissue_warning(warning)
+        elif kind == "junitxml":
+            _apply_junit(item, message)
+        elif kind == "coverage":
+            COVERAGE.add(message)
         elif kind == "session-exit":
             received.exit_request = message
         elif kind == "interrupt":
@@ -828,13 +1065,18 @@ def _run_in_container(
     spec = state.child_spec(
         options, item, rw_binds=(prepared.path,) if prepared else (), cgroups=cgroups
     )
+    # The host's answer to each report: it has been logged (see _Forwarder).
+    ack_r, ack_w = os.pipe2(os.O_CLOEXEC)
+    spec = dataclasses.replace(spec, keep_fds=spec.keep_fds | {ack_r})
     if state.trace and writer is not None:
         sc.set_tracing(True)
     try:
         notes = functools.partial(_limits.explain, options, state.limits_backend(), {})
-        payload = functools.partial(_container_protocol, item, prepared, notes)
+        payload = functools.partial(_container_protocol, item, prepared, notes, ack_r)
         outcome = state.run_container(spec, payload, on_message, cgroups)
     finally:
+        os.close(ack_r)
+        os.close(ack_w)
         if state.trace and writer is not None:
             sc.set_tracing(False)
     hits = cgroups.hits() if cgroups is not None else {}
@@ -993,16 +1235,23 @@ def _fit(data: dict[str, Any]) -> dict[str, Any]:
     return data
 
 
-def _show_test_item(item: pytest.Item) -> None:
-    """--setup-show's line for the test itself (as _pytest.runner.show_test_item)."""
-    writer = item.config.get_terminal_writer()
-    writer.line()
-    writer.write(" " * 8)
-    writer.write(item.nodeid)
-    used = sorted(getattr(item, "fixturenames", []))
-    if used:
-        writer.write(f" (fixtures used: {', '.join(used)})")
-    writer.flush()
+def _rendered_with_markup(config: pytest.Config, report: pytest.TestReport) -> str | None:
+    """A longrepr pytest serializes only as its plain text (one that is not a traceback:
+    a doctest failure, a fixture lookup error) rendered here as a terminal with colours
+    would show it (see RenderedRepr)."""
+    longrepr = report.longrepr
+    if not hasattr(longrepr, "toterminal") or (
+        hasattr(longrepr, "reprtraceback") and hasattr(longrepr, "reprcrash")
+    ):
+        return None
+    terminal = config.get_terminal_writer()
+    buffer = io.StringIO()
+    writer = type(terminal)(file=buffer)
+    writer.hasmarkup = True
+    writer.fullwidth = terminal.fullwidth
+    writer.code_highlight = terminal.code_highlight
+    longrepr.toterminal(writer)  # type: ignore[union-attr]
+    return buffer.getvalue()
 
 
 def _finalizer_counts(item: pytest.Item) -> dict[object, int]:
@@ -1075,67 +1324,278 @@ def _use_prepared_tmp_path(config: pytest.Config, prepared: TmpPath | None) -> N
     factory.mktemp = container_mktemp
 
 
+class _LogHookSpecs:
+    """The hooks that *log* a test (pytest's hookspec.py): in the container they are
+    forwarded to the host, which calls the real ones, so that every plugin (terminal,
+    junitxml, xdist's worker, the session's -x/--maxfail count) sees each report once,
+    on the host, in order."""
+
+    @_HOOKSPEC
+    def pytest_runtest_logstart(self, nodeid: str, location: Any) -> None: ...
+
+    @_HOOKSPEC
+    def pytest_runtest_logfinish(self, nodeid: str, location: Any) -> None: ...
+
+    @_HOOKSPEC
+    def pytest_runtest_logreport(self, report: pytest.TestReport) -> None: ...
+
+    @_HOOKSPEC(historic=True)
+    def pytest_warning_recorded(
+        self, warning_message: warnings.WarningMessage, when: str, nodeid: str, location: Any
+    ) -> None: ...
+
+
+class _Forwarder:
+    """In the container, the only implementation of the logging hooks: each report and
+    each warning goes up as a frame the moment pytest logs it (subtests and unittest's
+    subTest log reports in the middle of the call, too); the start and the finish are
+    the host's.
+
+    After each report the test process waits until the host has logged it: what the
+    host prints for it (``PASSED``, a live-log or ``-s`` line's end) comes before what
+    the test prints next, as in one process."""
+
+    def __init__(
+        self,
+        item: pytest.Item,
+        send: Callable[[_wire.Message], None],
+        ack_fd: int,
+    ) -> None:
+        self.item = item
+        self.config = item.config
+        self.send = send
+        self.ack_fd = ack_fd
+        self.inherited = _finalizer_counts(item)
+        self.line = _terminal_line(self.config)
+
+    @_HOOKIMPL
+    def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
+        config = self.config
+        # A report's final status can depend on state of the test process (pytest's
+        # subtests fail a passed test that "contains failed subtests" here, from a count
+        # kept in this process): let the hook settle it before the report leaves.
+        config.hook.pytest_report_teststatus(report=report, config=config)
+        data = config.hook.pytest_report_to_serializable(config=config, report=report)
+        markup = _rendered_with_markup(config, report)
+        if markup is not None:
+            data[MARKUP_KEY] = markup
+        line = _terminal_line(config)
+        if line != self.line:  # the test process wrote through the terminal writer
+            data[LINE_KEY] = self.line = line
+        for stream in (sys.stdout, sys.stderr):  # what the test printed (-s) goes first
+            stream.flush()
+        self.send({"kind": "report", "data": _fit(data)})
+        if not os.read(self.ack_fd, 1):
+            raise RuntimeError("pytest-rootless: the host closed the container's channel")
+        if report.when == "setup" and type(report) is pytest.TestReport:
+            _tear_down_what_the_container_added(self.item, self.inherited)
+
+    @_HOOKIMPL
+    def pytest_warning_recorded(
+        self, warning_message: warnings.WarningMessage, when: str, nodeid: str, location: Any
+    ) -> None:
+        category = warning_message.category
+        self.send(
+            {
+                "kind": "warning",
+                "message": str(warning_message.message),
+                "category": category.__name__,
+                "module": category.__module__,
+                "filename": str(warning_message.filename),
+                "lineno": int(warning_message.lineno or 0),
+            }
+        )
+
+
+def _terminal_line(config: pytest.Config) -> str | None:
+    """The terminal writer's current line (see _follow_terminal_line)."""
+    line = getattr(config.get_terminal_writer(), "_current_line", None)
+    return line if isinstance(line, str) else None
+
+
+def _forward_log_hooks(
+    item: pytest.Item, send: Callable[[_wire.Message], None], ack_fd: int
+) -> None:
+    """Replace, in this process only, the callers of the logging hooks by ones whose only
+    implementation is a :class:`_Forwarder`. Made by a PluginManager of their own (public
+    pluggy API); set on the hook relay the way pluggy fills it, so item.ihook and its
+    per-directory subsets (FSHookProxy) resolve to them too."""
+    config = item.config
+    manager = pluggy.PluginManager("pytest")
+    manager.add_hookspecs(_LogHookSpecs)
+    manager.register(_Forwarder(item, send, ack_fd))
+    relays = {id(relay): relay for relay in (config.pluginmanager.hook, config.hook)}
+    for name in vars(_LogHookSpecs):
+        if name.startswith("pytest_"):
+            for relay in relays.values():
+                setattr(relay, name, getattr(manager.hook, name))
+
+
+def junitxml_plugin(config: pytest.Config) -> Any:
+    """pytest's junitxml plugin object when ``--junitxml`` is on, else None. pytest keeps
+    it under a private stash key; it is found here by what it does."""
+    for plugin in config.pluginmanager.get_plugins():
+        if callable(getattr(plugin, "add_global_property", None)) and callable(
+            getattr(plugin, "node_reporter", None)
+        ):
+            return plugin
+    return None
+
+
+class _JunitRecords:
+    """What ``record_xml_attribute`` and ``record_testsuite_property`` record in the
+    container: they change the junitxml plugin's objects (its node reporter's ``attrs``,
+    its ``global_properties``), which here are the test process's copies. Read back
+    after the test and sent up; the host records them on its own (see _apply_junit)."""
+
+    def __init__(self, config: pytest.Config) -> None:
+        self.xml = junitxml_plugin(config)
+        properties = getattr(self.xml, "global_properties", None)
+        self.known = len(properties) if isinstance(properties, list) else 0
+
+    def recorded(self, nodeid: str) -> _wire.Message | None:
+        if self.xml is None:
+            return None
+        properties = getattr(self.xml, "global_properties", None)
+        added = list(properties[self.known :]) if isinstance(properties, list) else []
+        attributes: dict[str, object] = {}
+        reporters = getattr(self.xml, "node_reporters", None)
+        for key, reporter in reporters.items() if isinstance(reporters, dict) else ():
+            # (node id, xdist worker); pytest 9.2 keys by a NodeId whose str() is the id
+            if isinstance(key, tuple) and key and str(key[0]) == nodeid:
+                attributes.update(getattr(reporter, "attrs", {}))
+        if not added and not attributes:
+            return None
+        return {
+            "kind": "junitxml",
+            "attributes": [[str(k), str(v)] for k, v in attributes.items()],
+            "properties": [[str(k), str(v)] for k, v in added],
+        }
+
+
+class _LimitNotes:
+    """In the test process: a failure caused by a limit (a refused fork, the OOM killer's
+    work) says which, in a section of its report."""
+
+    def __init__(self, limit_notes: Callable[..., list[str]]) -> None:
+        self.limit_notes = limit_notes
+
+    @pytest.hookimpl(wrapper=True)
+    def pytest_runtest_makereport(
+        self, item: pytest.Item, call: pytest.CallInfo[None]
+    ) -> Generator[None, pytest.TestReport, pytest.TestReport]:
+        report = yield
+        if call.excinfo is not None and report.failed:
+            lines = self.limit_notes(exception=call.excinfo.value)
+            if lines:
+                report.sections.append((LIMIT_SECTION, "\n".join(f"{line}." for line in lines)))
+        return report
+
+
+#: coverage.py's [run] options that the measurement in a test process takes from pytest's.
+COVERAGE_OPTIONS = (
+    "run:branch",
+    "run:concurrency",
+    "run:context",
+    "run:core",
+    "run:cover_pylib",
+    "run:disable_warnings",
+    "run:include",
+    "run:omit",
+    "run:plugins",
+    "run:relative_files",
+    "run:source",
+    "run:source_dirs",
+    "run:source_pkgs",
+    "run:timid",
+)
+#: Warnings of coverage.py about what one test process did not see (the host's Coverage
+#: warns about the session as a whole).
+COVERAGE_QUIET = ("no-data-collected", "module-not-imported", "module-not-measured")
+
+
+class ContainerCoverage:
+    """coverage.py in a test process, when it measures pytest (``pytest --cov``,
+    ``coverage run -m pytest``): the process is a fork that leaves through ``os._exit``,
+    so the measurement it inherited would never be saved (no atexit), and the data file
+    it would write is on the host, read-only in here. It measures the test with a
+    Coverage of its own, same [run] options, in memory (``data_file=None``), and sends
+    the lines or arcs up as data: the host writes them where coverage.py combines them
+    (see CoverageSink). Only public coverage.py API."""
+
+    #: The Coverage measuring this test process, if one.
+    active: Any = None
+
+    def __init__(self, coverage: Any) -> None:
+        self.coverage = ContainerCoverage.active = coverage
+
+    @classmethod
+    def start(cls) -> ContainerCoverage | None:
+        module = sys.modules.get("coverage")
+        current = getattr(getattr(module, "Coverage", None), "current", None)
+        inherited = current() if callable(current) else None
+        if module is None or inherited is None:
+            return None
+        options = {}
+        for name in COVERAGE_OPTIONS:
+            try:
+                options[name] = inherited.get_option(name)
+            except Exception:  # an option this coverage.py does not have
+                continue
+        inherited.stop()  # this process's copy of pytest's measurement, never saved
+        own = module.Coverage(data_file=None, config_file=False)
+        for name, value in options.items():
+            own.set_option(name, value)
+        quiet = list(options.get("run:disable_warnings") or [])
+        own.set_option("run:disable_warnings", [*quiet, *COVERAGE_QUIET])
+        own.start()
+        return cls(own)
+
+    def finish(self) -> _wire.Message | None:
+        self.coverage.stop()
+        data = self.coverage.get_data()
+        arcs = data.has_arcs()
+        files = {
+            path: sorted(data.arcs(path) or []) if arcs else sorted(data.lines(path) or [])
+            for path in data.measured_files()
+        }
+        return {"kind": "coverage", "arcs": arcs, "files": files} if files else None
+
+
+#: Set in the container's copy of the item: its pytest_runtest_protocol is pytest's own.
+INSIDE_KEY = pytest.StashKey[bool]()
+
+
 def _container_protocol(
     item: pytest.Item,
     prepared_tmp: TmpPath | None,
     limit_notes: Callable[..., list[str]],
+    ack_fd: int,
     result_fd: int,
 ) -> int:
-    """pytest's runtestprotocol for one item, reports sent up instead of logged.
+    """pytest's own runtest protocol for one item (``pytest_runtest_protocol``, with every
+    plugin's wrapper: warnings, faulthandler, assertion, unittest, timeouts), the
+    logging hooks forwarded to the host instead (see :class:`_Forwarder`).
     ``limit_notes(exception=...)`` names the limit an exception comes from, if one."""
     config = item.config
+    measuring = ContainerCoverage.start()
     _use_prepared_tmp_path(config, prepared_tmp)
-    ihook = item.ihook
-    reraise = _reraise(item)
     send = functools.partial(_wire.send, result_fd)
-
-    def call_and_report(when: Phase, **kwds: Any) -> pytest.TestReport:
-        hook = {
-            "setup": ihook.pytest_runtest_setup,
-            "call": ihook.pytest_runtest_call,
-            "teardown": ihook.pytest_runtest_teardown,
-        }[when]
-        call = pytest.CallInfo.from_call(
-            lambda: hook(item=item, **kwds), when=when, reraise=reraise
-        )
-        report: pytest.TestReport = ihook.pytest_runtest_makereport(item=item, call=call)
-        if call.excinfo is not None and report.failed:
-            lines = limit_notes(exception=call.excinfo.value)
-            if lines:
-                report.sections.append((LIMIT_SECTION, "\n".join(f"{line}." for line in lines)))
-        data = config.hook.pytest_report_to_serializable(config=config, report=report)
-        send({"kind": "report", "data": _fit(data)})
-        _interact(item, call, report)  # --pdb: the debugger runs here, on the terminal
-        return report
-
-    inherited = _finalizer_counts(item)
-    with warnings.catch_warnings(record=True) as log:
-        try:
-            report = call_and_report("setup")
-            _tear_down_what_the_container_added(item, inherited)
-            if report.passed and config.getoption("setupshow", False):
-                _show_test_item(item)
-            if report.passed and not config.getoption("setuponly", False):
-                call_and_report("call")
-            # Tear down the item only: the next node that stays set up is its parent; the
-            # host tears down higher scopes.
-            call_and_report("teardown", nextitem=item.parent)
-        except pytest.exit.Exception as exc:
-            send({"kind": "session-exit", "reason": exc.msg, "returncode": exc.returncode})
-        except KeyboardInterrupt:
-            send({"kind": "interrupt"})
-        finally:
-            for w in log:
-                send(
-                    {
-                        "kind": "warning",
-                        "message": str(w.message),
-                        "category": w.category.__name__,
-                        "module": w.category.__module__,
-                        "filename": w.filename,
-                        "lineno": w.lineno,
-                    }
-                )
+    _forward_log_hooks(item, send, ack_fd)
+    config.pluginmanager.register(_LimitNotes(limit_notes), "rootless-limits")
+    item.stash[INSIDE_KEY] = True
+    junit = _JunitRecords(config)
+    try:
+        # Tear down the item only: the next node that stays set up is its parent; the
+        # host tears down higher scopes.
+        item.ihook.pytest_runtest_protocol(item=item, nextitem=item.parent)
+    except pytest.exit.Exception as exc:
+        send({"kind": "session-exit", "reason": exc.msg, "returncode": exc.returncode})
+    except KeyboardInterrupt:
+        send({"kind": "interrupt"})
+    for message in (junit.recorded(item.nodeid), measuring and measuring.finish()):
+        if message:
+            send(message)
     # Everything is sent; the host ends the container when it reads this, so what is
     # still buffered for the terminal (-s) goes out first.
     for stream in (sys.stdout, sys.stderr):

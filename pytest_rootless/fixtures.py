@@ -30,7 +30,7 @@ import pytest
 from . import _limits, _network, _remote, _spawn, _wire
 from ._options import Options, validate
 from ._probe import UnsupportedHost
-from ._runner import SessionState
+from ._runner import COVERAGE, ContainerCoverage, SessionState
 
 __all__ = ["Container", "Process", "container", "container_factory", "run_isolated"]
 
@@ -160,7 +160,14 @@ class Process:
             return True  # reset by a killed process: what arrived is all there is
         if not chunk:
             return True
-        self._messages += self._decoder.feed(chunk)
+        for message in self._decoder.feed(chunk):
+            if message["kind"] != "coverage":
+                self._messages.append(message)
+                continue
+            try:  # lines the call ran, for coverage.py measuring pytest
+                COVERAGE.add(message)
+            except _wire.ProtocolError:
+                pass
         return any(m["kind"] in ("result", "error") for m in self._messages)
 
     def _finish(self) -> None:
@@ -180,6 +187,7 @@ def _serve_call(fd: int) -> int:
         while chunk := channel.recv(1 << 20):
             chunks.append(chunk)
     message: _wire.Message
+    measuring = ContainerCoverage.start()  # coverage.py measures pytest: this call too
     try:
         fn, args, kwargs = pickle.loads(b"".join(chunks))
         value = _remote.encode_value(fn(*args, **kwargs))
@@ -188,6 +196,9 @@ def _serve_call(fd: int) -> int:
         message = {"kind": "error", "error": _remote.encode_exception(TypeError(str(exc)))}
     except BaseException as exc:
         message = {"kind": "error", "error": _remote.encode_exception(exc)}
+    measured = measuring.finish() if measuring is not None else None
+    if measured is not None:
+        _wire.write_all(fd, _wire.encode(measured))
     for stream in (sys.stdout, sys.stderr):
         stream.flush()
     data = _wire.encode(message)

@@ -230,8 +230,8 @@ def _require(config: pytest.Config) -> bool:
 @pytest.hookimpl(tryfirst=True)
 def pytest_runtest_protocol(item: pytest.Item, nextitem: pytest.Item | None) -> bool | None:
     options = item.stash.get(OPTIONS_KEY, None)
-    if options is None:
-        return None
+    if options is None or item.stash.get(_runner.INSIDE_KEY, False):
+        return None  # not isolated, or in its container already: pytest's own protocol
     state = item.config.stash[STATE_KEY]
     support = state.probe()
     if not support.ok:
