@@ -314,7 +314,10 @@ def _serve_request(
     payload: Payload,
     store: _rootfs.Store | None,
 ) -> bool:
-    message, fds, _, _ = socket.recv_fds(control, 4096, 1, socket.MSG_CMSG_CLOEXEC)
+    try:
+        message, fds, _, _ = socket.recv_fds(control, 4096, 1, socket.MSG_CMSG_CLOEXEC)
+    except ConnectionError:  # the host went away with reports of ours unread
+        return False
     if not message:
         return False
     request = json.loads(message)
