@@ -72,9 +72,8 @@ class CoverageSink:
     checked and written by the host into a coverage.py data file of its own, next to
     the data file of the Coverage measuring pytest, with a parallel-mode suffix
     (``.coverage.rootless.<host>.<pid>.<random>``): pytest-cov combines every such file
-    into its report (xdist workers' too). At the end of the session, a file nobody
-    combined (``coverage run -m pytest``) is merged into that Coverage's own data, which
-    it saves at exit, and removed."""
+    into its report (xdist workers' too). With ``coverage run -m pytest`` it is merged
+    into the running measurement's data at the end (see close)."""
 
     def __init__(self) -> None:
         self.data: Any = None
@@ -134,14 +133,16 @@ class CoverageSink:
         return self.data
 
     def close(self) -> None:
-        """Merge a file that was not combined into the running Coverage's data."""
+        """At the end of the session: where coverage.py still measures (``coverage run``;
+        pytest-cov stopped and combined already, or its xdist controller will), merge
+        the file into that measurement's data, which it saves at exit, and remove it."""
         if self.owner != os.getpid() or self.path is None or not os.path.exists(self.path):
             return
         module = sys.modules.get("coverage")
         current = module.Coverage.current() if module is not None else None
         if current is not None:
             current.get_data().update(self.data)
-        os.unlink(self.path)
+            os.unlink(self.path)
 
 
 #: This process's sink (the host's), for isolated tests and live containers alike.
