@@ -288,11 +288,12 @@ def log_until_stop():  # what every connection sends, until one says stop
     return log
 
 
-def knock(host, token):
-    # Send token to host:9000: True if it was sent. Some networks (a transparent proxy)
-    # accept any outgoing connection: whether the server got it is for its log to say.
+def knock(host, token, wait=False):
+    # Send token to host:9000: True if it was sent (wait: retried until it listens). Some
+    # networks (a transparent proxy) accept any outgoing connection: whether the server
+    # got it is for its log to say.
     try:
-        with socket.create_connection((host, 9000), timeout=1) as conn:
+        with connect(host, 9000) if wait else socket.create_connection((host, 9000), 1) as conn:
             conn.sendall(token)
         return True
     except OSError:
@@ -303,7 +304,7 @@ def test_host_cannot_reach(container_factory):
     server = container_factory(hostname="server", network="lab")
     peer = container_factory(hostname="peer", network="lab")
     log = server.start(log_until_stop)
-    assert peer.run(knock, "server", b"from a peer")  # waits until it listens
+    assert peer.run(knock, "server", b"from a peer", True)  # once it listens
     host_addresses = {a[4][0] for a in socket.getaddrinfo(socket.gethostname(), None)}
     assert server.address not in host_addresses
     knock(server.address, b"from the host")
