@@ -36,7 +36,6 @@ import os
 import re
 import shutil
 import signal
-import socket
 import sys
 import tempfile
 import time
@@ -68,16 +67,14 @@ _HOOKIMPL = pluggy.HookimplMarker("pytest")
 
 
 class CoverageSink:
-    """The host's end of ContainerCoverage: lines and arcs measured in test processes,
-    checked and written by the host into a coverage.py data file of its own, next to
-    the data file of the Coverage measuring pytest, with a parallel-mode suffix
-    (``.coverage.rootless.<host>.<pid>.<random>``): pytest-cov combines every such file
-    into its report (xdist workers' too). With ``coverage run -m pytest`` it is merged
-    into the running measurement's data at the end (see close)."""
+    """The host's end of ContainerCoverage: lines and arcs measured in test processes and
+    container calls, checked, and kept in memory until they join the data of the
+    Coverage measuring pytest (see flush): pytest-cov saves and combines that data as it
+    always does (xdist workers' too), ``coverage run`` saves it at exit. No file is
+    written from a container, and none of ours is left beside coverage.py's."""
 
     def __init__(self) -> None:
         self.data: Any = None
-        self.path: str | None = None
         self.arcs: bool | None = None
         self.owner = os.getpid()
 
@@ -102,10 +99,6 @@ class CoverageSink:
         data = self._data(arcs)
         if data is None:
             return
-        if self.arcs is None:  # nested: this test process's own measurement
-            self.arcs = arcs
-        if self.arcs != arcs:
-            raise _wire.ProtocolError("a coverage frame mixes lines and arcs")
         if arcs:
             data.add_arcs(checked)
         else:
@@ -113,36 +106,34 @@ class CoverageSink:
 
     def _data(self, arcs: bool) -> Any:
         if self.owner != os.getpid():  # a test process's copy: it runs containers itself
-            self.owner, self.data, self.path, self.arcs = os.getpid(), None, None, None
-        if self.data is not None:
-            return self.data
+            self.owner, self.data, self.arcs = os.getpid(), None, None
         module: Any = sys.modules.get("coverage")
         current = module.Coverage.current() if module is not None else None
         if current is None:
             return None  # pytest is not measured any more (or never was)
         if ContainerCoverage.active is current:  # nested: into what goes up from here
             return current.get_data()
-        base = os.path.abspath(str(current.get_option("run:data_file")))
-        suffix = f"rootless.{socket.gethostname()}.{os.getpid()}.{os.urandom(4).hex()}"
-        self.data = module.CoverageData(basename=base, suffix=suffix)
-        self.path = f"{base}.{suffix}"
-        self.arcs = arcs
-        # Before coverage.py's own exit handler (registered earlier, so run later),
-        # where pytest's session did not close it (run_isolated in a script).
-        atexit.register(self.close)
+        if self.data is None:
+            self.data = module.CoverageData(no_disk=True)
+            self.arcs = arcs
+            # Where pytest's session does not flush (run_isolated in a script):
+            # before coverage.py's own exit handler, registered earlier so run later.
+            atexit.register(self.flush)
+        if self.arcs != arcs:
+            raise _wire.ProtocolError("a coverage frame mixes lines and arcs")
         return self.data
 
-    def close(self) -> None:
-        """At the end of the session: where coverage.py still measures (``coverage run``;
-        pytest-cov stopped and combined already, or its xdist controller will), merge
-        the file into that measurement's data, which it saves at exit, and remove it."""
-        if self.owner != os.getpid() or self.path is None or not os.path.exists(self.path):
+    def flush(self) -> None:
+        """Add what was received to the data of the Coverage measuring pytest, while it
+        still measures: at the end of the test loop, before pytest-cov stops, saves and
+        combines (plugin.py), and at the end of the session and of the process."""
+        if self.owner != os.getpid() or self.data is None:
             return
-        module = sys.modules.get("coverage")
+        module: Any = sys.modules.get("coverage")
         current = module.Coverage.current() if module is not None else None
         if current is not None:
             current.get_data().update(self.data)
-            os.unlink(self.path)
+            self.data = self.arcs = None
 
 
 #: This process's sink (the host's), for isolated tests and live containers alike.
@@ -193,7 +184,7 @@ class SessionState:
     def close(self) -> None:
         if self.owner != os.getpid():
             return  # a copy inherited by a container: the host owns all of it
-        COVERAGE.close()
+        COVERAGE.flush()
         self.reaper.close()
         self.cgroups_left = [cg for cg in self.cgroups_left if not cg.remove()]
         if self.crash is not None:

@@ -6,7 +6,7 @@ decided by :mod:`._probe`, and an isolated item runs through :mod:`._runner`.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Generator, Mapping
 from typing import Any
 
 import pytest
@@ -225,6 +225,16 @@ def pytest_collection_modifyitems(
 
 def _require(config: pytest.Config) -> bool:
     return bool(config.getoption("rootless_require") or config.getini("rootless_require"))
+
+
+@pytest.hookimpl(wrapper=True, trylast=True)
+def pytest_runtestloop(session: pytest.Session) -> Generator[None, object, object]:
+    """Innermost, so that what coverage.py measured in containers joins pytest's
+    measurement before pytest-cov (whose wrapper is outside this one) stops and saves it."""
+    try:
+        return (yield)
+    finally:
+        _runner.COVERAGE.flush()
 
 
 @pytest.hookimpl(tryfirst=True)

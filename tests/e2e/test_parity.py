@@ -335,9 +335,12 @@ def _diff(plain: object, isolated: object) -> str:
 
 
 @pytest.fixture
-def corpus(pytester: pytest.Pytester) -> pytest.Pytester:
+def corpus(pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch) -> pytest.Pytester:
     for path in CORPUS.glob("*.py"):
         shutil.copy(path, pytester.path / path.name)
+    # One hash seed for both runs: pytest's coloured log levels come from a set, whose
+    # order is the process's (both runs would differ plainly as well)
+    monkeypatch.setenv("PYTHONHASHSEED", "0")
     return pytester
 
 
