@@ -915,7 +915,7 @@ def run_item(
         raise KeyboardInterrupt
 
     # === teardown: the container's (function scope) merged with the host's (higher) ===
-    if item.session.shouldfail or item.session.shouldstop:
+    if TEARDOWN_ALL_ON_STOP and (item.session.shouldfail or item.session.shouldstop):
         nextitem = None
     teardown_call = pytest.CallInfo.from_call(
         lambda: capture.run(lambda: _host_teardown(item, nextitem)), "teardown", reraise=reraise
@@ -938,6 +938,12 @@ def run_item(
             }
         )
     ihook.pytest_runtest_logfinish(nodeid=item.nodeid, location=item.location)
+
+
+#: pytest 8.3 and later tear everything down with the test after which the session stops
+#: (-x, --maxfail), so that a fixture's teardown error is reported with it (pytest #11706);
+#: earlier ones at the session's end, outside any test.
+TEARDOWN_ALL_ON_STOP = pytest.version_tuple[:2] >= (8, 3)
 
 
 def _merge_teardown(
