@@ -110,7 +110,7 @@ def test_an_orphan_is_adopted_and_reaped_by_pid_1() -> None:
 
 
 def test_everything_dies_with_pid_1(container: pytest_rootless.Container) -> None:
-    """Not isolated: this test drives a live container from the host (lesson 11 shows the
+    """Not isolated: this test drives a live container from the host (lesson 12 shows the
     ``container`` fixture in full), starts a process in it, then ends the container."""
     token = f"lesson1-{uuid.uuid4().hex}"
     # `sleep 300; true`: the shell stays (it has more to do after sleep) with the token in

@@ -24,6 +24,7 @@ FEATURES: dict[str, tuple[str, ...]] = {
     "uts_namespace": ("uts_namespaces(7)", "sethostname(2)", "uname(2)"),
     "ipc_namespace": ("ipc_namespaces(7)", "sysvipc(7)", "mq_overview(7)", "CLONE_NEWIPC"),
     "network_namespace": ("network_namespaces(7)", "ENETUNREACH", "lo"),
+    "private_network": ("network_namespaces(7)", "veth(4)", "user_namespaces(7)", "/etc/hosts"),
     "limits": ("cgroups(7)", "setrlimit(2)", "RLIMIT_NPROC", "RLIMIT_CPU", "pids.max"),
     "not_a_vm": ("namespaces(7)", "uname(2)", "time_namespaces(7)", "/proc/modules"),
     "container_fixture": ("pid_namespaces(7)", "unix(7)"),

@@ -1,4 +1,4 @@
-"""Lesson 10: a container is not a virtual machine: one kernel, one clock, for everyone.
+"""Lesson 11: a container is not a virtual machine: one kernel, one clock, for everyone.
 
 Kernel mechanism, namespaces(7): a namespace wraps one kind of global resource (process
 ids, mounts, network, hostname, IPC, user ids, cgroup paths, clocks) so that its members
@@ -8,7 +8,7 @@ it. uname(2) reports that kernel's release; its boot id, its modules (/proc/modu
 only by CAP_SYS_MODULE in the initial user namespace) and its clocks are the same inside.
 Time namespaces exist (time_namespaces(7), Linux 5.6: offsets for CLOCK_MONOTONIC and
 CLOCK_BOOTTIME, never for the wall clock) but pytest-rootless does not use one, and it
-keeps the cgroup namespace too, so /proc/self/cgroup shows the host's paths (lesson 9).
+keeps the cgroup namespace too, so /proc/self/cgroup shows the host's paths (lesson 10).
 A virtual machine runs a kernel of its own on emulated hardware: none of this holds there.
 
 Why it matters: isolation is only as strong as the one kernel everyone shares: a kernel

@@ -1,4 +1,4 @@
-"""Lesson 12: a test may scribble over the project and /etc; the host never sees it.
+"""Lesson 13: a test may scribble over the project and /etc; the host never sees it.
 
 Kernel mechanism, overlayfs (the kernel's Documentation/filesystems/overlayfs.rst; mount(2)
 with type "overlay", allowed in a user namespace since Linux 5.11 with the `userxattr`

@@ -1,4 +1,4 @@
-"""Lesson 11: drive a live container from a test on the host.
+"""Lesson 12: drive a live container from a test on the host.
 
 Kernel mechanism, pid_namespaces(7) and unix(7): the ``container`` fixture starts a
 container whose init (PID 1) stays up and waits for requests on a socket. For each

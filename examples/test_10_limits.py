@@ -1,4 +1,4 @@
-"""Lesson 9: limits stop a fork bomb, a memory hog and a busy loop.
+"""Lesson 10: limits stop a fork bomb, a memory hog and a busy loop.
 
 Kernel mechanism, cgroups(7): namespaces decide what a process sees, not how much it may
 use. A control group counts the resources of every process in it, and its controllers

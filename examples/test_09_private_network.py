@@ -1,12 +1,16 @@
-"""Private networks: a web server and its client, each in a container of its own, on a
-network that nothing outside the test can reach.
+"""Lesson 9: two hosts on a private network: a web server and its client, each in a
+container of its own, on a network that nothing outside the test can reach.
 
 Kernel mechanism, network_namespaces(7) and veth(4): each container has a network
 namespace of its own, with its own loopback. Containers of one test that name the same
 network each get one end of a veth pair as ``eth0``, with an address, and the other end
 sits on a bridge in a network namespace that belongs to the test alone (owned by a user
 namespace of its own, user_namespaces(7)): no interface of the host's takes part, so
-the host has no way in, and neither has a container on another network.
+the host has no way in, and neither has a container on another network. Every member's
+/etc/hosts lists the others by hostname, so a client finds its server by name.
+
+The host's own network may accept any outgoing connection (a transparent proxy does): so
+"unreachable from the host" is proved by the server's log, which never shows the request.
 
 Why it matters: a client and a server, or a small cluster, get real hosts with their own
 addresses and names, talking TCP and UDP, without root, a daemon or a port on the host,

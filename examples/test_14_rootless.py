@@ -1,4 +1,4 @@
-"""Lesson 13: why rootless matters: a "root" that gets out is still you.
+"""Lesson 14: why rootless matters: a "root" that gets out is still you.
 
 Kernel mechanism, user_namespaces(7): every uid a process has inside a user namespace is
 translated, through the namespace's uid_map, to a uid of the host's kernel, and that host
