@@ -5,6 +5,7 @@ parity harness, test_parity.py)."""
 from __future__ import annotations
 
 import re
+import subprocess
 import sys
 
 import pytest
@@ -278,3 +279,108 @@ def test_the_plugins_own_timeout_still_wins(pytester: pytest.Pytester) -> None:
     )
     result.assert_outcomes(failed=1, passed=1)
     result.stdout.fnmatch_lines(["*rootless: the container exceeded timeout=1s*"])
+
+
+# --- debugging and selection ------------------------------------------------------------------
+
+BREAKPOINT = """
+import pytest
+
+@pytest.mark.isolated
+def test_stops():
+    x = 41
+    breakpoint()
+    assert x + 1 == 42
+"""
+
+
+def test_breakpoint_reads_the_terminal(pytester: pytest.Pytester) -> None:
+    pytester.makepyfile(BREAKPOINT)
+    result = pytester.run(
+        sys.executable, "-m", "pytest", "-p", "rootless", stdin=b"p x + 100\nc\n", timeout=60
+    )
+    result.stdout.fnmatch_lines(["*PDB set_trace*", "*(Pdb) 141", "*PDB continue*"])
+    result.assert_outcomes(passed=1)
+
+
+def test_breakpoint_without_a_terminal_ends_as_it_would_plainly(pytester: pytest.Pytester) -> None:
+    # pdb reads end-of-file and quits: BdbQuit fails the test, as without isolation; no hang
+    pytester.makepyfile(BREAKPOINT)
+    for plugin in ("--rootless-off", "--rootless"):
+        result = pytester.run(
+            sys.executable,
+            "-m",
+            "pytest",
+            "-p",
+            "rootless",
+            plugin,
+            "-rf",
+            stdin=subprocess.DEVNULL,
+            timeout=60,
+        )
+        result.assert_outcomes(failed=1)
+        result.stdout.fnmatch_lines(["E           bdb.BdbQuit", "FAILED *::test_stops*"])
+
+
+LAST_FAILED = """
+import pytest
+
+@pytest.mark.parametrize("n", range(4))
+def test_numbers(n):
+    assert n % 2 == 0
+"""
+
+
+def test_last_failed_and_keywords_select_isolated_tests(pytester: pytest.Pytester) -> None:
+    pytester.makepyfile(LAST_FAILED)
+    first = pytester.runpytest_subprocess("-p", "rootless", "--rootless")
+    first.assert_outcomes(passed=2, failed=2)
+    again = pytester.runpytest_subprocess("-p", "rootless", "--rootless", "--lf", "-v")
+    again.assert_outcomes(failed=2)  # only the two that failed ran
+    again.stdout.fnmatch_lines_random(
+        ["*test_numbers[[]1[]] FAILED*", "*test_numbers[[]3[]] FAILED*"]
+    )
+    picked = pytester.runpytest_subprocess(
+        "-p", "rootless", "--rootless", "-k", "3", "-p", "no:cacheprovider"
+    )
+    picked.assert_outcomes(failed=1, deselected=3)
+
+
+# --- Python 3.12+: forking a multi-threaded process -------------------------------------------
+
+OWN_FORK = """
+import os, threading
+import pytest
+
+def test_own_fork_with_a_thread_still_warns():
+    stop = threading.Event()
+    thread = threading.Thread(target=stop.wait)
+    thread.start()
+    try:
+        with pytest.warns(DeprecationWarning, match="multi-threaded"):
+            pid = os.fork()
+            if pid == 0:
+                os._exit(0)
+        os.waitpid(pid, 0)
+    finally:
+        stop.set()
+        thread.join()
+
+@pytest.mark.parametrize("n", range(3))
+def test_other(n):
+    pass
+"""
+
+
+@pytest.mark.skipif(sys.version_info < (3, 12), reason="the warning is Python 3.12's")
+@pytest.mark.parametrize(
+    "threads", [["-n", "2"], ["-o", "faulthandler_timeout=60"]], ids=["xdist", "faulthandler"]
+)
+def test_fork_warnings_stay_errors(pytester: pytest.Pytester, threads: list[str]) -> None:
+    # pytest has threads here (execnet's, faulthandler's watchdog): containers start through
+    # a relay forked from it, whose warning the runtime acknowledges for that one fork only;
+    # a test's own fork in a multi-threaded process still warns, and "error" still applies.
+    pytester.makeini("[pytest]\nfilterwarnings = error\n")
+    pytester.makepyfile(OWN_FORK)
+    result = pytester.runpytest_subprocess("-p", "rootless", "--rootless", *threads)
+    result.assert_outcomes(passed=4)
