@@ -79,30 +79,23 @@ class CoverageSink:
         self.owner = os.getpid()
 
     def add(self, message: _wire.Message) -> None:
-        arcs, files = message.get("arcs"), message.get("files")
-        if not isinstance(arcs, bool) or not isinstance(files, dict):
+        """Take one frame: ``{"arcs": bool, "contexts": {context: {path: lines or
+        arcs}}}``, the lines (or arcs) measured under each dynamic context."""
+        arcs, contexts = message.get("arcs"), message.get("contexts")
+        if not isinstance(arcs, bool) or not isinstance(contexts, dict):
             raise _wire.ProtocolError("a coverage frame is malformed")
-        size = 2 if arcs else 1
-        checked: dict[str, list[Any]] = {}
-        for path, entries in files.items():
-            if not isinstance(path, str) or not isinstance(entries, list):
-                raise _wire.ProtocolError("a coverage frame is malformed")
-            for entry in entries:
-                numbers = entry if arcs else [entry]
-                if not (
-                    isinstance(numbers, list)
-                    and len(numbers) == size
-                    and all(isinstance(n, int) and not isinstance(n, bool) for n in numbers)
-                ):
-                    raise _wire.ProtocolError("a coverage frame is malformed")
-            checked[path] = [tuple(e) for e in entries] if arcs else entries
+        checked = {context: _checked_coverage(files, arcs) for context, files in contexts.items()}
         data = self._data(arcs)
         if data is None:
             return
-        if arcs:
-            data.add_arcs(checked)
-        else:
-            data.add_lines(checked)
+        nested = data is not self.data  # the live measurement of a test process
+        for context, files in checked.items():
+            if not nested:
+                data.set_context(context)
+            if arcs:
+                data.add_arcs(files)
+            else:
+                data.add_lines(files)
 
     def _data(self, arcs: bool) -> Any:
         if self.owner != os.getpid():  # a test process's copy: it runs containers itself
@@ -134,6 +127,27 @@ class CoverageSink:
         if current is not None:
             current.get_data().update(self.data)
             self.data = self.arcs = None
+
+
+def _checked_coverage(files: object, arcs: bool) -> dict[str, list[Any]]:
+    """A coverage frame's ``{path: [line, ...]}`` or ``{path: [[from, to], ...]}``."""
+    if not isinstance(files, dict):
+        raise _wire.ProtocolError("a coverage frame is malformed")
+    size = 2 if arcs else 1
+    checked: dict[str, list[Any]] = {}
+    for path, entries in files.items():
+        if not isinstance(path, str) or not isinstance(entries, list):
+            raise _wire.ProtocolError("a coverage frame is malformed")
+        for entry in entries:
+            numbers = entry if arcs else [entry]
+            if not (
+                isinstance(numbers, list)
+                and len(numbers) == size
+                and all(isinstance(n, int) and not isinstance(n, bool) for n in numbers)
+            ):
+                raise _wire.ProtocolError("a coverage frame is malformed")
+        checked[path] = [tuple(e) for e in entries] if arcs else entries
+    return checked
 
 
 #: This process's sink (the host's), for isolated tests and live containers alike.
@@ -1547,17 +1561,26 @@ class ContainerCoverage:
         quiet = list(options.get("run:disable_warnings") or [])
         own.set_option("run:disable_warnings", [*quiet, *COVERAGE_QUIET])
         own.start()
+        # Who switches the dynamic context of pytest's measurement (pytest-cov's
+        # --cov-context=test, in the runtest hooks that now run here) switches ours.
+        inherited.switch_context = own.switch_context
         return cls(own)
 
     def finish(self) -> _wire.Message | None:
         self.coverage.stop()
         data = self.coverage.get_data()
         arcs = data.has_arcs()
-        files = {
-            path: sorted(data.arcs(path) or []) if arcs else sorted(data.lines(path) or [])
-            for path in data.measured_files()
-        }
-        return {"kind": "coverage", "arcs": arcs, "files": files} if files else None
+        contexts: dict[str, dict[str, list[Any]]] = {}
+        for context in sorted(data.measured_contexts()):
+            data.set_query_context(context)
+            files = {
+                path: sorted(data.arcs(path) or []) if arcs else sorted(data.lines(path) or [])
+                for path in data.measured_files()
+            }
+            contexts[context] = {path: found for path, found in files.items() if found}
+        if not any(contexts.values()):
+            return None
+        return {"kind": "coverage", "arcs": arcs, "contexts": contexts}
 
 
 #: Set in the container's copy of the item: its pytest_runtest_protocol is pytest's own.

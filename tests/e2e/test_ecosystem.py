@@ -200,6 +200,26 @@ def test_pytest_cov_with_xdist_counts_lines_run_in_containers(measured: pytest.P
     _no_leftovers(measured)
 
 
+CONTEXTS = """
+import coverage
+data = coverage.CoverageData()
+data.read()
+for path in sorted(data.measured_files()):
+    if path.endswith("mod.py"):
+        print(sorted(data.contexts_by_lineno(path).items()))
+"""
+
+
+def test_pytest_cov_test_contexts_name_isolated_tests(measured: pytest.Pytester) -> None:
+    result = measured.runpytest_subprocess(
+        "-p", "rootless", "--cov=pkg", "--cov-context=test", timeout=TIMEOUT
+    )
+    result.assert_outcomes(passed=3)
+    shown = measured.run(sys.executable, "-c", CONTEXTS)
+    # mod.inside's body ran in test_isolated's container, under its pytest-cov context
+    shown.stdout.fnmatch_lines(["*(3, ['test_covered.py::test_isolated|run'])*"])
+
+
 def test_coverage_run_counts_lines_run_in_containers(measured: pytest.Pytester) -> None:
     run = measured.run(
         sys.executable, "-m", "coverage", "run", "--source=pkg", "-m", "pytest", "-p", "rootless"
