@@ -31,6 +31,7 @@ import errno
 import faulthandler
 import functools
 import io
+import json
 import logging
 import os
 import re
@@ -1054,6 +1055,8 @@ def _run_in_container(
                 _reissue_warning(warning)
         elif kind == "junitxml":
             _apply_junit(item, message)
+        elif kind == "cache":
+            _apply_cache(item.config, message)
         elif kind == "coverage":
             COVERAGE.add(message)
         elif kind == "session-exit":
@@ -1454,6 +1457,58 @@ def junitxml_plugin(config: pytest.Config) -> Any:
     return None
 
 
+class _CacheWrites:
+    """``config.cache`` in the test process: its directory is on the host, read-only in
+    here. Values a test (or a plugin in it) sets are kept, read back by ``get`` in this
+    process, and sent up at the end: the host sets them in the real cache. (Cache values
+    are JSON by pytest's contract; ``mkdir`` still gives the host's directory.)"""
+
+    def __init__(self, cache: Any) -> None:
+        self.cache = cache
+        self.values: dict[str, object] = {}
+        self.get = cache.get
+
+    @classmethod
+    def install(cls, config: pytest.Config) -> _CacheWrites | None:
+        cache = getattr(config, "cache", None)
+        if cache is None:  # -p no:cacheprovider
+            return None
+        writes = cls(cache)
+        cache.set = writes.set_value  # this process's copy of the object only
+        cache.get = writes.get_value
+        return writes
+
+    def set_value(self, key: str, value: object) -> None:
+        __tracebackhide__ = True
+        json.dumps(value, ensure_ascii=False, indent=2)  # as the real set: its error, here
+        self.values[key] = value
+
+    def get_value(self, key: str, default: object) -> object:
+        if key in self.values:
+            return self.values[key]
+        return self.get(key, default)
+
+    def message(self) -> _wire.Message | None:
+        return {"kind": "cache", "values": self.values} if self.values else None
+
+
+#: Values a container may set in pytest's cache per test.
+MAX_CACHE_VALUES = 1000
+
+
+def _apply_cache(config: pytest.Config, message: _wire.Message) -> None:
+    values = message.get("values")
+    if not (
+        isinstance(values, dict)
+        and len(values) <= MAX_CACHE_VALUES
+        and all(isinstance(key, str) for key in values)
+    ):
+        raise _wire.ProtocolError("a cache frame is malformed")
+    cache: Any = getattr(config, "cache", None)
+    for key, value in values.items() if cache is not None else ():
+        cache.set(key, value)
+
+
 class _JunitRecords:
     """What ``record_xml_attribute`` and ``record_testsuite_property`` record in the
     container: they change the junitxml plugin's objects (its node reporter's ``attrs``,
@@ -1606,6 +1661,7 @@ def _container_protocol(
     config.pluginmanager.register(_LimitNotes(limit_notes), "rootless-limits")
     item.stash[INSIDE_KEY] = True
     junit = _JunitRecords(config)
+    cache = _CacheWrites.install(config)
     try:
         # Tear down the item only: the next node that stays set up is its parent; the
         # host tears down higher scopes.
@@ -1614,7 +1670,8 @@ def _container_protocol(
         send({"kind": "session-exit", "reason": exc.msg, "returncode": exc.returncode})
     except KeyboardInterrupt:
         send({"kind": "interrupt"})
-    for message in (junit.recorded(item.nodeid), measuring and measuring.finish()):
+    cached = cache.message() if cache is not None else None
+    for message in (junit.recorded(item.nodeid), cached, measuring and measuring.finish()):
         if message:
             send(message)
     # Everything is sent; the host ends the container when it reads this, so what is
