@@ -6,19 +6,25 @@ The split follows the contract on fixture scopes:
 * on the host, before the clone: the collector chain is set up and every fixture of
   class, module, package or session scope the item uses is created, once per scope, as
   pytest would; the container inherits them through fork (copy-on-write);
-* in the container: function-scoped fixtures, the test, their teardown — pytest's own
-  ``pytest_runtest_setup/call/teardown`` hooks and ``pytest_runtest_makereport``, so every
-  plugin sees the usual protocol; each report goes up through
-  ``pytest_report_to_serializable`` as a JSON frame the moment it is made;
-* on the host, after: the host logs each report through ``pytest_runtest_logreport`` as it
-  arrives, then tears down higher scopes as ``nextitem`` requires.
+* in the container: pytest's own ``pytest_runtest_protocol`` for the item (every
+  plugin's wrappers, the function-scoped fixtures, the test, their teardown), with the
+  hooks that *log* a test forwarded: each report goes up through
+  ``pytest_report_to_serializable`` as a JSON frame the moment it is logged, each
+  warning as data; the test process goes on once the host has logged the report;
+* on the host: each report is logged through ``pytest_runtest_logreport`` as it arrives
+  (the teardown's merged with the host's own teardown of higher scopes, as ``nextitem``
+  requires), each warning shown to pytest's ``catch_warnings`` for the item; what the
+  test recorded for junitxml, set in ``config.cache`` or measured for coverage.py comes
+  up at its end and joins the host's.
 
 Four private pytest attributes are used, all stable since pytest 3.9 and exercised by the
 suite on pytest 8 and 9: ``session._setupstate`` (the stack of set-up nodes, to set up
 and tear down each half), the item's ``_request`` and ``_fixtureinfo`` (to create the
 higher-scoped fixtures on the host), and ``config._tmp_path_factory`` (the object behind
-``tmp_path_factory``, to make each test's writable directory). Everything else is public
-API and hooks.
+``tmp_path_factory``, to make each test's writable directory). Three more only where
+present (see the README): the terminal writer's ``_current_line``, the junitxml plugin's
+``node_reporters``/``global_properties``, a SubtestReport's ``_subtest.context``.
+Everything else is public API and hooks; no ``_pytest`` module is imported.
 """
 
 from __future__ import annotations
