@@ -1086,6 +1086,7 @@ def _run_in_container(
     spec = state.child_spec(
         options, item, rw_binds=(prepared.path,) if prepared else (), cgroups=cgroups
     )
+    _forwarding()  # made here, once, rather than in every test process
     # The host's answer to each report: it has been logged (see _Forwarder).
     ack_r, ack_w = os.pipe2(os.O_CLOEXEC)
     spec = dataclasses.replace(spec, keep_fds=spec.keep_fds | {ack_r})
@@ -1376,12 +1377,8 @@ class _Forwarder:
     host prints for it (``PASSED``, a live-log or ``-s`` line's end) comes before what
     the test prints next, as in one process."""
 
-    def __init__(
-        self,
-        item: pytest.Item,
-        send: Callable[[_wire.Message], None],
-        ack_fd: int,
-    ) -> None:
+    def attach(self, item: pytest.Item, send: Callable[[_wire.Message], None], ack_fd: int) -> None:
+        """Forward for ``item``, in its test process."""
         self.item = item
         self.config = item.config
         self.send = send
@@ -1442,14 +1439,27 @@ def _forward_log_hooks(
     pluggy API); set on the hook relay the way pluggy fills it, so item.ihook and its
     per-directory subsets (FSHookProxy) resolve to them too."""
     config = item.config
-    manager = pluggy.PluginManager("pytest")
-    manager.add_hookspecs(_LogHookSpecs)
-    manager.register(_Forwarder(item, send, ack_fd))
+    manager, forwarder = _forwarding()
+    forwarder.attach(item, send, ack_fd)
     relays = {id(relay): relay for relay in (config.pluginmanager.hook, config.hook)}
     for name in vars(_LogHookSpecs):
         if name.startswith("pytest_"):
             for relay in relays.values():
                 setattr(relay, name, getattr(manager.hook, name))
+
+
+_FORWARDING: list[tuple[pluggy.PluginManager, _Forwarder]] = []
+
+
+def _forwarding() -> tuple[pluggy.PluginManager, _Forwarder]:
+    """The forwarding hooks, made once on the host (every test process inherits them)."""
+    if not _FORWARDING:
+        manager = pluggy.PluginManager("pytest")
+        manager.add_hookspecs(_LogHookSpecs)
+        forwarder = _Forwarder()
+        manager.register(forwarder)
+        _FORWARDING.append((manager, forwarder))
+    return _FORWARDING[0]
 
 
 def junitxml_plugin(config: pytest.Config) -> Any:
