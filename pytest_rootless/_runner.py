@@ -45,6 +45,7 @@ import shutil
 import signal
 import sys
 import tempfile
+import threading
 import time
 import warnings
 from collections.abc import Callable, Generator, Iterator
@@ -1065,6 +1066,12 @@ def _run_in_container(
             _apply_cache(item.config, message)
         elif kind == "coverage":
             COVERAGE.add(message)
+        elif kind == "session-stop":
+            name, reason = message.get("attribute"), message.get("reason")
+            if name not in ("shouldstop", "shouldfail") or not isinstance(reason, str):
+                raise _wire.ProtocolError("a session-stop frame is malformed")
+            if not getattr(item.session, name):
+                setattr(item.session, name, reason[:MAX_WARNING_TEXT] or True)
         elif kind == "session-exit":
             received.exit_request = message
         elif kind == "interrupt":
@@ -1385,6 +1392,8 @@ class _Forwarder:
         self.ack_fd = ack_fd
         self.inherited = _finalizer_counts(item)
         self.line = _terminal_line(self.config)
+        self.lock = threading.Lock()
+        self.stopped: set[str] = set()
 
     @_HOOKIMPL
     def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
@@ -1397,16 +1406,37 @@ class _Forwarder:
         markup = _rendered_with_markup(config, report)
         if markup is not None:
             data[MARKUP_KEY] = markup
-        line = _terminal_line(config)
-        if line != self.line:  # the test process wrote through the terminal writer
-            data[LINE_KEY] = self.line = line
-        for stream in (sys.stdout, sys.stderr):  # what the test printed (-s) goes first
-            stream.flush()
-        self.send({"kind": "report", "data": _fit(data)})
-        if not os.read(self.ack_fd, 1):
-            raise RuntimeError("pytest-rootless: the host closed the container's channel")
+        with self.lock:  # one report at a time, even from the test's threads
+            line = _terminal_line(config)
+            if line != self.line:  # the test process wrote through the terminal writer
+                data[LINE_KEY] = self.line = line
+            for stream in (sys.stdout, sys.stderr):  # what the test printed (-s) first
+                stream.flush()
+            self.send({"kind": "report", "data": _fit(data)})
+            if not os.read(self.ack_fd, 1):
+                raise RuntimeError("pytest-rootless: the host closed the container's channel")
         if report.when == "setup" and type(report) is pytest.TestReport:
             _tear_down_what_the_container_added(self.item, self.inherited)
+        self._stop_the_session_on_the_host()
+
+    def _stop_the_session_on_the_host(self) -> None:
+        """A test that stops the session (``session.shouldstop``/``shouldfail``) stops the
+        host's. pytest's protocol then tears every scope down with the test (8.3+): here
+        the higher scopes' finalizers inherited from the host are dropped first, as
+        their teardown is the host's (the ones the test added stay, see
+        _tear_down_what_the_container_added)."""
+        session = self.item.session
+        for name in ("shouldstop", "shouldfail"):
+            value = getattr(session, name)
+            if value and name not in self.stopped:
+                self.stopped.add(name)
+                reason = value if isinstance(value, str) else ""
+                self.send({"kind": "session-stop", "attribute": name, "reason": reason})
+                stack = session._setupstate.stack
+                for node, known in self.inherited.items():
+                    if node is not self.item and node in stack:
+                        del stack[node][0][:known]
+                        self.inherited[node] = 0
 
     @_HOOKIMPL
     def pytest_warning_recorded(

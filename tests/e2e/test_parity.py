@@ -126,7 +126,12 @@ HOST_FRAMES = Expected(
 # --- the variants -----------------------------------------------------------------------------
 
 UNITTEST_SUBTESTS = "case_unittest_subtests.py"  # see SUBTEST_CAPTURE
-ALL = tuple(sorted(p.name for p in CORPUS.glob("case_*.py") if p.name != UNITTEST_SUBTESTS))
+SESSION_STOP = "case_session_stop.py"  # it ends the run: a variant of its own
+ALL = tuple(
+    sorted(
+        p.name for p in CORPUS.glob("case_*.py") if p.name not in (UNITTEST_SUBTESTS, SESSION_STOP)
+    )
+)
 EVERYDAY = (
     "case_outcomes.py",
     "case_capture.py",
@@ -195,6 +200,7 @@ VARIANTS = {
     "tb-native": Variant(("--tb=native",), files=EVERYDAY, expected=(HOST_FRAMES,)),
     "maxfail": Variant(("--maxfail=3", "-v"), files=EVERYDAY),
     "exitfirst": Variant(("-x", "-rA"), files=("case_fixtures.py",)),
+    "session-stop": Variant(("-rA", "-v"), files=(SESSION_STOP, "case_outcomes.py")),
 }
 
 
