@@ -77,12 +77,16 @@ def test_a_fork_bomb_is_stopped() -> None:
     assert len(started) < PIDS, f"{len(started)} processes started under pids={PIDS}"
 
 
-@pytest.mark.isolated(memory="64M")
+@pytest.mark.isolated(memory="512M")
 def test_a_memory_hog_is_stopped() -> None:
     how = limit_in_force("memory", resource.RLIMIT_DATA, math.inf)
     assert how, "no memory limit on this process: no memory hog on the host, the test stops"
-    # A new Python that fills 256 MiB, byte by byte (so every page is really used).
-    hog = subprocess.run([sys.executable, "-c", "b'x' * (256 << 20)"], capture_output=True)
+    # A new Python that fills 1 GiB, byte by byte (so every page is really used). The
+    # OOM killer picks by size: the test's own process, a copy of pytest, counts all of
+    # pytest's memory, so the hog offers itself first (oom_score_adj 1000, proc(5)) and
+    # the limit is well above pytest's size.
+    fill = "open('/proc/self/oom_score_adj', 'w').write('1000'); b'x' * (1 << 30)"
+    hog = subprocess.run([sys.executable, "-c", fill], capture_output=True)
     killed = hog.returncode == -signal.SIGKILL  # the cgroup's OOM killer
     refused = b"MemoryError" in hog.stderr  # RLIMIT_DATA: the allocation fails
     assert killed or refused, f"the hog ended with {hog.returncode} ({how}): {hog.stderr!r}"

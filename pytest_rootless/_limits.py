@@ -294,6 +294,10 @@ class ProcessLimits:
     data_growth: int | None = None  # bytes, RLIMIT_DATA above the current data size
     nproc: int | None = None
     cpu: float | None = None  # seconds
+    #: A memory cgroup bounds the container: its processes, not init, are the ones the
+    #: OOM killer ends when it is full (init is a copy of pytest: by size, it would be
+    #: picked first, and its end ends the container without saying why).
+    oom_first: bool = False
 
     @classmethod
     def of(cls, backend: Backend, options: Options) -> ProcessLimits:
@@ -301,6 +305,7 @@ class ProcessLimits:
             data_growth=options.memory if backend.memory is None else None,
             nproc=options.pids if backend.pids is None else None,
             cpu=options.cpu,
+            oom_first=options.memory is not None and backend.memory is not None,
         )
 
     def apply(self) -> None:
@@ -313,6 +318,12 @@ class ProcessLimits:
             resource.setrlimit(resource.RLIMIT_DATA, (value, value))
         if self.nproc is not None:
             resource.setrlimit(resource.RLIMIT_NPROC, (self.nproc, self.nproc))
+        if self.oom_first:
+            # proc(5): above init's 0, this process and its children go before init;
+            # raising it needs no privilege (lowering init's would). Not 1000: a process
+            # of the test may still put itself first.
+            with open("/proc/self/oom_score_adj", "w") as f:
+                f.write("500")
         if self.cpu is not None:
             # SIGXCPU at the soft limit; the hard one (SIGKILL) if it is caught or ignored.
             seconds = max(1, math.ceil(self.cpu))
