@@ -722,28 +722,12 @@ def _image_root(image: str, image_fd: int, base: str, store: Store) -> None:
     """The root of an image directory: an overlay whose upper layer (in the store, not a
     layer of :func:`changes`) takes the mount points and /etc files the container adds;
     it is made read-only with the rest of the root."""
-    os.mkdir(store.path("root"))
-    os.mkdir(store.path("root", "upper"), stat.S_IMODE(os.fstat(image_fd).st_mode) | 0o700)
-    os.mkdir(store.path("root", "work"), 0o700)
-    options = (
-        f"lowerdir={sc.fd_path(image_fd)},upperdir={store.path('root', 'upper')},"
-        f"workdir={store.path('root', 'work')},userxattr"
-    )
-    try:
-        sc.mount("overlay", base, "overlay", MS.NOSUID | MS.NODEV, options, label="overlay")
-    except OSError as exc:
-        raise RootfsError(
-            exc.errno or errno.EIO,
-            f"rootfs {image}: the kernel refused an overlay over it ({exc.strerror}); its "
-            f"file system ({_fstype(image)}) cannot be an overlay's lower layer in a user "
-            "namespace: copy the root to a local file system (ext4, xfs, btrfs, tmpfs)",
-        ) from None
+    mode = stat.S_IMODE(os.fstat(image_fd).st_mode) | 0o700
+    _mount_overlay(image_fd, base, store, "root", mode, f"rootfs {image}", image)
 
 
 def _overlay(op: Overlay, target: str, store: Store) -> None:
-    """Mount a copy-on-write view of what is at ``target`` now over it (overlayfs(5);
-    ``userxattr``: its bookkeeping in ``user.overlay.*`` xattrs, as a user namespace
-    must, Linux 5.11)."""
+    """A copy-on-write view of what is at ``target`` now, mounted over it."""
     try:
         _makedirs(target)
     except OSError as exc:
@@ -753,24 +737,34 @@ def _overlay(op: Overlay, target: str, store: Store) -> None:
             f"({exc.strerror or exc}): its parent is read-only; create it on the host first",
         ) from None
     lower = sc.open_dir_nofollow(target)
-    index = len(store.layers)
+    layer = len(store.layers)
     store.layers.append((op.target, lower))
-    os.mkdir(store.path(index))
-    os.mkdir(store.path(index, "upper"), stat.S_IMODE(os.stat(target).st_mode))
-    os.mkdir(store.path(index, "work"), 0o700)
-    # Paths as fds: a comma or colon in a path would split overlay's option string.
+    mode = stat.S_IMODE(os.stat(target).st_mode)
+    _mount_overlay(lower, target, store, str(layer), mode, f"writable path {op.target}", target)
+
+
+def _mount_overlay(
+    lower: int, target: str, store: Store, layer: str, mode: int, what: str, where: str
+) -> None:
+    """overlayfs(5) over ``target``: the directory of fd ``lower`` below, the store's
+    ``layer`` above (``userxattr``: its bookkeeping in ``user.overlay.*`` xattrs, as a user
+    namespace must, Linux 5.11). Paths as fds: a comma or colon in a path would split
+    overlay's option string."""
+    os.mkdir(store.path(layer))
+    os.mkdir(store.path(layer, "upper"), mode)
+    os.mkdir(store.path(layer, "work"), 0o700)
     options = (
-        f"lowerdir={sc.fd_path(lower)},upperdir={store.path(index, 'upper')},"
-        f"workdir={store.path(index, 'work')},userxattr"
+        f"lowerdir={sc.fd_path(lower)},upperdir={store.path(layer, 'upper')},"
+        f"workdir={store.path(layer, 'work')},userxattr"
     )
     try:
         sc.mount("overlay", target, "overlay", MS.NOSUID | MS.NODEV, options, label="overlay")
     except OSError as exc:
         raise RootfsError(
             exc.errno or errno.EIO,
-            f"writable path {op.target}: the kernel refused an overlay over it "
-            f"({exc.strerror}); its file system ({_fstype(target)}) cannot be an overlay's "
-            "lower layer in a user namespace",
+            f"{what}: the kernel refused an overlay over it ({exc.strerror}); its file "
+            f"system ({_fstype(where)}) cannot be an overlay's lower layer in a user "
+            "namespace: use a directory on a local file system (ext4, xfs, btrfs, tmpfs)",
         ) from None
 
 
