@@ -692,6 +692,9 @@ def _load_report(item: pytest.Item, data: object) -> pytest.TestReport:
         raise _wire.ProtocolError(f"a report has when={report.when!r} outcome={report.outcome!r}")
     if report.nodeid != item.nodeid:
         raise _wire.ProtocolError(f"a report names another test: {report.nodeid!r}")
+    # Decoded JSON holds a copy of every string: share the item's instead, as pytest's own
+    # reports do (pytest keeps every report until the end of the run).
+    report.nodeid = item.nodeid
     location = report.location
     if not (
         isinstance(location, list | tuple)
@@ -701,7 +704,8 @@ def _load_report(item: pytest.Item, data: object) -> pytest.TestReport:
         and isinstance(location[2], str)
     ):
         raise _wire.ProtocolError(f"a report has a malformed location: {location!r:.200}")
-    report.location = tuple(location)  # type: ignore[assignment]
+    same = tuple(location) == item.location
+    report.location = item.location if same else tuple(location)  # type: ignore[assignment]
     sections = report.sections
     if not isinstance(sections, list) or not all(
         isinstance(s, list | tuple) and len(s) == 2 and all(isinstance(x, str) for x in s)
@@ -711,6 +715,10 @@ def _load_report(item: pytest.Item, data: object) -> pytest.TestReport:
     report.sections = [(title, text) for title, text in sections]
     if not isinstance(report.duration, int | float) or not isinstance(report.keywords, dict):
         raise _wire.ProtocolError("a report has a malformed duration or keywords")
+    if report.keywords.keys() <= item.keywords.keys():
+        report.keywords = {
+            key: report.keywords[key] for key in item.keywords if key in report.keywords
+        }
     props = report.user_properties
     if not isinstance(props, list) or not all(
         isinstance(p, list | tuple) and len(p) == 2 and isinstance(p[0], str) for p in props
