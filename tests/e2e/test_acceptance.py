@@ -1188,7 +1188,8 @@ DAEMONS = """
         )
         # The five that stay: the background shell, the setsid and nohup ones once they
         # have exec'd it, unshare and its child. The wrappers that start the second and
-        # third carry the token for a moment too: they are not counted.
+        # third carry the token for a moment too: they are not counted (so the count
+        # never falls once it is reached; unshare's child counts before its exec too).
         def settled():
             wrappers = (b"setsid", b"nohup")
             return [p for p in alive_with(TOKEN) if not any(w in cmdline(p) for w in wrappers)]
@@ -1196,7 +1197,7 @@ DAEMONS = """
         deadline = time.monotonic() + GONE_WITHIN
         while len(settled()) < 5 and time.monotonic() < deadline:
             time.sleep(0.05)
-        assert len(settled()) == 5, [cmdline(p) for p in alive_with(TOKEN)]
+        assert len(settled()) >= 5, [cmdline(p) for p in alive_with(TOKEN)]
 
 
     def test_none_outlived_it():  # on the host, in the same session
