@@ -182,15 +182,10 @@ def _answer(steps: Callable[[], None]) -> Trial:
 def in_child(steps: Callable[[], None]) -> Trial:
     """Run ``steps`` in a forked child and return how it went. Namespaces the child
     creates die with it: nothing the trial does is seen by this process."""
-    for stream in (sys.stdout, sys.stderr):
-        try:
-            stream.flush()  # or the child would write the buffered text a second time
-        except (OSError, ValueError):
-            pass
     read_fd, write_fd = os.pipe2(os.O_CLOEXEC)
-    # sc.fork: glibc's fork (malloc locks held across it), without the DeprecationWarning
-    # os.fork gives a multi-threaded pytest; the child has one thread, so unshare
-    # (CLONE_NEWUSER) is allowed there (user_namespaces(7): EINVAL with threads).
+    # sc.fork (os.fork, its 3.12 warning about threads acknowledged for this call, and
+    # stdio flushed first): the child has one thread, so unshare(CLONE_NEWUSER) is
+    # allowed there (user_namespaces(7): EINVAL with threads).
     pid = sc.fork()
     if pid == 0:
         code = 1

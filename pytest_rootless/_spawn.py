@@ -16,7 +16,6 @@ import os
 import select
 import signal
 import socket
-import sys
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -122,11 +121,6 @@ def _clone_init(
 ) -> tuple[int, int, bool]:
     """Clone the container's init; returns the pid of our child (init, or the relay
     that clones it), the read end of its channel, and whether a relay was needed."""
-    for stream in (sys.stdout, sys.stderr):
-        try:
-            stream.flush()  # or the child would write the buffered text a second time
-        except (OSError, ValueError):
-            pass
     read_fd, write_fd = os.pipe2(os.O_CLOEXEC)
     # Freeze the collector's view of every existing object for the fork: the container
     # then never walks (and so never copies, page by page) the host's object graph.

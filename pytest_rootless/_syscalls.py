@@ -20,6 +20,7 @@ import os
 import platform
 import socket
 import struct
+import sys
 import warnings
 from collections.abc import Callable
 
@@ -183,6 +184,16 @@ def _nr(name: str) -> int:
 # --- processes ------------------------------------------------------------------------------
 
 
+def _flush_std_streams() -> None:
+    """Before any fork: what sits in Python's stdout/stderr buffers would otherwise be
+    written twice, once by each process."""
+    for stream in (sys.stdout, sys.stderr):
+        try:
+            stream.flush()
+        except (OSError, ValueError):
+            pass
+
+
 def fork() -> int:
     """``os.fork()``, for the one case of forking a multi-threaded pytest: a
     single-threaded copy is made first so that the raw clone(2) then runs with no other
@@ -197,6 +208,7 @@ def fork() -> int:
     lock another thread held. This child does nothing but clone the container's init and
     wait for it; the warning for this call is acknowledged, and only it.
     """
+    _flush_std_streams()
     with warnings.catch_warnings():
         warnings.filterwarnings(
             "ignore", message=r".*is multi-threaded, use of fork\(\)", category=DeprecationWarning
@@ -226,6 +238,7 @@ def clone(flags: CloneFlag) -> int:
     its next malloc-using fork() deadlocks. So this is only called by a single-threaded
     process (the caller checks, and forks a single-threaded copy first otherwise).
     """
+    _flush_std_streams()
     call = f"clone({_flag_names(flags, CloneFlag, 'CLONE_')}|SIGCHLD)"
     api = ctypes.pythonapi
     syscall = _libc_gil.syscall
@@ -405,12 +418,16 @@ def _terminal_filter() -> list[tuple[int, int, int, int]]:
     return code
 
 
+#: Assembled once, on the host at import: every container process inherits it.
+_TERMINAL_FILTER = _terminal_filter()
+
+
 def seccomp_deny_terminal_injection() -> None:
     """Install :func:`_terminal_filter` (seccomp(2), SECCOMP_MODE_FILTER, after
     PR_SET_NO_NEW_PRIVS), as bubblewrap does for CVE-2017-5226: ``setsid()`` alone does not
     stop TIOCSTI, since a session leader can make an inherited tty that is nobody's
     controlling terminal its own (TIOCSCTTY) and type into it."""
-    code = _terminal_filter()
+    code = _TERMINAL_FILTER
     filters = (_SockFilter * len(code))(*(_SockFilter(*insn) for insn in code))
     prog = _SockFprog(len(code), filters)
     _check(
