@@ -783,6 +783,8 @@ def _fstype(path: str) -> str:
     return kind
 
 
+#: What :func:`changes` says of a path.
+CHANGE_KINDS = ("added", "modified", "deleted")
 WHITEOUT = (0, 0)  # a character device 0/0 marks a deleted entry (overlayfs.rst)
 
 

@@ -880,9 +880,8 @@ MAX_WRITES = 1000
 
 def _checked_writes(message: _wire.Message) -> dict[str, str]:
     changes = message.get("changes")
-    kinds = ("added", "modified", "deleted")
     if not isinstance(changes, dict) or not all(
-        isinstance(k, str) and v in kinds for k, v in changes.items()
+        isinstance(k, str) and v in _rootfs.CHANGE_KINDS for k, v in changes.items()
     ):
         raise _wire.ProtocolError("a writes frame is malformed")
     kept = dict(list(changes.items())[:MAX_WRITES])

@@ -27,7 +27,7 @@ from typing import Any, final
 import cloudpickle  # type: ignore[import-untyped]
 import pytest
 
-from . import _limits, _network, _remote, _spawn, _wire
+from . import _limits, _network, _remote, _rootfs, _spawn, _wire
 from ._options import Options, validate
 from ._probe import UnsupportedHost
 from ._runner import COVERAGE, ContainerCoverage, SessionState
@@ -277,8 +277,7 @@ def _read_changes(channel: socket.socket) -> dict[str, str]:
     for message in messages:
         changes = message.get("changes")
         if message["kind"] == "changes" and isinstance(changes, dict):
-            kinds = ("added", "modified", "deleted")
-            return {str(k): v for k, v in changes.items() if v in kinds}
+            return {str(k): v for k, v in changes.items() if v in _rootfs.CHANGE_KINDS}
         if message["kind"] == "setup-error":
             raise _spawn.ContainerError(f"reading the changes failed: {message.get('message')}")
     raise _spawn.ContainerError("the container sent no changes")
