@@ -18,7 +18,10 @@ that is the cleanup guarantee (pid_namespaces(7)).
 
 from __future__ import annotations
 
+import dataclasses
 import faulthandler
+import fcntl
+import gc
 import json
 import os
 import select
@@ -28,12 +31,14 @@ import sys
 import tempfile
 import time
 import traceback
+import typing
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import NoReturn
+from typing import NoReturn, TypeVar
 
 from . import _limits, _network, _rootfs, _wire
 from . import _syscalls as sc
+from ._options import Options
 from ._syscalls import CloneFlag as NS
 
 #: Exit status of init when building the container failed (sysexits' EX_SOFTWARE).
@@ -83,15 +88,18 @@ Payload = Callable[[int], int]
 """What the test process runs once isolated: gets the result fd, returns an exit status."""
 
 
-def _leave(stage: str, result_fd: int, body: Callable[[], int]) -> NoReturn:
+def _leave(stage: str, result_fd: int | Callable[[], int], body: Callable[[], int]) -> NoReturn:
     """Run ``body`` in a child and leave only through ``os._exit`` with its status; an
-    exception goes up the channel as data (a child never raises into pytest's stack)."""
+    exception goes up the channel (``result_fd``, or where it says then) as data: a child
+    never raises into pytest's stack."""
     status = EXIT_SETUP_FAILED
     try:
         status = body()
     except BaseException as exc:
         try:
-            _wire.send(result_fd, _error_message(exc, stage))
+            _wire.send(
+                result_fd() if callable(result_fd) else result_fd, _error_message(exc, stage)
+            )
         except BaseException:
             pass
     finally:
@@ -105,7 +113,11 @@ def _leave(stage: str, result_fd: int, body: Callable[[], int]) -> NoReturn:
 
 def container_main(spec: ChildSpec, result_fd: int, crash_fd: int, payload: Payload) -> NoReturn:
     """Entry point of the container's init, right after clone(2). Never returns."""
-    _leave("init", result_fd, lambda: _init(spec, result_fd, crash_fd, payload))
+    _leave(
+        "init",
+        result_fd,
+        lambda: _init(spec, result_fd, lambda: (result_fd, crash_fd, payload, frozenset())),
+    )
 
 
 def relay_main(spec: ChildSpec, result_fd: int, crash_fd: int, payload: Payload) -> NoReturn:
@@ -144,6 +156,307 @@ def holder_main(control_fd: int, trace: bool) -> NoReturn:
     _leave("network", control_fd, lambda: _network.hold(control_fd, trace))
 
 
+# === PREPARED CONTAINERS ====================================================================
+#
+# A container costs two forks of pytest (init, which must be PID 1 of the new PID namespace,
+# then the test process it forks) plus the namespaces and the root: most of it can be done
+# before the test's turn. The *zygote* is a copy of pytest, forked once for a state of the
+# host (the fixtures set up there, see _runner.SessionState.zygote_for); it clones the next
+# test's init while the current test runs. That init builds the container and waits; when
+# the test's turn comes, the host hands it the test (which item, and the channels), and it
+# forks the test process as every init does. What is left on the test's path is one fork.
+
+#: Builds what a prepared container's test process runs from the host's description of
+#: the test (plain data) and the fd of its ack pipe.
+JobPayload = Callable[[dict[str, object], int], Payload]
+
+
+def zygote_main(control_fd: int, job_payload: JobPayload) -> NoReturn:
+    """Entry point of the zygote, right after fork. Never returns.
+
+    Requests come over ``control_fd`` (SOCK_SEQPACKET, one :mod:`._wire` frame a message):
+    ``{"kind": "prepare", "key": k, "spec": ...}`` clones an init that builds the container
+    and waits; ``{"kind": "start", "key": k, "spec": ..., "job": ...}`` with three fds (the
+    test's result channel, the crash channel, the ack pipe) hands them to the init
+    prepared for ``k`` (cloned now if there is none) and answers ``{"kind": "started",
+    "pid": init}`` with a pidfd of it, or the init's setup-error frame. When an init that
+    was handed a test ends, its status goes to that test's channel (``init-exit``).
+    """
+    _leave("zygote", control_fd, lambda: _zygote(control_fd, job_payload))
+
+
+@dataclass
+class _Prepared:
+    pid: int
+    key: str
+    go: socket.socket  # the zygote's end of the socket the init waits on
+
+
+def _zygote(control_fd: int, job_payload: JobPayload) -> int:
+    sc.prctl(sc.PR_SET_PDEATHSIG, signal.SIGKILL, "PR_SET_PDEATHSIG")
+    if _parent_gone(control_fd):
+        return EXIT_SETUP_FAILED
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    # Every object pytest had stays out of the collector: no collection here or in the
+    # inits and test processes cloned from here ever copies their pages (see _spawn).
+    gc.freeze()
+    control = socket.socket(fileno=control_fd)
+    wake_r, wake_w = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
+    signal.signal(signal.SIGCHLD, lambda signum, frame: None)
+    signal.set_wakeup_fd(wake_w)
+    poller = select.poll()
+    poller.register(control_fd, select.POLLIN)
+    poller.register(wake_r, select.POLLIN)
+    prepared: list[_Prepared] = []
+    started: dict[int, int] = {}  # init's pid -> our copy of its test's result channel
+    try:
+        while True:
+            for fd, _ in poller.poll():
+                if fd == wake_r:
+                    _drain(wake_r)
+                    continue
+                try:
+                    data, fds, _, _ = socket.recv_fds(control, 1 << 20, 3, socket.MSG_CMSG_CLOEXEC)
+                except ConnectionError:
+                    return 0
+                if not data:
+                    return 0  # the host is done with us
+                decoder = _wire.Decoder()
+                for request in decoder.feed(data):
+                    _zygote_request(request, fds, prepared, started, control, job_payload)
+                if decoder.error is not None:
+                    raise decoder.error
+            _reap_inits(started, prepared)
+    finally:
+        for entry in prepared:
+            _kill_quietly(entry.pid)
+
+
+def _drain(fd: int) -> None:
+    while True:
+        try:
+            os.read(fd, 512)
+        except BlockingIOError:
+            return
+
+
+def _zygote_request(
+    request: _wire.Message,
+    fds: list[int],
+    prepared: list[_Prepared],
+    started: dict[int, int],
+    control: socket.socket,
+    job_payload: JobPayload,
+) -> None:
+    key = str(request["key"])
+    if request["kind"] == "prepare":
+        prepared.append(_clone_prepared(key, spec_from_data(request["spec"]), job_payload))
+        return
+    # "start": the prepared init for this key, the others were for tests that did not come.
+    entry = next((p for p in prepared if p.key == key), None)
+    for other in [p for p in prepared if p is not entry]:
+        _kill_quietly(other.pid)
+        other.go.close()
+        prepared.remove(other)
+    if entry is None:
+        entry = _clone_prepared(key, spec_from_data(request["spec"]), job_payload)
+    else:
+        prepared.remove(entry)
+    try:
+        failed = _setup_error(entry.go)
+        if failed is not None:
+            control.send(_wire.encode(failed))
+            return
+        pidfd = os.pidfd_open(entry.pid)
+        try:
+            socket.send_fds(entry.go, [json.dumps(request["job"]).encode()], fds)
+            reply = {"kind": "started", "pid": entry.pid}
+            socket.send_fds(control, [_wire.encode(reply)], [pidfd])
+        finally:
+            os.close(pidfd)
+        started[entry.pid] = os.dup(fds[0])
+    finally:
+        entry.go.close()
+        for fd in fds:
+            os.close(fd)
+
+
+def _setup_error(go: socket.socket) -> _wire.Message | None:
+    """Wait until a prepared init has built its container: None, or the frame it sent
+    when building failed (it then exits)."""
+    try:
+        data = go.recv(1 << 20)
+    except OSError as exc:
+        data, reason = b"", str(exc)
+    else:
+        reason = "it ended while building the container"
+    messages = _wire.Decoder().feed(data)
+    if messages and messages[0].get("kind") == "ready":
+        return None
+    if messages and messages[0].get("kind") == "setup-error":
+        return messages[0]
+    return {"kind": "setup-error", "stage": "init", "message": f"a prepared init failed: {reason}"}
+
+
+def _clone_prepared(key: str, spec: ChildSpec, job_payload: JobPayload) -> _Prepared:
+    ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+    gc.freeze()
+    try:
+        pid = sc.clone(CLONE_FLAGS)  # the zygote has one thread: see _syscalls.clone
+    except BaseException:
+        ours.close()
+        theirs.close()
+        raise
+    if pid == 0:
+        go_fd = theirs.detach()
+        try:
+            signal.set_wakeup_fd(-1)  # the zygote's, not ours
+            signal.signal(signal.SIGCHLD, signal.SIG_DFL)
+            # Nothing of the zygote's: its control socket, the channels of tests it
+            # started (their hosts wait for every copy to close). Only pytest's own.
+            _close_inherited_fds(set(spec.keep_fds) | {0, 1, 2, go_fd})
+        finally:
+            prepared_main(spec, go_fd, job_payload)
+    theirs.close()
+    return _Prepared(pid, key, ours)
+
+
+def prepared_main(spec: ChildSpec, go_fd: int, job_payload: JobPayload) -> NoReturn:
+    """Entry point of a prepared container's init, right after clone(2): build the
+    container, say so on ``go_fd``, then wait there for the test. Never returns."""
+    channel = [go_fd]  # where a failure is reported: the zygote, then the test's host
+
+    def await_test() -> tuple[int, int, Payload, frozenset[int]]:
+        _wire.send(go_fd, {"kind": "ready"})
+        with socket.socket(fileno=os.dup(go_fd)) as go:
+            data, fds, _, _ = socket.recv_fds(go, 1 << 20, 3)
+        if not data or len(fds) != 3:
+            for fd in fds:
+                os.close(fd)
+            return -1, -1, lambda fd: 0, frozenset()
+        job = json.loads(data)
+        result_fd, crash_fd, ack_fd = _place(fds, [int(n) for n in job["fds"]], go_fd)
+        channel[0] = result_fd  # from here on a failure is the test's
+        return result_fd, crash_fd, job_payload(job, ack_fd), frozenset({ack_fd})
+
+    _leave("init", lambda: channel[0], lambda: _init(spec, go_fd, await_test))
+
+
+def _place(fds: list[int], where: list[int], go_fd: int) -> list[int]:
+    """Move the fds received for the test to the numbers the host has them at: its test
+    process then holds the very fd numbers a container cloned from pytest would, and
+    none at a number pytest used for something else (which a test may know and probe)."""
+    above = max([*fds, *where, go_fd]) + 1
+    moved = [fcntl.fcntl(fd, fcntl.F_DUPFD, above) for fd in fds]
+    for fd in fds:
+        os.close(fd)
+    if go_fd not in where:
+        os.close(go_fd)
+    for fd, number in zip(moved, where, strict=True):
+        os.dup2(fd, number)
+        os.close(fd)
+    return where
+
+
+def _reap_inits(started: dict[int, int], prepared: list[_Prepared]) -> None:
+    """Reap the inits that ended; tell the test of each what its init's status was."""
+    while True:
+        try:
+            pid, wait_status = os.waitpid(-1, os.WNOHANG)
+        except ChildProcessError:
+            return
+        if pid == 0:
+            return
+        fd = started.pop(pid, None)
+        if fd is not None:
+            try:
+                _wire.send(fd, {"kind": "init-exit", **_status_fields(wait_status)})
+            except OSError:
+                pass  # the host stopped reading: the test was done
+            os.close(fd)
+
+
+def _kill_quietly(pid: int) -> None:
+    try:
+        os.kill(pid, signal.SIGKILL)
+    except ProcessLookupError:
+        pass
+
+
+# --- specs as data (a request to the zygote is JSON, never a pickle) -----------------------
+
+_T = TypeVar("_T")
+
+_DATA_TYPES: dict[str, type] = {
+    cls.__name__: cls
+    for cls in (
+        ChildSpec,
+        _rootfs.Plan,
+        _limits.ProcessLimits,
+        Options,
+        *typing.get_args(_rootfs.Op),
+    )
+}
+
+
+#: Plans already turned into data: a plan is made once a session and never changes, and
+#: turning its ~60 operations into data each time would cost more than the rest of a
+#: request (the plan is kept alive with its data, so its id is not reused).
+_PLAN_DATA: dict[int, tuple[_rootfs.Plan, object]] = {}
+
+
+def spec_data(value: object) -> object:
+    """``value`` (a ChildSpec, Options, or a part of one) as JSON-ready data."""
+    if isinstance(value, _rootfs.Plan):
+        known = _PLAN_DATA.get(id(value))
+        if known is None:
+            known = _PLAN_DATA[id(value)] = (value, _dataclass_data(value))
+        return known[1]
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        return _dataclass_data(value)
+    if isinstance(value, bytes):
+        return {"@bytes": value.hex()}
+    if isinstance(value, frozenset):
+        return {"@frozenset": sorted(value)}
+    if isinstance(value, tuple | list):
+        return [spec_data(v) for v in value]
+    if value is None or isinstance(value, str | int | float):
+        return value
+    raise TypeError(f"{type(value).__name__} cannot be sent to a prepared container")
+
+
+def _dataclass_data(value: object) -> object:
+    name = type(value).__name__
+    if _DATA_TYPES.get(name) is not type(value):
+        raise TypeError(f"{name} cannot be sent to a prepared container")
+    fields = {
+        f.name: spec_data(getattr(value, f.name))
+        for f in dataclasses.fields(value)  # type: ignore[arg-type]
+    }
+    return {"@": name, **fields}
+
+
+def spec_from_data(data: object, cls: type[_T] = ChildSpec) -> _T:  # type: ignore[assignment]
+    """The inverse of :func:`spec_data`, checked to be a ``cls``."""
+    value = _from_data(data)
+    if not isinstance(value, cls):
+        raise TypeError(f"not a {cls.__name__}")
+    return value
+
+
+def _from_data(data: object) -> object:
+    if isinstance(data, list):
+        return tuple(_from_data(v) for v in data)
+    if not isinstance(data, dict):
+        return data
+    if "@bytes" in data:
+        return bytes.fromhex(data["@bytes"])
+    if "@frozenset" in data:
+        return frozenset(data["@frozenset"])
+    cls = _DATA_TYPES[data["@"]]
+    return cls(**{k: _from_data(v) for k, v in data.items() if k != "@"})
+
+
 def _error_message(exc: BaseException, stage: str) -> _wire.Message:
     return {
         "kind": "setup-error",
@@ -158,13 +471,26 @@ def _error_message(exc: BaseException, stage: str) -> _wire.Message:
 
 
 def _parent_gone(result_fd: int) -> bool:
-    """True if the host already closed its end (PDEATHSIG came too late to fire)."""
+    """True if the host already closed its end (PDEATHSIG came too late to fire): a pipe
+    whose reader is gone polls POLLERR, a socket whose peer is gone POLLHUP (but what it
+    sent before, such as a prepared init's test, is still to be read)."""
     poller = select.poll()
-    poller.register(result_fd, select.POLLOUT)
-    return any(ev & select.POLLERR for _, ev in poller.poll(0))
+    poller.register(result_fd, select.POLLOUT | select.POLLIN)
+    for _, ev in poller.poll(0):
+        if ev & select.POLLERR or (ev & select.POLLHUP and not ev & select.POLLIN):
+            return True
+    return False
 
 
-def _init(spec: ChildSpec, result_fd: int, crash_fd: int, payload: Payload) -> int:
+#: What init needs to start the test: the channel to the host, the crash channel, and
+#: what the test process runs. Known at the clone, or (a prepared container) only once
+#: the test's turn comes (see zygote_main).
+Start = Callable[[], tuple[int, int, Payload, frozenset[int]]]
+
+
+def _init(spec: ChildSpec, setup_fd: int, start: Start) -> int:
+    """PID 1 of the container: build it, then (``start``) fork the test process and reap.
+    ``setup_fd`` is where a failure to build it is reported."""
     sc.set_tracing(spec.trace)
     if spec.network is not None:
         _network.note_cloned_inside(spec.network)  # the relay's setns, for the trace
@@ -174,7 +500,7 @@ def _init(spec: ChildSpec, result_fd: int, crash_fd: int, payload: Payload) -> i
     # control socket closes, the host's death included.
     if spec.control_fd is None:
         sc.prctl(sc.PR_SET_PDEATHSIG, signal.SIGKILL, "PR_SET_PDEATHSIG")
-    if _parent_gone(result_fd):
+    if _parent_gone(setup_fd):
         return EXIT_SETUP_FAILED
     # Ctrl-C goes to the host, which ends the container; init must not die of it first.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
@@ -217,6 +543,11 @@ def _init(spec: ChildSpec, result_fd: int, crash_fd: int, payload: Payload) -> i
     if spec.network is not None:  # a veth pair from the network's bridge, eth0 set up
         _network.join(spec.network)
 
+    result_fd, crash_fd, payload, also_keep = start()
+    if result_fd < 0:
+        return 0  # a prepared container nobody will use
+    if also_keep:
+        spec = dataclasses.replace(spec, keep_fds=spec.keep_fds | also_keep)
     if spec.trace:
         _wire.send(result_fd, {"kind": "trace", "stage": "init", "lines": list(sc.TRACE)})
         sc.TRACE.clear()

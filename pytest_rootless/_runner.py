@@ -36,6 +36,7 @@ import dataclasses
 import errno
 import faulthandler
 import functools
+import hashlib
 import io
 import json
 import logging
@@ -185,6 +186,16 @@ class SessionState:
     #: cgroups of reaped containers that would not go yet (retried, and at the end)
     cgroups_left: list[_limits.Cgroups] = field(default_factory=list)
     containers: int = 0  # containers made, to name their cgroups
+    #: Clones the inits of the next tests' containers ahead of them (see _child.zygote_main).
+    zygote: _spawn.Zygote | None = None
+    #: Prepare containers ahead of their tests (off: --rootless-no-prepare).
+    prepare: bool = True
+    #: Tests pytest ran itself (not isolated): each may change what a copy of it holds.
+    local_runs: int = 0
+    #: tmp_path directories made for the next test along with its prepared container.
+    tmp_ahead: dict[str, TmpPath] = field(default_factory=dict)
+    #: Where each item is in session.items (a request names the item by its index).
+    item_index: dict[int, int] = field(default_factory=dict)
     unsupported: int = 0
     isolated: int = 0
     owner: int = field(default_factory=os.getpid)  # the process these facts are about
@@ -197,8 +208,9 @@ class SessionState:
             return
         self.owner = os.getpid()
         self.support = self.crash = self.keep_fds = self.python_paths = self.state_dir = None
-        self.limits = None
+        self.limits = self.zygote = None
         self.cgroups_left = []
+        self.tmp_ahead = {}
         self.reaper = _spawn.Reaper()
         self.identity = _rootfs.host_identity()
         self.plans = {}
@@ -207,7 +219,13 @@ class SessionState:
         if self.owner != os.getpid():
             return  # a copy inherited by a container: the host owns all of it
         COVERAGE.flush()
+        if self.zygote is not None:
+            self.zygote.close()
+            self.zygote = None
         self.reaper.close()
+        for made in self.tmp_ahead.values():  # for tests that did not come (-x, Ctrl-C)
+            made.tidy_unused()
+        self.tmp_ahead = {}
         self.cgroups_left = [cg for cg in self.cgroups_left if not cg.remove()]
         if self.crash is not None:
             self.crash.close()
@@ -245,6 +263,76 @@ class SessionState:
             self.crash = _spawn.CrashChannel()
         on_gone = None if cgroups is None else functools.partial(self.remove_cgroups, cgroups)
         return _spawn.run(spec, payload, on_message, self.crash, self.reaper, on_gone)
+
+    # -- prepared containers (see _child.zygote_main)
+    def preparing(self, options: Options) -> bool:
+        """Whether a container of ``options`` is prepared ahead: not for the ones whose
+        init does more than build and reap (a named network's relay, cgroups), nor when
+        the trace shows every step of each container as it happens."""
+        return (
+            self.prepare
+            and self.config is not None
+            and not self.trace
+            and options.network in ("none", "host")
+            and options.memory is None
+            and options.pids is None
+        )
+
+    def index_of(self, item: pytest.Item) -> int:
+        if not self.item_index:
+            self.item_index = {id(it): n for n, it in enumerate(item.session.items)}
+        return self.item_index[id(item)]
+
+    def run_prepared(
+        self,
+        item: pytest.Item,
+        spec: _child.ChildSpec,
+        job: _wire.Message,
+        ack_fd: int,
+        on_message: Callable[[_wire.Message], None],
+        ahead: tuple[pytest.Item, Options] | None,
+    ) -> _spawn.Outcome | None:
+        """Run the test in a prepared container, and have the next test's prepared
+        meanwhile; None if the container could not be prepared (the caller builds it)."""
+        self._here()
+        if self.crash is None:
+            self.crash = _spawn.CrashChannel()
+        state = _host_state(item, self)
+        if self.zygote is not None and self.zygote.fingerprint != state:
+            self.zygote.close()  # made before the host changed: it would run stale copies
+            self.zygote = None
+        try:
+            if self.zygote is None:
+                self.zygote = _spawn.Zygote(
+                    functools.partial(_job_payload, item.session, self), state
+                )
+            outcome = _spawn.run_prepared(
+                self.zygote,
+                _spec_key(spec),
+                spec,
+                job,
+                ack_fd,
+                on_message,
+                self.crash,
+                self.reaper,
+                then=lambda: self._prepare_ahead(ahead),
+            )
+        except _spawn.ContainerError:
+            if self.zygote is not None:
+                self.zygote.close()
+                self.zygote = None
+            return None
+        return outcome
+
+    def _prepare_ahead(self, ahead: tuple[pytest.Item, Options] | None) -> None:
+        if ahead is None or self.zygote is None or not self.preparing(ahead[1]):
+            return
+        item, options = ahead
+        made = self.tmp_ahead.get(item.nodeid) or self.tmp_path_for(item)
+        if made is not None:
+            self.tmp_ahead[item.nodeid] = made
+        spec = self.child_spec(options, item, rw_binds=(made.path,) if made else ())
+        self.zygote.prepare(_spec_key(spec), spec)
 
     # -- limits
     def limits_backend(self) -> _limits.Backend:
@@ -384,6 +472,45 @@ class SessionState:
         )
 
 
+def _host_state(item: pytest.Item, state: SessionState) -> object:
+    """What a copy of pytest must have to run ``item`` as a copy made now would: the
+    nodes set up on the host with their finalizers (every fixture set up there adds
+    one), the higher-scoped fixtures' cached values, the tests pytest ran itself, and
+    the fds its test processes keep (see SessionState.run_prepared)."""
+    stack = item.session._setupstate.stack
+    nodes = tuple((id(node), len(entry[0])) for node, entry in stack.items())
+    info = getattr(item, "_fixtureinfo", None)
+    cached = tuple(
+        (name, id(getattr(defs[-1], "cached_result", None)))
+        for name, defs in (info.name2fixturedefs.items() if info is not None else ())
+        if defs and defs[-1].scope != "function"
+    )
+    return nodes, cached, state.local_runs, state._fds()
+
+
+def _spec_key(spec: _child.ChildSpec) -> str:
+    """Which prepared container ``spec`` asks for. Plans are made once per session and
+    never change: the plan by its identity (kept alive in SessionState.plans), the rest
+    (a few small fields) by value."""
+    rest = dataclasses.replace(spec, plan=_rootfs.Plan(ops=(), home=""))
+    data = json.dumps(_child.spec_data(rest), sort_keys=True).encode()
+    return f"{id(spec.plan):x}-{hashlib.sha256(data).hexdigest()}"
+
+
+def _job_payload(
+    session: pytest.Session, state: SessionState, job: dict[str, Any], ack_fd: int
+) -> _child.Payload:
+    """In a prepared container's init (a copy of the zygote): what its test process runs,
+    from the host's description of the test."""
+    item = session.items[int(job["item"])]
+    tmp = job.get("tmp")
+    prepared = TmpPath(str(tmp[0]), str(tmp[1]), bool(tmp[2])) if tmp else None
+    options = _child.spec_from_data(job["options"], Options)
+    backend = state.limits if state.limits is not None else _limits.detect()
+    notes = functools.partial(_limits.explain, options, backend, {})
+    return functools.partial(_container_protocol, item, prepared, notes, ack_fd)
+
+
 @dataclass(frozen=True)
 class TmpPath:
     """The test's writable directory in basetemp, made on the host before the container."""
@@ -398,6 +525,9 @@ class TmpPath:
         policy = config.getini("tmp_path_retention_policy")
         if self.statically_used and not (policy == "failed" and passed):
             return
+        self.tidy_unused()
+
+    def tidy_unused(self) -> None:
         try:
             os.rmdir(self.path)  # only if empty
         except OSError:
@@ -912,7 +1042,11 @@ class _Received:
 
 
 def run_item(
-    item: pytest.Item, nextitem: pytest.Item | None, options: Options, state: SessionState
+    item: pytest.Item,
+    nextitem: pytest.Item | None,
+    options: Options,
+    state: SessionState,
+    next_options: Options | None = None,
 ) -> None:
     """pytest's runtest protocol for ``item``, with the item's own phases in a container."""
     ihook = item.ihook
@@ -932,7 +1066,8 @@ def run_item(
         _interact(item, setup_call, report)
     else:
         _hand_timers_to_the_container(item)
-        _run_in_container(item, options, state, received, capture, setup_call.duration)
+        ahead = (nextitem, next_options) if nextitem is not None and next_options else None
+        _run_in_container(item, options, state, received, capture, setup_call.duration, ahead)
 
     if received.exit_request is not None:
         message = received.exit_request
@@ -1017,6 +1152,7 @@ def _run_in_container(
     received: _Received,
     capture: _HostCapture,
     host_setup_duration: float,
+    ahead: tuple[pytest.Item, Options] | None = None,
 ) -> None:
     ihook = item.ihook
     writer = item.config.pluginmanager.getplugin("terminalreporter")
@@ -1096,20 +1232,29 @@ def _run_in_container(
         received.reports["setup"] = report = _failure_report(item, "setup", text, [], 0.0)
         ihook.pytest_runtest_logreport(report=report)
         return
-    prepared = state.tmp_path_for(item)
+    prepared = state.tmp_ahead.pop(item.nodeid, None) or state.tmp_path_for(item)
     spec = state.child_spec(
         options, item, rw_binds=(prepared.path,) if prepared else (), cgroups=cgroups
     )
     _forwarding()  # made here, once, rather than in every test process
     # The host's answer to each report: it has been logged (see _Forwarder).
     ack_r, ack_w = os.pipe2(os.O_CLOEXEC)
-    spec = dataclasses.replace(spec, keep_fds=spec.keep_fds | {ack_r})
     if state.trace and writer is not None:
         sc.set_tracing(True)
     try:
         notes = functools.partial(_limits.explain, options, state.limits_backend(), {})
-        payload = functools.partial(_container_protocol, item, prepared, notes, ack_r)
-        outcome = state.run_container(spec, payload, on_message, cgroups)
+        outcome = None
+        if cgroups is None and state.preparing(options):
+            job = {
+                "item": state.index_of(item),
+                "tmp": dataclasses.astuple(prepared) if prepared else None,
+                "options": _child.spec_data(options),
+            }
+            outcome = state.run_prepared(item, spec, job, ack_r, on_message, ahead)
+        if outcome is None:
+            spec = dataclasses.replace(spec, keep_fds=spec.keep_fds | {ack_r})
+            payload = functools.partial(_container_protocol, item, prepared, notes, ack_r)
+            outcome = state.run_container(spec, payload, on_message, cgroups)
     finally:
         os.close(ack_r)
         os.close(ack_w)

@@ -75,42 +75,91 @@ class Reaper:
     MAX_PENDING = 8
 
     def __init__(self) -> None:
-        #: init's pid, and what to do once it is reaped (remove the container's cgroups)
-        self.pending: list[tuple[int, Callable[[], None] | None]] = []
+        #: init, and what to do once it is gone (remove the container's cgroups)
+        self.pending: list[tuple[Init, Callable[[], None] | None]] = []
 
-    def add(self, pid: int, on_gone: Callable[[], None] | None = None) -> None:
-        self.pending.append((pid, on_gone))
+    def add(self, init: Init, on_gone: Callable[[], None] | None = None) -> None:
+        self.pending.append((init, on_gone))
         while len(self.pending) > self.MAX_PENDING:
-            self._reaped(*self.pending.pop(0))
+            self._gone(*self.pending.pop(0))
 
     def poll(self) -> None:
         """Reap those that are gone, without waiting; kill those that are not."""
         still = []
-        for pid, on_gone in self.pending:
-            try:
-                gone, _ = os.waitpid(pid, os.WNOHANG)
-            except ChildProcessError:
-                gone = pid
-            if gone:
+        for init, on_gone in self.pending:
+            if init.gone():
                 if on_gone is not None:
                     on_gone()
             else:
-                _kill(pid)
-                still.append((pid, on_gone))
+                init.kill()
+                still.append((init, on_gone))
         self.pending = still
 
     def close(self) -> None:
         """Kill and reap every container left."""
         while self.pending:
-            pid, on_gone = self.pending.pop()
-            _kill(pid)
-            self._reaped(pid, on_gone)
+            init, on_gone = self.pending.pop()
+            init.kill()
+            self._gone(init, on_gone)
 
     @staticmethod
-    def _reaped(pid: int, on_gone: Callable[[], None] | None) -> None:
-        _waitpid(pid)
+    def _gone(init: Init, on_gone: Callable[[], None] | None) -> None:
+        init.wait()
         if on_gone is not None:
             on_gone()
+
+
+class Init:
+    """A container's init (PID 1: killing it ends the container), our child."""
+
+    def __init__(self, pid: int) -> None:
+        self.pid = pid
+
+    def kill(self) -> None:
+        _kill(self.pid)
+
+    def gone(self) -> bool:
+        """Reaped now if it has ended (never waits)."""
+        try:
+            return os.waitpid(self.pid, os.WNOHANG)[0] != 0
+        except ChildProcessError:
+            return True
+
+    def wait(self) -> int | None:
+        """Its wait status, once it has ended (None: another process reaped it)."""
+        return _waitpid(self.pid)[1]
+
+
+class PreparedInit(Init):
+    """The init of a prepared container: the zygote's child, which reaps it; we hold a
+    pidfd (pidfd_open(2)), to kill it and to see it end."""
+
+    def __init__(self, pid: int, pidfd: int) -> None:
+        super().__init__(pid)
+        self.pidfd = pidfd
+
+    def kill(self) -> None:
+        if self.pidfd >= 0:
+            try:
+                signal.pidfd_send_signal(self.pidfd, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+
+    def gone(self) -> bool:
+        # A pidfd polls readable once its process has ended (pidfd_open(2)).
+        if self.pidfd >= 0 and select.select([self.pidfd], [], [], 0)[0]:
+            self._close()
+        return self.pidfd < 0
+
+    def wait(self) -> int | None:
+        if self.pidfd >= 0:
+            select.select([self.pidfd], [], [])
+            self._close()
+        return None  # the zygote sends it (init-exit)
+
+    def _close(self) -> None:
+        os.close(self.pidfd)
+        self.pidfd = -1
 
 
 def _clone_init(
@@ -164,24 +213,145 @@ def run(
     reaper.poll()
     crash.reset()
     pid, read_fd, _ = _clone_init(spec, payload, crash)
+    return _follow(Init(pid), read_fd, spec, on_message, crash, reaper, on_gone)
+
+
+def _follow(
+    init: Init,
+    read_fd: int,
+    spec: _child.ChildSpec,
+    on_message: Callable[[_wire.Message], None],
+    crash: CrashChannel,
+    reaper: Reaper,
+    on_gone: Callable[[], None] | None = None,
+) -> Outcome:
+    """Read a started container's channel (``read_fd``, closed here) to its end."""
     outcome = Outcome()
     try:
-        _collect(pid, read_fd, spec.timeout, outcome, on_message, spec.report_writes)
+        _collect(init.kill, read_fd, spec.timeout, outcome, on_message, spec.report_writes)
     except BaseException:
-        _kill(pid)
+        init.kill()
         raise
     finally:
         os.close(read_fd)
         if outcome.done:
-            reaper.add(pid, on_gone)
+            reaper.add(init, on_gone)
         else:
-            _, wait_status = _waitpid(pid)
-            outcome.init_status = os.waitstatus_to_exitcode(wait_status)
+            wait_status = init.wait()
+            if outcome.init_status is None and wait_status is not None:
+                outcome.init_status = os.waitstatus_to_exitcode(wait_status)
             if on_gone is not None:
                 on_gone()
     if outcome.status is None or outcome.status != 0 or outcome.timed_out:
         outcome.crash_text = crash.read()
     return outcome
+
+
+def run_prepared(
+    zygote: Zygote,
+    key: str,
+    spec: _child.ChildSpec,
+    job: _wire.Message,
+    ack_fd: int,
+    on_message: Callable[[_wire.Message], None],
+    crash: CrashChannel,
+    reaper: Reaper,
+    then: Callable[[], None] = lambda: None,
+) -> Outcome | None:
+    """Run one test in the container the zygote prepared for ``key`` (or builds now), as
+    :func:`run` does; None if it could not be built (the caller then builds one itself,
+    which reports why). ``then`` runs once the test has started: the time to have the
+    next container prepared."""
+    reaper.poll()
+    crash.reset()
+    read_fd, write_fd = os.pipe2(os.O_CLOEXEC)
+    fds = (write_fd, crash.fd, ack_fd)
+    try:
+        # with the numbers they have here, for the test process (see _child._place)
+        init = zygote.start(key, spec, {**job, "fds": fds}, fds)
+    except BaseException:
+        os.close(read_fd)
+        raise
+    finally:
+        os.close(write_fd)
+    if init is None:
+        os.close(read_fd)
+        return None
+    try:
+        then()
+    except BaseException:
+        init.kill()
+        os.close(read_fd)
+        raise
+    return _follow(init, read_fd, spec, on_message, crash, reaper)
+
+
+class Zygote:
+    """A copy of pytest that clones containers' inits ahead of their tests (see
+    _child.zygote_main). Made for one state of the host: ``fingerprint`` says which."""
+
+    def __init__(self, job_payload: _child.JobPayload, fingerprint: object) -> None:
+        self.fingerprint = fingerprint
+        self.prepared: set[str] = set()  # keys of the containers being prepared
+        self.control, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+        gc.freeze()  # as for a container's init, see _clone_init
+        try:
+            # A copy of pytest with one thread, made as for a multi-threaded pytest's relay.
+            pid = sc.fork()
+        except BaseException:
+            gc.unfreeze()
+            self.control.close()
+            theirs.close()
+            raise
+        if pid == 0:
+            try:
+                self.control.close()
+            finally:
+                _child.zygote_main(theirs.detach(), job_payload)
+        gc.unfreeze()
+        theirs.close()
+        self.pid = pid
+
+    def prepare(self, key: str, spec: _child.ChildSpec) -> None:
+        """Have the container for ``key`` built now, while something else runs."""
+        self._send({"kind": "prepare", "key": key, "spec": _child.spec_data(spec)}, ())
+        self.prepared.add(key)
+
+    def start(
+        self, key: str, spec: _child.ChildSpec, job: _wire.Message, fds: tuple[int, int, int]
+    ) -> PreparedInit | None:
+        """Hand the test (``job``; its result, crash and ack fds) to the init prepared for
+        ``key``; None if building the container failed."""
+        request: _wire.Message = {"kind": "start", "key": key, "job": job}
+        if key not in self.prepared:  # else the zygote has it: spare a few KiB of JSON
+            request["spec"] = _child.spec_data(spec)
+        self.prepared.clear()  # the zygote drops what it prepared for other tests
+        self._send(request, fds)
+        try:
+            data, pidfds, _, _ = socket.recv_fds(self.control, 1 << 20, 1, socket.MSG_CMSG_CLOEXEC)
+        except ConnectionError:
+            data, pidfds = b"", []
+        messages = _wire.Decoder().feed(data)
+        if not messages:
+            raise ContainerError("the zygote that prepares containers is gone")
+        reply = messages[0]
+        if reply.get("kind") != "started" or len(pidfds) != 1:
+            for fd in pidfds:
+                os.close(fd)
+            return None
+        return PreparedInit(int(reply["pid"]), pidfds[0])
+
+    def _send(self, request: _wire.Message, fds: tuple[int, ...]) -> None:
+        try:
+            socket.send_fds(self.control, [_wire.encode(request)], list(fds))
+        except OSError as exc:
+            raise ContainerError(f"the zygote that prepares containers is gone: {exc}") from None
+
+    def close(self) -> None:
+        """End it, and with it (PR_SET_PDEATHSIG) every container it prepared."""
+        self.control.close()
+        _kill(self.pid)
+        _waitpid(self.pid)
 
 
 def _single_threaded() -> bool:
@@ -210,7 +380,7 @@ def _kill(pid: int) -> None:
 
 
 def _collect(
-    pid: int,
+    kill: Callable[[], None],
     read_fd: int,
     timeout: float | None,
     outcome: Outcome,
@@ -228,7 +398,7 @@ def _collect(
         if deadline is not None:
             wait_ms = max(0, int((deadline - time.monotonic()) * 1000))
         if not poller.poll(wait_ms):
-            _kill(pid)
+            kill()
             outcome.timed_out = outcome.killed_by_host = True
             deadline = None
             continue
@@ -241,7 +411,9 @@ def _collect(
             continue  # drain until EOF; the container is being killed
         for message in decoder.feed(chunk):
             kind = message["kind"]
-            if kind == "exit":
+            if kind == "init-exit":  # from the zygote: how a prepared init ended
+                outcome.init_status = _int_or_none(message.get("status"))
+            elif kind == "exit":
                 outcome.status = _int_or_none(message.get("status"))
                 outcome.signal = _int_or_none(message.get("signal"))
                 outcome.timed_out = outcome.timed_out or bool(message.get("timed_out"))
@@ -259,11 +431,11 @@ def _collect(
                     on_message(message)
                 except _wire.ProtocolError as exc:
                     outcome.protocol_error = str(exc)
-                    _kill(pid)
+                    kill()
                     break
         if decoder.error is not None and outcome.protocol_error is None:
             outcome.protocol_error = str(decoder.error)
-            _kill(pid)
+            kill()
 
 
 def _int_or_none(value: object) -> int | None:

@@ -33,6 +33,10 @@ HELP_REQUIRE = (
     "(ini: rootless_require = true)."
 )
 HELP_TRACE = "print, per container, the kernel steps it took (one line per syscall)."
+HELP_NO_PREPARE = (
+    "build each container when its test comes, from pytest itself, instead of ahead of "
+    "it from a copy of pytest (slower; to compare, or to rule the preparing out)"
+)
 HELP_REPORT_WRITES = (
     "at the end, list per isolated test what it wrote outside /tmp, HOME and tmp_path "
     "(its writable paths, /var/tmp, /dev/shm): tests that leave things behind or depend on "
@@ -76,6 +80,9 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     group.addoption(
         "--rootless-report-writes", action="store_true", default=False, help=HELP_REPORT_WRITES
     )
+    group.addoption(
+        "--rootless-no-prepare", action="store_true", default=False, help=HELP_NO_PREPARE
+    )
     parser.addini("rootless_tmpfs_size", HELP_TMPFS_SIZE, default="")
     group.addoption("--rootless-doctor", action="store_true", default=False, help=HELP_DOCTOR)
     parser.addini("rootless_require", HELP_REQUIRE, type="bool", default=False)
@@ -101,6 +108,7 @@ def pytest_configure(config: pytest.Config) -> None:
         config,
         trace=bool(config.getoption("rootless_trace")),
         report_writes=bool(config.getoption("rootless_report_writes")),
+        prepare=not config.getoption("rootless_no_prepare"),
     )
     size = config.getini("rootless_tmpfs_size")
     if size:
@@ -240,16 +248,20 @@ def pytest_runtestloop(session: pytest.Session) -> Generator[None, object, objec
 @pytest.hookimpl(tryfirst=True)
 def pytest_runtest_protocol(item: pytest.Item, nextitem: pytest.Item | None) -> bool | None:
     options = item.stash.get(OPTIONS_KEY, None)
-    if options is None or item.stash.get(_runner.INSIDE_KEY, False):
-        return None  # not isolated, or in its container already: pytest's own protocol
+    if item.stash.get(_runner.INSIDE_KEY, False):
+        return None  # in its container already: pytest's own protocol
     state = item.config.stash[STATE_KEY]
+    if options is None:  # not isolated: pytest's own protocol, here
+        state.local_runs += 1
+        return None
     support = state.probe()
     if not support.ok:
         _runner.fail_without_running(
             item, f"rootless: isolation is required (--rootless-require) but {support.reason}"
         )
         return True
-    _runner.run_item(item, nextitem, options, state)
+    next_options = nextitem.stash.get(OPTIONS_KEY, None) if nextitem is not None else None
+    _runner.run_item(item, nextitem, options, state, next_options)
     return True
 
 

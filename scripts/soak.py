@@ -154,7 +154,16 @@ def _tag_index(argv):
 
 
 def sample(at):
-    fds = len(os.listdir("/proc/self/fd")) - 1  # not the listing's own
+    links = []
+    for name in os.listdir("/proc/self/fd"):
+        try:
+            links.append(os.readlink(f"/proc/self/fd/{name}"))
+        except OSError:
+            pass  # the listing's own, closed by now
+    # A pidfd (pidfd_open(2)) per prepared container being torn down, held until it is
+    # gone (at most Reaper.MAX_PENDING): counted apart, they come and go.
+    pidfds = links.count("anon_inode:[pidfd]")
+    fds = len(links) - pidfds
     gc.collect()  # what is kept, not garbage the collector has not reached yet
     with open("/proc/self/status") as f:
         rss = next(int(line.split()[1]) for line in f if line.startswith("VmRSS:"))
@@ -174,7 +183,7 @@ def sample(at):
                 stale.append(pid)
         elif TOKEN.encode() in argv or TOKEN.encode() in environ:
             tagged.append(pid)
-    return {"fds": fds, "rss_kib": rss, "children": children, "zombies": zombies,
+    return {"fds": fds, "pidfds": pidfds, "rss_kib": rss, "children": children, "zombies": zombies,
             "stale": stale, "tagged": tagged}
 
 
@@ -323,6 +332,10 @@ def _judge(
     print(f"fds:      first {fds[0]}, last {fds[-1]}, max {max(fds)}")
     if not max(fds) == fds[0] == fds[-1]:
         failures.append(f"pytest's open fds grew ({fds[0]} -> max {max(fds)}, last {fds[-1]})")
+    pidfds = max(r["pidfds"] for r in rows)
+    print(f"pidfds:   at most {pidfds} (containers being torn down; bounded by 8)")
+    if pidfds > 8:
+        failures.append(f"pytest held {pidfds} pidfds of containers being torn down (> 8)")
 
     base, last, tests = _growth(rows, args.warmup)
     growth = 100.0 * (last - base) / base
