@@ -293,7 +293,8 @@ class SessionState:
         ahead: tuple[pytest.Item, Options] | None,
     ) -> _spawn.Outcome | None:
         """Run the test in a prepared container, and have the next test's prepared
-        meanwhile; None if the container could not be prepared (the caller builds it)."""
+        meanwhile; None if there is no zygote for the host as it is now and making one
+        would not pay (or the container could not be prepared): the caller builds it."""
         self._here()
         if self.crash is None:
             self.crash = _spawn.CrashChannel()
@@ -301,6 +302,12 @@ class SessionState:
         if self.zygote is not None and self.zygote.fingerprint != state:
             self.zygote.close()  # made before the host changed: it would run stale copies
             self.zygote = None
+        # The host changes when the next test has other nodes to set up (another module,
+        # class): a zygote made for this test alone would cost one more fork of pytest.
+        if ahead is not None and ahead[0].parent is not item.parent:
+            ahead = None
+        if self.zygote is None and ahead is None:
+            return None
         try:
             if self.zygote is None:
                 self.zygote = _spawn.Zygote(
@@ -474,18 +481,12 @@ class SessionState:
 
 def _host_state(item: pytest.Item, state: SessionState) -> object:
     """What a copy of pytest must have to run ``item`` as a copy made now would: the
-    nodes set up on the host with their finalizers (every fixture set up there adds
-    one), the higher-scoped fixtures' cached values, the tests pytest ran itself, and
-    the fds its test processes keep (see SessionState.run_prepared)."""
+    nodes set up on the host and their finalizers (each time a fixture is set up there,
+    a parametrized one again included, its node gets one more: FixtureDef.execute), the
+    tests pytest ran itself, and the fds its test processes keep (see run_prepared)."""
     stack = item.session._setupstate.stack
     nodes = tuple((id(node), len(entry[0])) for node, entry in stack.items())
-    info = getattr(item, "_fixtureinfo", None)
-    cached = tuple(
-        (name, id(getattr(defs[-1], "cached_result", None)))
-        for name, defs in (info.name2fixturedefs.items() if info is not None else ())
-        if defs and defs[-1].scope != "function"
-    )
-    return nodes, cached, state.local_runs, state._fds()
+    return nodes, state.local_runs, state._fds()
 
 
 def _spec_key(spec: _child.ChildSpec) -> str:

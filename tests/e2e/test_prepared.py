@@ -1,0 +1,197 @@
+"""Prepared containers (see _child.zygote_main): a test's container is cloned ahead of it
+from a copy of pytest (the zygote), which must hold exactly what pytest itself holds when
+the test's turn comes. Each test here runs an inner suite both ways, prepared and with
+``--rootless-no-prepare`` (every container cloned from pytest when its test comes), and
+expects the same outcome, and checks from the inner pytest which way it went."""
+
+from __future__ import annotations
+
+import pytest
+
+TIMEOUT = 120
+
+# The inner pytest says, at the end, how many zygotes it made (a zygote is made for a
+# state of the host: a new one each time that state changes).
+COUNT_ZYGOTES = """
+    import pytest
+    from pytest_rootless import _spawn
+
+    MADE = []
+    _init = _spawn.Zygote.__init__
+
+
+    def counting_init(self, *args, **kwargs):
+        MADE.append(1)
+        _init(self, *args, **kwargs)
+
+
+    _spawn.Zygote.__init__ = counting_init
+
+
+    def pytest_terminal_summary(terminalreporter):
+        terminalreporter.write_line(f"zygotes made: {len(MADE)}")
+"""
+
+# What the host sets up, and what pytest runs itself, between isolated tests: each
+# isolated test must see the host as it is at its turn, as a copy made then would.
+HOST_CHANGES = """
+    import os
+
+    import pytest
+
+    STATE = {"n": 0}
+    SETUPS = []
+
+
+    @pytest.fixture(scope="module", params=["first", "second"])
+    def phase(request):
+        SETUPS.append(request.param)
+        return request.param
+
+
+    @pytest.fixture(scope="session")
+    def late_session():
+        return os.getpid()  # set up on the host, first requested by a later test
+
+
+    def test_host_sets_one():
+        STATE["n"] = 1  # not isolated: runs in pytest itself
+
+
+    @pytest.mark.isolated
+    def test_sees_one():
+        assert os.getpid() == 2 and os.getppid() == 1
+        assert STATE["n"] == 1
+
+
+    @pytest.mark.isolated
+    def test_still_sees_one():
+        assert STATE["n"] == 1
+        STATE["n"] = 99  # the container's copy only
+
+
+    def test_host_sets_two():
+        assert STATE["n"] == 1
+        STATE["n"] = 2
+
+
+    @pytest.mark.isolated
+    def test_sees_two():
+        assert STATE["n"] == 2
+
+
+    @pytest.mark.isolated
+    def test_sees_two_again():
+        assert STATE["n"] == 2
+
+
+    @pytest.mark.isolated
+    def test_late_session_fixture_is_the_hosts(late_session):
+        assert late_session != os.getpid()
+
+
+    @pytest.mark.isolated
+    def test_param_a(phase):
+        assert SETUPS[-1] == phase  # the module fixture's current value, set up on the host
+
+
+    @pytest.mark.isolated
+    def test_param_b(phase):
+        assert SETUPS[-1] == phase
+
+
+    @pytest.mark.isolated
+    def test_param_c(phase):
+        assert SETUPS[-1] == phase
+"""
+
+
+@pytest.mark.parametrize("prepare", [True, False], ids=["prepared", "no-prepare"])
+def test_every_test_sees_the_host_as_it_is_at_its_turn(
+    pytester: pytest.Pytester, prepare: bool
+) -> None:
+    pytester.makeconftest(COUNT_ZYGOTES)
+    pytester.makepyfile(test_host=HOST_CHANGES)
+    args = ["-p", "rootless", "-v"] + ([] if prepare else ["--rootless-no-prepare"])
+    result = pytester.runpytest_subprocess(*args, timeout=TIMEOUT)
+    result.assert_outcomes(passed=13)
+    made = [line for line in result.outlines if line.startswith("zygotes made: ")]
+    assert made, result.stdout.str()
+    count = int(made[-1].split(": ")[1])
+    if prepare:
+        # one per state of the host that two isolated tests in a row ran in, at least
+        assert count >= 2, result.stdout.str()
+    else:
+        assert count == 0, result.stdout.str()
+
+
+MANY_TRIVIAL = """
+    import os
+
+    import pytest
+
+    pytestmark = pytest.mark.isolated
+
+
+    @pytest.mark.parametrize("n", range(30))
+    def test_trivial(n, tmp_path):
+        assert os.getpid() == 2
+        (tmp_path / "mine").write_text(str(n))
+        assert os.listdir(tmp_path) == ["mine"]
+
+
+    @pytest.mark.parametrize("n", range(5))
+    def test_fails(n):
+        assert n < 0
+"""
+
+
+def test_one_zygote_serves_a_module_and_outcomes_match(pytester: pytest.Pytester) -> None:
+    """Thirty-five tests in one module, one state of the host: one zygote prepares every
+    container; the outcomes and each test's own tmp_path are as without preparing."""
+    pytester.makeconftest(COUNT_ZYGOTES)
+    pytester.makepyfile(test_many=MANY_TRIVIAL)
+    prepared = pytester.runpytest_subprocess("-p", "rootless", timeout=TIMEOUT)
+    prepared.assert_outcomes(passed=30, failed=5)
+    assert "zygotes made: 1" in prepared.outlines, prepared.stdout.str()
+    plain = pytester.runpytest_subprocess(
+        "-p", "rootless", "--rootless-no-prepare", timeout=TIMEOUT
+    )
+    plain.assert_outcomes(passed=30, failed=5)
+    assert "zygotes made: 0" in plain.outlines, plain.stdout.str()
+
+
+BROKEN_NEXT = """
+    import pytest
+
+
+    @pytest.mark.isolated
+    def test_fine():
+        pass
+
+
+    @pytest.mark.isolated(writable=["/usr/share/rootless-does-not-exist"])
+    def test_cannot_be_built():
+        pass
+
+
+    @pytest.mark.isolated
+    def test_fine_again():
+        pass
+"""
+
+
+def test_a_container_that_cannot_be_prepared_fails_as_without_preparing(
+    pytester: pytest.Pytester,
+) -> None:
+    """The next test's container is prepared while the current one runs; one that cannot
+    be built is built again when its test comes, which then reports why, as always."""
+    pytester.makepyfile(test_broken=BROKEN_NEXT)
+    result = pytester.runpytest_subprocess("-p", "rootless", timeout=TIMEOUT)
+    result.assert_outcomes(passed=2, errors=1)
+    result.stdout.fnmatch_lines(
+        [
+            "*ERROR at setup of test_cannot_be_built*",
+            "*writable path /usr/share/rootless-does-not-exist does not exist*",
+        ]
+    )
