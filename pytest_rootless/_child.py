@@ -13,7 +13,9 @@ Two processes live here. The container's **init** (PID 1 of the new PID namespac
 the root filesystem, enters the inner user namespace, sets the hostname and loopback, forks
 the **test process** (PID 2), then reaps every process until the test process ends and
 reports its status. When init exits the kernel kills everything left in the namespace:
-that is the cleanup guarantee (pid_namespaces(7)).
+that is the cleanup guarantee (pid_namespaces(7)). Around them: the relay (a
+single-threaded copy of pytest that clones an init), and the zygote (a copy of pytest that
+clones inits ahead of their tests, see "prepared containers" below).
 """
 
 from __future__ import annotations
@@ -161,7 +163,7 @@ def holder_main(control_fd: int, trace: bool) -> NoReturn:
 # A container costs two forks of pytest (init, which must be PID 1 of the new PID namespace,
 # then the test process it forks) plus the namespaces and the root: most of it can be done
 # before the test's turn. The *zygote* is a copy of pytest, forked once for a state of the
-# host (the fixtures set up there, see _runner.SessionState.zygote_for); it clones the next
+# host (what is set up there, see _runner.SessionState.run_prepared); it clones the next
 # test's init while the current test runs. That init builds the container and waits; when
 # the test's turn comes, the host hands it the test (which item, and the channels), and it
 # forks the test process as every init does. What is left on the test's path is one fork.
@@ -263,7 +265,7 @@ def _zygote_request(
     else:
         prepared.remove(entry)
     try:
-        failed = _setup_error(entry.go)
+        failed = _await_ready(entry.go)
         if failed is not None:
             control.send(_wire.encode(failed))
             return
@@ -281,7 +283,7 @@ def _zygote_request(
             os.close(fd)
 
 
-def _setup_error(go: socket.socket) -> _wire.Message | None:
+def _await_ready(go: socket.socket) -> _wire.Message | None:
     """Wait until a prepared init has built its container: None, or the frame it sent
     when building failed (it then exits)."""
     try:

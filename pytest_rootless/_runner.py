@@ -278,10 +278,11 @@ class SessionState:
             and options.pids is None
         )
 
-    def index_of(self, item: pytest.Item) -> int:
-        if not self.item_index:
+    def index_of(self, item: pytest.Item) -> int | None:
+        """Where ``item`` is in session.items (None: not there, a plugin's own item)."""
+        if id(item) not in self.item_index:
             self.item_index = {id(it): n for n, it in enumerate(item.session.items)}
-        return self.item_index[id(item)]
+        return self.item_index.get(id(item))
 
     def run_prepared(
         self,
@@ -332,6 +333,7 @@ class SessionState:
         return outcome
 
     def _prepare_ahead(self, ahead: tuple[pytest.Item, Options] | None) -> None:
+        """Have the zygote build the next test's container (its test is running now)."""
         if ahead is None or self.zygote is None or not self.preparing(ahead[1]):
             return
         item, options = ahead
@@ -339,7 +341,10 @@ class SessionState:
         if made is not None:
             self.tmp_ahead[item.nodeid] = made
         spec = self.child_spec(options, item, rw_binds=(made.path,) if made else ())
-        self.zygote.prepare(_spec_key(spec), spec)
+        try:
+            self.zygote.prepare(_spec_key(spec), spec)
+        except _spawn.ContainerError:
+            pass  # the zygote is gone: the next test finds out, and builds its own
 
     # -- limits
     def limits_backend(self) -> _limits.Backend:
@@ -504,6 +509,8 @@ def _job_payload(
     """In a prepared container's init (a copy of the zygote): what its test process runs,
     from the host's description of the test."""
     item = session.items[int(job["item"])]
+    if item.nodeid != job["nodeid"]:  # the zygote's copy of the session is not pytest's
+        raise RuntimeError(f"pytest-rootless: the prepared copy of pytest has no {job['nodeid']}")
     tmp = job.get("tmp")
     prepared = TmpPath(str(tmp[0]), str(tmp[1]), bool(tmp[2])) if tmp else None
     options = _child.spec_from_data(job["options"], Options)
@@ -1245,9 +1252,11 @@ def _run_in_container(
     try:
         notes = functools.partial(_limits.explain, options, state.limits_backend(), {})
         outcome = None
-        if cgroups is None and state.preparing(options):
+        index = state.index_of(item)
+        if cgroups is None and index is not None and state.preparing(options):
             job = {
-                "item": state.index_of(item),
+                "item": index,
+                "nodeid": item.nodeid,
                 "tmp": dataclasses.astuple(prepared) if prepared else None,
                 "options": _child.spec_data(options),
             }

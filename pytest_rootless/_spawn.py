@@ -1,10 +1,12 @@
 """Host side of a container's life: clone it, stream what it sends, wait, kill.
 
-One clone(2) of the pytest process creates the container's init directly inside new
-user, mount and PID namespaces (see :func:`._syscalls.clone`); init forks the test
-process. The host reads framed messages from a pipe as they arrive, enforces a backstop
-deadline, and reaps init: at once when the container ended badly, else off the critical
-path (see Reaper); a container still alive when the next one starts is killed.
+One clone(2) creates the container's init directly inside new user, mount and PID
+namespaces (see :func:`._syscalls.clone`); init forks the test process. The clone is made
+by the zygote, ahead of the test (:class:`Zygote`, :func:`run_prepared`), or by pytest
+itself when the test comes (:func:`run`). The host reads framed messages from a pipe as
+they arrive, enforces a backstop deadline, and reaps init: at once when the container
+ended badly, else off the critical path (see Reaper); a container still alive when the
+next one starts is killed.
 """
 
 from __future__ import annotations

@@ -195,9 +195,9 @@ def _flush_std_streams() -> None:
 
 
 def fork() -> int:
-    """``os.fork()``, for the one case of forking a multi-threaded pytest: a
-    single-threaded copy is made first so that the raw clone(2) then runs with no other
-    thread (glibc's fork takes the malloc arena locks around the fork; a raw clone cannot).
+    """``os.fork()``, for a single-threaded copy of a possibly multi-threaded pytest (a
+    relay, the zygote) from which the raw clone(2) then runs with no other thread (glibc's
+    fork takes the malloc arena locks around the fork; a raw clone cannot).
 
     It must be CPython's own ``os.fork``: calling glibc's fork through ctypes returns to
     the eval loop in the child *before* ``PyOS_AfterFork_Child`` has run, and if another
@@ -205,8 +205,9 @@ def fork() -> int:
     there and waits forever (it hung about one container in six with a busy thread).
 
     Python 3.12+ warns about forking a multi-threaded process: the child may deadlock on a
-    lock another thread held. This child does nothing but clone the container's init and
-    wait for it; the warning for this call is acknowledged, and only it.
+    lock another thread held. This child only clones containers' inits (which run pytest
+    as every container's test process does); the warning for this call is acknowledged,
+    and only it.
     """
     _flush_std_streams()
     with warnings.catch_warnings():

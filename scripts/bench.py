@@ -308,13 +308,17 @@ def run_variant(v: Variant, env: dict[str, str], results: Path) -> float | None:
     return elapsed
 
 
-# The design's floor, outside pytest: an empty container (clone of the pytest process into
-# new namespaces, its root built, init's fork of the test process, both reaped) against a
-# bare fork + exit + wait, alternately, in one process inflated to the given RSS. Whatever
-# pytest does in the forked child costs the same in both; this is what isolation adds.
+# The design's floor, outside pytest, in one process inflated to the given RSS, against a
+# bare fork + exit + wait (what pytest-forked does per test):
+# * "built": an empty container built when its test comes (--rootless-no-prepare): a clone
+#   of the process into new namespaces, its root built, init's fork of the test process;
+# * "prepared": one test after another in empty prepared containers, the next container
+#   cloned from the zygote while the current test runs (as in a run): what is left per test
+#   on one core and what the other core does meanwhile.
+# Whatever pytest does in the forked test process costs the same in all three.
 FLOOR = r"""
 import json, os, sys, time
-from pytest_rootless import _runner
+from pytest_rootless import _runner, _spawn, _wire
 from pytest_rootless._options import Options
 
 size, count = int(sys.argv[1]), int(sys.argv[2])
@@ -323,6 +327,7 @@ for i in range(0, size, 4096):
     ballast[i] = 1
 state = _runner.SessionState(None)
 spec = state.child_spec(Options(), None)
+state.crash = _spawn.CrashChannel()
 
 
 def bare_fork():
@@ -332,20 +337,47 @@ def bare_fork():
     os.waitpid(pid, 0)
 
 
-def empty_container():
+def built():
     outcome = state.run_container(spec, lambda fd: 0, lambda message: None)
     assert outcome.status == 0, outcome
 
 
-times = {"fork": [], "container": []}
+def done(fd):  # what a test process sends last
+    _wire.send(fd, {"kind": "done", "status": 0})
+    return 0
+
+
+zygote = _spawn.Zygote(lambda job, ack_fd: done, None)
+key = _runner._spec_key(spec)
+ack_r, ack_w = os.pipe()
+zygote.prepare(key, spec)
+
+
+def prepared():
+    outcome = _spawn.run_prepared(
+        zygote, key, spec, {}, ack_r, lambda message: None, state.crash, state.reaper,
+        then=lambda: zygote.prepare(key, spec),
+    )
+    assert outcome is not None and outcome.status == 0, outcome
+
+
+times = {"fork": [], "built": [], "prepared": []}
 for round in range(count + 5):
-    for key, fn in (("fork", bare_fork), ("container", empty_container)):
+    for key_, fn in (("fork", bare_fork), ("built", built)):
         began = time.perf_counter()
         fn()
         if round >= 5:  # warm-up
-            times[key].append(time.perf_counter() - began)
+            times[key_].append(time.perf_counter() - began)
+# prepared containers one after another, as tests come: time per test over the series
+for round in range(5):
+    prepared()
+began = time.perf_counter()
+for round in range(count):
+    prepared()
+times["prepared"] = [(time.perf_counter() - began) / count]
+zygote.close()
 state.close()
-print(json.dumps({key: sorted(v)[len(v) // 2] for key, v in times.items()}))
+print(json.dumps({key_: sorted(v)[len(v) // 2] for key_, v in times.items()}))
 """
 
 
@@ -488,16 +520,18 @@ def measure(
     floors = {size: measure_floor(args.python, size, args.calls) for size in [0, *sizes]}
     report(args, sizes, versions, variants, counts, results, load_start, load_end, began)
     print()
-    print("the design's floor: an empty container against a bare fork + exit + wait")
+    print("the design's floor: a test in an empty container against a bare fork + exit + wait")
+    print("  built: the container built when its test comes (--rootless-no-prepare)")
+    print("  prepared: one test after another, the next container prepared meanwhile")
     for size, floor in floors.items():
         where = f"RSS {size_label(size)}" if size else "a small process"
         if isinstance(floor, str):
             print(f"  {where:<18} FAILED: {floor}")
             continue
         print(
-            f"  {where:<18} container {ms(floor['container'])}, fork {ms(floor['fork'])}: "
-            f"{ratio(floor['container'], floor['fork']):.2f}x (two forks of the process, "
-            "init and the test process, plus the namespaces and the root)"
+            f"  {where:<18} fork {ms(floor['fork'])}; built {ms(floor['built'])}: "
+            f"{ratio(floor['built'], floor['fork']):.2f}x; prepared {ms(floor['prepared'])}: "
+            f"{ratio(floor['prepared'], floor['fork']):.2f}x"
         )
     return (
         1
