@@ -36,6 +36,7 @@ import json
 import os
 import platform
 import re
+import resource
 import shutil
 import statistics
 import subprocess
@@ -173,6 +174,8 @@ class Variant:
     extra_env: dict[str, str] = field(default_factory=dict)
     times: list[float] = field(default_factory=list)
     samples: list[dict[str, float]] = field(default_factory=list)  # round trip figures
+    #: CPU seconds of every process of each run (user + system, waited-for descendants)
+    cpu: list[float] = field(default_factory=list)
     error: str | None = None
 
 
@@ -284,6 +287,7 @@ def run_variant(v: Variant, env: dict[str, str], results: Path) -> float | None:
                 return None
         return time.perf_counter() - start
     start = time.perf_counter()
+    used = resource.getrusage(resource.RUSAGE_CHILDREN)
     done = subprocess.run(
         v.argv,
         cwd=v.cwd,
@@ -295,6 +299,8 @@ def run_variant(v: Variant, env: dict[str, str], results: Path) -> float | None:
         check=False,
     )
     elapsed = time.perf_counter() - start
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    v.cpu.append(after.ru_utime + after.ru_stime - used.ru_utime - used.ru_stime)
     passed = re.findall(r"(\d+) passed", done.stdout)
     if done.returncode != 0 or not passed or int(passed[-1]) != v.expect:
         summary = (done.stdout.strip().splitlines()[-1:] or ["(no output)"])[0].strip("= ")
@@ -661,6 +667,16 @@ def report(
         print(
             f"-n 2 on {counts['trivial']} isolated tests: {w2[0]:.2f} s ({w2[1]:.2f} s) "
             f"against -n 0 {w0[0]:.2f} s ({w0[1]:.2f} s): {speedup[0]:.2f}x ({speedup[1]:.2f}x)"
+        )
+        # Its floor: what -n 0 leaves of the machine. Every process's CPU time over the
+        # wall time is how many CPUs -n 0 keeps busy (containers are prepared on one
+        # while the test runs on another); -n 2 can at best fill the rest.
+        busy = statistics.median(c / t for c, t in zip(n0.cpu, n0.times, strict=False))
+        cpus = os.cpu_count() or 1
+        per_test = 1000 * statistics.median(n0.cpu) / counts["trivial"]
+        print(
+            f"  -n 0 keeps {busy:.2f} of {cpus} CPUs busy ({per_test:.1f} ms of CPU a test): "
+            f"-n 2 can be at most {cpus / busy:.2f}x faster on this machine"
         )
     else:
         print(
