@@ -36,7 +36,7 @@ import traceback
 import typing
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import NoReturn, TypeVar
+from typing import Any, NoReturn, TypeVar
 
 from . import _limits, _network, _rootfs, _wire
 from . import _syscalls as sc
@@ -118,7 +118,7 @@ def container_main(spec: ChildSpec, result_fd: int, crash_fd: int, payload: Payl
     _leave(
         "init",
         result_fd,
-        lambda: _init(spec, result_fd, lambda: (result_fd, crash_fd, payload, frozenset())),
+        lambda: _init(spec, result_fd, lambda: TestChannels(result_fd, crash_fd, payload)),
     )
 
 
@@ -173,32 +173,49 @@ def holder_main(control_fd: int, trace: bool) -> NoReturn:
 JobPayload = Callable[[dict[str, object], int], Payload]
 
 
-def zygote_main(control_fd: int, job_payload: JobPayload) -> NoReturn:
+def zygote_main(control_fd: int, keep_fds: frozenset[int], job_payload: JobPayload) -> NoReturn:
     """Entry point of the zygote, right after fork. Never returns.
 
     Requests come over ``control_fd`` (SOCK_SEQPACKET, one :mod:`._wire` frame a message):
     ``{"kind": "prepare", "key": k, "spec": ...}`` clones an init that builds the container
-    and waits; ``{"kind": "start", "key": k, "spec": ..., "job": ...}`` with three fds (the
-    test's result channel, the crash channel, the ack pipe) hands them to the init
-    prepared for ``k`` (cloned now if there is none) and answers ``{"kind": "started",
-    "pid": init}`` with a pidfd of it, or the init's setup-error frame. When an init that
-    was handed a test ends, its status goes to that test's channel (``init-exit``).
+    and waits; ``{"kind": "start", "key": k, "job": ...}`` (with the spec too if none was
+    prepared) and three fds (the test's result channel, crash channel, ack pipe) answers
+    ``{"kind": "started", "pid": init}`` with a pidfd of the init prepared for ``k`` once
+    it is ready, then hands it the test; or answers the init's setup-error frame. When an
+    init that was handed a test ends, its status goes to that test's channel
+    (``init-exit``). ``keep_fds`` are pytest's own fds, which test processes keep.
     """
-    _leave("zygote", control_fd, lambda: _zygote(control_fd, job_payload))
+    _leave("zygote", control_fd, lambda: _zygote(control_fd, keep_fds, job_payload))
 
 
 @dataclass
 class _Prepared:
-    pid: int
     key: str
+    pid: int
+    #: pidfd_open(2) of the init, made at once: it is our child, so its pid cannot be
+    #: reused before we reap it, and the pidfd stays right after that.
+    pidfd: int
     go: socket.socket  # the zygote's end of the socket the init waits on
 
+    def kill(self) -> None:
+        try:
+            signal.pidfd_send_signal(self.pidfd, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
 
-def _zygote(control_fd: int, job_payload: JobPayload) -> int:
+    def close(self) -> None:
+        self.go.close()
+        os.close(self.pidfd)
+
+
+def _zygote(control_fd: int, keep_fds: frozenset[int], job_payload: JobPayload) -> int:
     sc.prctl(sc.PR_SET_PDEATHSIG, signal.SIGKILL, "PR_SET_PDEATHSIG")
     if _parent_gone(control_fd):
         return EXIT_SETUP_FAILED
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+    # Nothing of pytest's but what its test processes keep (stdio, capture files): not
+    # the pipes of the test running now, not a socket of a plugin's.
+    _close_inherited_fds(set(keep_fds) | {0, 1, 2, control_fd})
     # Every object pytest had stays out of the collector: no collection here or in the
     # inits and test processes cloned from here ever copies their pages (see _spawn).
     gc.freeze()
@@ -228,10 +245,10 @@ def _zygote(control_fd: int, job_payload: JobPayload) -> int:
                     _zygote_request(request, fds, prepared, started, control, job_payload)
                 if decoder.error is not None:
                     raise decoder.error
-            _reap_inits(started, prepared)
+            _reap_inits(started)
     finally:
         for entry in prepared:
-            _kill_quietly(entry.pid)
+            entry.kill()
 
 
 def _drain(fd: int) -> None:
@@ -252,35 +269,43 @@ def _zygote_request(
 ) -> None:
     key = str(request["key"])
     if request["kind"] == "prepare":
-        prepared.append(_clone_prepared(key, spec_from_data(request["spec"]), job_payload))
+        prepared.append(
+            _clone_prepared(key, spec_from_data(request["spec"], ChildSpec), job_payload)
+        )
         return
     # "start": the prepared init for this key, the others were for tests that did not come.
     entry = next((p for p in prepared if p.key == key), None)
     for other in [p for p in prepared if p is not entry]:
-        _kill_quietly(other.pid)
-        other.go.close()
+        other.kill()
+        other.close()
         prepared.remove(other)
-    if entry is None:
-        entry = _clone_prepared(key, spec_from_data(request["spec"]), job_payload)
-    else:
-        prepared.remove(entry)
     try:
+        if entry is None and "spec" not in request:
+            control.send(_wire.encode(_not_prepared("no container was prepared for it")))
+            return
+        if entry is None:
+            entry = _clone_prepared(key, spec_from_data(request["spec"], ChildSpec), job_payload)
+        else:
+            prepared.remove(entry)
         failed = _await_ready(entry.go)
         if failed is not None:
             control.send(_wire.encode(failed))
             return
-        pidfd = os.pidfd_open(entry.pid)
-        try:
-            socket.send_fds(entry.go, [json.dumps(request["job"]).encode()], fds)
-            reply = {"kind": "started", "pid": entry.pid}
-            socket.send_fds(control, [_wire.encode(reply)], [pidfd])
-        finally:
-            os.close(pidfd)
+        # "started" first: once the test is handed over, the host must never build its
+        # container again (the test may have run), whatever becomes of us.
+        reply = {"kind": "started", "pid": entry.pid}
+        socket.send_fds(control, [_wire.encode(reply)], [entry.pidfd])
         started[entry.pid] = os.dup(fds[0])
+        socket.send_fds(entry.go, [json.dumps(request["job"]).encode()], fds)
     finally:
-        entry.go.close()
+        if entry is not None:
+            entry.close()
         for fd in fds:
             os.close(fd)
+
+
+def _not_prepared(reason: str) -> _wire.Message:
+    return {"kind": "setup-error", "stage": "init", "message": f"a prepared init failed: {reason}"}
 
 
 def _await_ready(go: socket.socket) -> _wire.Message | None:
@@ -297,12 +322,11 @@ def _await_ready(go: socket.socket) -> _wire.Message | None:
         return None
     if messages and messages[0].get("kind") == "setup-error":
         return messages[0]
-    return {"kind": "setup-error", "stage": "init", "message": f"a prepared init failed: {reason}"}
+    return _not_prepared(reason)
 
 
 def _clone_prepared(key: str, spec: ChildSpec, job_payload: JobPayload) -> _Prepared:
     ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
-    gc.freeze()
     try:
         pid = sc.clone(CLONE_FLAGS)  # the zygote has one thread: see _syscalls.clone
     except BaseException:
@@ -320,7 +344,7 @@ def _clone_prepared(key: str, spec: ChildSpec, job_payload: JobPayload) -> _Prep
         finally:
             prepared_main(spec, go_fd, job_payload)
     theirs.close()
-    return _Prepared(pid, key, ours)
+    return _Prepared(key, pid, os.pidfd_open(pid), ours)
 
 
 def prepared_main(spec: ChildSpec, go_fd: int, job_payload: JobPayload) -> NoReturn:
@@ -328,39 +352,38 @@ def prepared_main(spec: ChildSpec, go_fd: int, job_payload: JobPayload) -> NoRet
     container, say so on ``go_fd``, then wait there for the test. Never returns."""
     channel = [go_fd]  # where a failure is reported: the zygote, then the test's host
 
-    def await_test() -> tuple[int, int, Payload, frozenset[int]]:
+    def await_test() -> TestChannels | None:
         _wire.send(go_fd, {"kind": "ready"})
         with socket.socket(fileno=os.dup(go_fd)) as go:
-            data, fds, _, _ = socket.recv_fds(go, 1 << 20, 3)
+            data, fds, _, _ = socket.recv_fds(go, 1 << 20, 3, socket.MSG_CMSG_CLOEXEC)
         if not data or len(fds) != 3:
             for fd in fds:
                 os.close(fd)
-            return -1, -1, lambda fd: 0, frozenset()
+            return None
         job = json.loads(data)
-        result_fd, crash_fd, ack_fd = _place(fds, [int(n) for n in job["fds"]], go_fd)
-        channel[0] = result_fd  # from here on a failure is the test's
-        return result_fd, crash_fd, job_payload(job, ack_fd), frozenset({ack_fd})
+        # Out of the way of every fd this process has (the overlays' store among them),
+        # then, in the test process, at the numbers the host has them at: the test holds
+        # the very fd numbers a container cloned from pytest gives it, and none at a
+        # number pytest uses for something else (which a test may know and probe).
+        above = max([*fds, *job["fds"], *_open_fds()]) + 1
+        moved = [fcntl.fcntl(fd, fcntl.F_DUPFD_CLOEXEC, above) for fd in fds]
+        for fd in fds:
+            os.close(fd)
+        os.close(go_fd)
+        channel[0] = moved[0]  # from here on a failure is the test's
+        where = [int(n) for n in job["fds"]]
+        payload = job_payload(job, where[2])
+        moves = tuple(zip(moved, where, strict=True))
+        return TestChannels(moved[0], moved[1], payload, frozenset({where[2]}), moves)
 
     _leave("init", lambda: channel[0], lambda: _init(spec, go_fd, await_test))
 
 
-def _place(fds: list[int], where: list[int], go_fd: int) -> list[int]:
-    """Move the fds received for the test to the numbers the host has them at: its test
-    process then holds the very fd numbers a container cloned from pytest would, and
-    none at a number pytest used for something else (which a test may know and probe)."""
-    above = max([*fds, *where, go_fd]) + 1
-    moved = [fcntl.fcntl(fd, fcntl.F_DUPFD, above) for fd in fds]
-    for fd in fds:
-        os.close(fd)
-    if go_fd not in where:
-        os.close(go_fd)
-    for fd, number in zip(moved, where, strict=True):
-        os.dup2(fd, number)
-        os.close(fd)
-    return where
+def _open_fds() -> list[int]:
+    return [int(name) for name in os.listdir("/proc/self/fd")]
 
 
-def _reap_inits(started: dict[int, int], prepared: list[_Prepared]) -> None:
+def _reap_inits(started: dict[int, int]) -> None:
     """Reap the inits that ended; tell the test of each what its init's status was."""
     while True:
         try:
@@ -376,13 +399,6 @@ def _reap_inits(started: dict[int, int], prepared: list[_Prepared]) -> None:
             except OSError:
                 pass  # the host stopped reading: the test was done
             os.close(fd)
-
-
-def _kill_quietly(pid: int) -> None:
-    try:
-        os.kill(pid, signal.SIGKILL)
-    except ProcessLookupError:
-        pass
 
 
 # --- specs as data (a request to the zygote is JSON, never a pickle) -----------------------
@@ -427,18 +443,18 @@ def spec_data(value: object) -> object:
     raise TypeError(f"{type(value).__name__} cannot be sent to a prepared container")
 
 
-def _dataclass_data(value: object) -> object:
+def _dataclass_data(value: Any) -> object:
     name = type(value).__name__
     if _DATA_TYPES.get(name) is not type(value):
         raise TypeError(f"{name} cannot be sent to a prepared container")
     fields = {
         f.name: spec_data(getattr(value, f.name))
-        for f in dataclasses.fields(value)  # type: ignore[arg-type]
+        for f in dataclasses.fields(typing.cast(Any, value))
     }
     return {"@": name, **fields}
 
 
-def spec_from_data(data: object, cls: type[_T] = ChildSpec) -> _T:  # type: ignore[assignment]
+def spec_from_data(data: object, cls: type[_T]) -> _T:
     """The inverse of :func:`spec_data`, checked to be a ``cls``."""
     value = _from_data(data)
     if not isinstance(value, cls):
@@ -484,10 +500,26 @@ def _parent_gone(result_fd: int) -> bool:
     return False
 
 
-#: What init needs to start the test: the channel to the host, the crash channel, and
-#: what the test process runs. Known at the clone, or (a prepared container) only once
-#: the test's turn comes (see zygote_main).
-Start = Callable[[], tuple[int, int, Payload, frozenset[int]]]
+@dataclass(frozen=True)
+class TestChannels:
+    """What init needs to start the test: the channel to the host, the crash channel, and
+    what the test process runs. Known at the clone, or (a prepared container) only once
+    the test's turn comes (see zygote_main)."""
+
+    result_fd: int
+    crash_fd: int
+    payload: Payload
+    #: More fds the test process keeps (a prepared container's ack pipe).
+    keep: frozenset[int] = frozenset()
+    #: (fd, number): where the test process first moves each fd (see prepared_main).
+    moves: tuple[tuple[int, int], ...] = ()
+
+    def number(self, fd: int) -> int:
+        """The number ``fd`` has in the test process."""
+        return dict(self.moves).get(fd, fd)
+
+
+Start = Callable[[], TestChannels | None]
 
 
 def _init(spec: ChildSpec, setup_fd: int, start: Start) -> int:
@@ -545,11 +577,10 @@ def _init(spec: ChildSpec, setup_fd: int, start: Start) -> int:
     if spec.network is not None:  # a veth pair from the network's bridge, eth0 set up
         _network.join(spec.network)
 
-    result_fd, crash_fd, payload, also_keep = start()
-    if result_fd < 0:
+    channels = start()
+    if channels is None:
         return 0  # a prepared container nobody will use
-    if also_keep:
-        spec = dataclasses.replace(spec, keep_fds=spec.keep_fds | also_keep)
+    result_fd = channels.result_fd
     if spec.trace:
         _wire.send(result_fd, {"kind": "trace", "stage": "init", "lines": list(sc.TRACE)})
         sc.TRACE.clear()
@@ -558,10 +589,10 @@ def _init(spec: ChildSpec, setup_fd: int, start: Start) -> int:
     # /proc/1/exe (the CVE-2019-5736 shape). Set before the fork; the child undoes it.
     sc.prctl(sc.PR_SET_DUMPABLE, 0, "PR_SET_DUMPABLE")
     if spec.control_fd is not None:
-        return _serve(spec, result_fd, spec.control_fd, payload, store)
+        return _serve(spec, result_fd, spec.control_fd, channels.payload, store)
     test_pid = os.fork()
     if test_pid == 0:
-        _test_process(spec, result_fd, crash_fd, payload)  # never returns
+        _test_process(spec, channels)  # never returns
     # Init needs nothing of pytest's any more: only the channel to the host (and the
     # store of the overlays' upper layers).
     _close_inherited_fds({result_fd} | _store_fds(store))
@@ -804,14 +835,18 @@ def _isolate(spec: ChildSpec, keep: set[int]) -> None:
     os.chdir(spec.cwd)
 
 
-def _test_process(spec: ChildSpec, result_fd: int, crash_fd: int, payload: Payload) -> NoReturn:
+def _test_process(spec: ChildSpec, channels: TestChannels) -> NoReturn:
+    result_fd, crash_fd = channels.number(channels.result_fd), channels.number(channels.crash_fd)
+
     def isolate_and_run() -> int:
-        _isolate(spec, {result_fd, crash_fd})
+        for fd, number in channels.moves:
+            os.dup2(fd, number, inheritable=False)
+        _isolate(spec, {result_fd, crash_fd} | channels.keep)
         faulthandler.enable(file=crash_fd, all_threads=True)
         faulthandler.register(DUMP_SIGNAL, file=crash_fd, all_threads=True, chain=False)
         if spec.trace:
             _wire.send(result_fd, {"kind": "trace", "stage": "test", "lines": list(sc.TRACE)})
         sc.set_tracing(False)
-        return payload(result_fd)
+        return channels.payload(result_fd)
 
-    _leave("test", result_fd, isolate_and_run)
+    _leave("test", lambda: channels.number(channels.result_fd), isolate_and_run)

@@ -312,7 +312,7 @@ class SessionState:
         try:
             if self.zygote is None:
                 self.zygote = _spawn.Zygote(
-                    functools.partial(_job_payload, item.session, self), state
+                    functools.partial(_job_payload, item.session, self), state, self._fds()
                 )
             outcome = _spawn.run_prepared(
                 self.zygote,
@@ -323,9 +323,9 @@ class SessionState:
                 on_message,
                 self.crash,
                 self.reaper,
-                then=lambda: self._prepare_ahead(ahead),
+                then=lambda: self._try_preparing_ahead(ahead),
             )
-        except _spawn.ContainerError:
+        except (_spawn.ContainerError, OSError):  # no zygote (fork refused), or it is gone
             if self.zygote is not None:
                 self.zygote.close()
                 self.zygote = None
@@ -341,10 +341,16 @@ class SessionState:
         if made is not None:
             self.tmp_ahead[item.nodeid] = made
         spec = self.child_spec(options, item, rw_binds=(made.path,) if made else ())
+        self.zygote.prepare(_spec_key(spec), spec)
+
+    def _try_preparing_ahead(self, ahead: tuple[pytest.Item, Options] | None) -> None:
+        """Best effort, while the current test runs: what fails here (the zygote gone, its
+        tmp_path or root not made) happens again when the next test comes, which then
+        reports it, as its own."""
         try:
-            self.zygote.prepare(_spec_key(spec), spec)
-        except _spawn.ContainerError:
-            pass  # the zygote is gone: the next test finds out, and builds its own
+            self._prepare_ahead(ahead)
+        except Exception:
+            pass
 
     # -- limits
     def limits_backend(self) -> _limits.Backend:
@@ -488,19 +494,29 @@ def _host_state(item: pytest.Item, state: SessionState) -> object:
     """What a copy of pytest must have to run ``item`` as a copy made now would: the
     nodes set up on the host and their finalizers (each time a fixture is set up there,
     a parametrized one again included, its node gets one more: FixtureDef.execute), the
-    tests pytest ran itself, and the fds its test processes keep (see run_prepared)."""
+    tests pytest ran itself, the fds its test processes keep, and the list of items
+    (a request names its item by index; see run_prepared). What the logging hooks change
+    on the host is not in it: the session's counts go with each test (see _job_payload)."""
     stack = item.session._setupstate.stack
     nodes = tuple((id(node), len(entry[0])) for node, entry in stack.items())
-    return nodes, state.local_runs, state._fds()
+    items = item.session.items
+    return nodes, state.local_runs, state._fds(), id(items), len(items)
+
+
+_NO_PLAN = _rootfs.Plan(ops=(), home="")
 
 
 def _spec_key(spec: _child.ChildSpec) -> str:
     """Which prepared container ``spec`` asks for. Plans are made once per session and
     never change: the plan by its identity (kept alive in SessionState.plans), the rest
     (a few small fields) by value."""
-    rest = dataclasses.replace(spec, plan=_rootfs.Plan(ops=(), home=""))
+    rest = dataclasses.replace(spec, plan=_NO_PLAN)
     data = json.dumps(_child.spec_data(rest), sort_keys=True).encode()
     return f"{id(spec.plan):x}-{hashlib.sha256(data).hexdigest()}"
+
+
+#: Session attributes the host's logging hooks change (pytest's main.Session).
+SESSION_COUNTS = ("testsfailed", "shouldstop", "shouldfail")
 
 
 def _job_payload(
@@ -511,6 +527,10 @@ def _job_payload(
     item = session.items[int(job["item"])]
     if item.nodeid != job["nodeid"]:  # the zygote's copy of the session is not pytest's
         raise RuntimeError(f"pytest-rootless: the prepared copy of pytest has no {job['nodeid']}")
+    # What the host's logging hooks have changed since the zygote was made: the session's
+    # counts (a fixture may skip once a test failed), as a copy made now would hold them.
+    for name in SESSION_COUNTS:
+        setattr(session, name, job["session"][name])
     tmp = job.get("tmp")
     prepared = TmpPath(str(tmp[0]), str(tmp[1]), bool(tmp[2])) if tmp else None
     options = _child.spec_from_data(job["options"], Options)
@@ -1257,6 +1277,7 @@ def _run_in_container(
             job = {
                 "item": index,
                 "nodeid": item.nodeid,
+                "session": {name: getattr(item.session, name) for name in SESSION_COUNTS},
                 "tmp": dataclasses.astuple(prepared) if prepared else None,
                 "options": _child.spec_data(options),
             }

@@ -148,20 +148,26 @@ class PreparedInit(Init):
                 pass
 
     def gone(self) -> bool:
-        # A pidfd polls readable once its process has ended (pidfd_open(2)).
-        if self.pidfd >= 0 and select.select([self.pidfd], [], [], 0)[0]:
-            self._close()
+        self._ended(0)
         return self.pidfd < 0
 
     def wait(self) -> int | None:
-        if self.pidfd >= 0:
-            select.select([self.pidfd], [], [])
-            self._close()
+        self._ended(None)
         return None  # the zygote sends it (init-exit)
 
-    def _close(self) -> None:
-        os.close(self.pidfd)
-        self.pidfd = -1
+    def _ended(self, timeout_ms: int | None) -> None:
+        """Close the pidfd once it polls readable: its process has ended (pidfd_open(2))."""
+        if self.pidfd < 0:
+            return
+        poller = select.poll()
+        poller.register(self.pidfd, select.POLLIN)
+        if poller.poll(timeout_ms):
+            self.close()
+
+    def close(self) -> None:
+        if self.pidfd >= 0:
+            os.close(self.pidfd)
+            self.pidfd = -1
 
 
 def _clone_init(
@@ -283,6 +289,7 @@ def run_prepared(
         then()
     except BaseException:
         init.kill()
+        init.close()
         os.close(read_fd)
         raise
     return _follow(init, read_fd, spec, on_message, crash, reaper)
@@ -292,7 +299,12 @@ class Zygote:
     """A copy of pytest that clones containers' inits ahead of their tests (see
     _child.zygote_main). Made for one state of the host: ``fingerprint`` says which."""
 
-    def __init__(self, job_payload: _child.JobPayload, fingerprint: object) -> None:
+    #: How long a container may take to be built before the zygote counts as stuck.
+    BUILD_TIMEOUT = 60.0
+
+    def __init__(
+        self, job_payload: _child.JobPayload, fingerprint: object, keep_fds: frozenset[int]
+    ) -> None:
         self.fingerprint = fingerprint
         self.prepared: set[str] = set()  # keys of the containers being prepared
         self.control, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
@@ -309,7 +321,7 @@ class Zygote:
             try:
                 self.control.close()
             finally:
-                _child.zygote_main(theirs.detach(), job_payload)
+                _child.zygote_main(theirs.detach(), keep_fds, job_payload)
         gc.unfreeze()
         theirs.close()
         self.pid = pid
@@ -329,6 +341,13 @@ class Zygote:
             request["spec"] = _child.spec_data(spec)
         self.prepared.clear()  # the zygote drops what it prepared for other tests
         self._send(request, fds)
+        # Building the container (which the zygote waits for) is bounded like the rest
+        # of a container's life: past the test's timeout, or a minute, it is stuck.
+        limit = self.BUILD_TIMEOUT if spec.timeout is None else spec.timeout + BACKSTOP_GRACE
+        poller = select.poll()
+        poller.register(self.control, select.POLLIN)
+        if not poller.poll(int(limit * 1000)):
+            raise ContainerError(f"the zygote built no container in {limit:g} s")
         try:
             data, pidfds, _, _ = socket.recv_fds(self.control, 1 << 20, 1, socket.MSG_CMSG_CLOEXEC)
         except ConnectionError:

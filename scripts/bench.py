@@ -528,7 +528,10 @@ def measure(
     print()
     print("the design's floor: a test in an empty container against a bare fork + exit + wait")
     print("  built: the container built when its test comes (--rootless-no-prepare)")
-    print("  prepared: one test after another, the next container prepared meanwhile")
+    print(
+        "  prepared: one test after another, the next container prepared meanwhile "
+        "(time per test over the series, not the median of one)"
+    )
     for size, floor in floors.items():
         where = f"RSS {size_label(size)}" if size else "a small process"
         if isinstance(floor, str):

@@ -103,6 +103,16 @@ HOST_CHANGES = """
     @pytest.mark.isolated
     def test_param_c(phase):
         assert SETUPS[-1] == phase
+
+
+    @pytest.mark.isolated
+    def test_fails_on_purpose():
+        assert False
+
+
+    @pytest.mark.isolated
+    def test_sees_the_failure_counted(request):
+        assert request.session.testsfailed == 1
 """
 
 
@@ -114,7 +124,7 @@ def test_every_test_sees_the_host_as_it_is_at_its_turn(
     pytester.makepyfile(test_host=HOST_CHANGES)
     args = ["-p", "rootless", "-v"] + ([] if prepare else ["--rootless-no-prepare"])
     result = pytester.runpytest_subprocess(*args, timeout=TIMEOUT)
-    result.assert_outcomes(passed=13)
+    result.assert_outcomes(passed=14, failed=1)
     made = [line for line in result.outlines if line.startswith("zygotes made: ")]
     assert made, result.stdout.str()
     count = int(made[-1].split(": ")[1])
@@ -195,3 +205,48 @@ def test_a_container_that_cannot_be_prepared_fails_as_without_preparing(
             "*writable path /usr/share/rootless-does-not-exist does not exist*",
         ]
     )
+
+
+NO_CHANNEL_FOR_PROGRAMS = """
+    import fcntl
+    import os
+    import subprocess
+    import sys
+
+    import pytest
+
+    pytestmark = pytest.mark.isolated(writable=["."])
+
+
+    @pytest.mark.parametrize("n", range(4))
+    def test_what_a_program_it_runs_inherits(n):
+        # every fd past stdio is close-on-exec: the result channel, the ack pipe, the
+        # crash channel and pytest's own files never reach a program the test starts
+        for name in os.listdir("/proc/self/fd"):
+            fd = int(name)
+            if fd > 2 and os.path.exists(f"/proc/self/fd/{fd}"):
+                target = os.readlink(f"/proc/self/fd/{fd}")
+                assert fcntl.fcntl(fd, fcntl.F_GETFD) & fcntl.FD_CLOEXEC, target
+        listing = subprocess.run(
+            [sys.executable, "-c", "import os; print(sorted(os.listdir('/proc/self/fd')))"],
+            close_fds=False, capture_output=True, text=True, check=True,
+        ).stdout
+        assert listing.strip() == "['0', '1', '2', '3']"  # stdio, and the listing's own
+        with open(f"written-{n}", "w") as f:
+            f.write("x")
+"""
+
+
+def test_channels_stay_close_on_exec_and_writes_are_reported(pytester: pytest.Pytester) -> None:
+    """A prepared init receives the test's channels over a socket and the test process
+    moves them to the host's numbers: they stay close-on-exec, and the overlays' store
+    (opened by init while building) stays readable for --rootless-report-writes."""
+    pytester.makepyfile(test_programs=NO_CHANNEL_FOR_PROGRAMS)
+    result = pytester.runpytest_subprocess(
+        "-p", "rootless", "--rootless-report-writes", timeout=TIMEOUT
+    )
+    result.assert_outcomes(passed=4)
+    for n in range(4):
+        result.stdout.fnmatch_lines(
+            [f"*test_what_a_program_it_runs_inherits?{n}?*", f"*added*/written-{n}"]
+        )
