@@ -534,8 +534,7 @@ def _job_payload(
     tmp = job.get("tmp")
     prepared = TmpPath(str(tmp[0]), str(tmp[1]), bool(tmp[2])) if tmp else None
     options = _child.spec_from_data(job["options"], Options)
-    backend = state.limits if state.limits is not None else _limits.detect()
-    notes = functools.partial(_limits.explain, options, backend, {})
+    notes = _limit_notes(options, state.limits or _limits.detect())
     return functools.partial(_container_protocol, item, prepared, notes, ack_fd)
 
 
@@ -1270,7 +1269,7 @@ def _run_in_container(
     if state.trace and writer is not None:
         sc.set_tracing(True)
     try:
-        notes = functools.partial(_limits.explain, options, state.limits_backend(), {})
+        notes = _limit_notes(options, state.limits_backend())
         outcome = None
         index = state.index_of(item)
         if cgroups is None and index is not None and state.preparing(options):
@@ -1769,6 +1768,13 @@ class _JunitRecords:
         }
 
 
+def _limit_notes(options: Options, backend: _limits.Backend) -> Callable[..., list[str]] | None:
+    """What names the limit a test's exception comes from; None if it has no limits."""
+    if options.memory is None and options.pids is None and options.cpu is None:
+        return None
+    return functools.partial(_limits.explain, options, backend, {})
+
+
 class _LimitNotes:
     """In the test process: a failure caused by a limit (a refused fork, the OOM killer's
     work) says which, in a section of its report."""
@@ -1874,20 +1880,22 @@ INSIDE_KEY = pytest.StashKey[bool]()
 def _container_protocol(
     item: pytest.Item,
     prepared_tmp: TmpPath | None,
-    limit_notes: Callable[..., list[str]],
+    limit_notes: Callable[..., list[str]] | None,
     ack_fd: int,
     result_fd: int,
 ) -> int:
     """pytest's own runtest protocol for one item (``pytest_runtest_protocol``, with every
     plugin's wrapper: warnings, faulthandler, assertion, unittest, timeouts), the
     logging hooks forwarded to the host instead (see :class:`_Forwarder`).
-    ``limit_notes(exception=...)`` names the limit an exception comes from, if one."""
+    ``limit_notes(exception=...)`` names the limit an exception comes from, if one (None:
+    the test has no limits)."""
     config = item.config
     measuring = ContainerCoverage.start()
     _use_prepared_tmp_path(config, prepared_tmp)
     send = functools.partial(_wire.send, result_fd)
     _forward_log_hooks(item, send, ack_fd)
-    config.pluginmanager.register(_LimitNotes(limit_notes), "rootless-limits")
+    if limit_notes is not None:  # registering a plugin costs a test process ~1 ms
+        config.pluginmanager.register(_LimitNotes(limit_notes), "rootless-limits")
     item.stash[INSIDE_KEY] = True
     junit = _JunitRecords(config)
     cache = _CacheWrites.install(config)

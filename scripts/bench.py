@@ -353,7 +353,7 @@ def done(fd):  # what a test process sends last
     return 0
 
 
-zygote = _spawn.Zygote(lambda job, ack_fd: done, None)
+zygote = _spawn.Zygote(lambda job, ack_fd: done, None, state._fds())
 key = _runner._spec_key(spec)
 ack_r, ack_w = os.pipe()
 zygote.prepare(key, spec)
