@@ -275,7 +275,7 @@ def run_prepared(
     read_fd, write_fd = os.pipe2(os.O_CLOEXEC)
     fds = (write_fd, crash.fd, ack_fd)
     try:
-        # with the numbers they have here, for the test process (see _child._place)
+        # with the numbers they have here, for the test process (see _child.prepared_main)
         init = zygote.start(key, spec, {**job, "fds": fds}, fds)
     except BaseException:
         os.close(read_fd)
