@@ -360,6 +360,7 @@ def prepared_main(spec: ChildSpec, go_fd: int, job_payload: JobPayload) -> NoRet
             for fd in fds:
                 os.close(fd)
             return None
+        channel[0] = fds[0]  # from here on a failure is the test's
         job = json.loads(data)
         # Out of the way of every fd this process has (the overlays' store among them),
         # then, in the test process, at the numbers the host has them at: the test holds
@@ -370,7 +371,7 @@ def prepared_main(spec: ChildSpec, go_fd: int, job_payload: JobPayload) -> NoRet
         for fd in fds:
             os.close(fd)
         os.close(go_fd)
-        channel[0] = moved[0]  # from here on a failure is the test's
+        channel[0] = moved[0]
         where = [int(n) for n in job["fds"]]
         payload = job_payload(job, where[2])
         moves = tuple(zip(moved, where, strict=True))
