@@ -309,11 +309,14 @@ class SessionState:
             ahead = None
         if self.zygote is None and ahead is None:
             return None
-        try:
-            if self.zygote is None:
+        if self.zygote is None:
+            try:
                 self.zygote = _spawn.Zygote(
                     functools.partial(_job_payload, item.session, self), state, self._fds()
                 )
+            except OSError:  # no fork for it now: the container is cloned from pytest
+                return None
+        try:
             outcome = _spawn.run_prepared(
                 self.zygote,
                 _spec_key(spec),
@@ -325,10 +328,9 @@ class SessionState:
                 self.reaper,
                 then=lambda: self._try_preparing_ahead(ahead),
             )
-        except (_spawn.ContainerError, OSError):  # no zygote (fork refused), or it is gone
-            if self.zygote is not None:
-                self.zygote.close()
-                self.zygote = None
+        except _spawn.ContainerError:  # the zygote is gone: before the test was handed over
+            self.zygote.close()
+            self.zygote = None
             return None
         return outcome
 
