@@ -251,18 +251,19 @@ ATTACKS = '''
         return mounts
 
 
+    def cmdline(pid):
+        """A process's command line (empty once it is gone, or while it cannot be read)."""
+        try:
+            with open(f"/proc/{pid}/cmdline", "rb") as f:
+                return f.read()
+        except OSError:
+            return b""
+
+
     def alive_with(token):
         """Pids of the processes whose command line holds ``token``."""
-        pids = []
-        for name in os.listdir("/proc"):
-            if name.isdigit():
-                try:
-                    with open(f"/proc/{name}/cmdline", "rb") as f:
-                        if token.encode() in f.read():
-                            pids.append(int(name))
-                except OSError:
-                    continue
-        return pids
+        names = [name for name in os.listdir("/proc") if name.isdigit()]
+        return [int(name) for name in names if token.encode() in cmdline(name)]
 '''
 
 
@@ -1160,17 +1161,9 @@ DAEMONS = """
 
     import pytest
 
-    from acceptance_attacks import alive_with
+    from acceptance_attacks import alive_with, cmdline
 
     TOKEN, GONE_WITHIN = $token, $gone_within
-
-
-    def cmdline(pid):
-        try:
-            with open(f"/proc/{pid}/cmdline", "rb") as f:
-                return f.read()
-        except OSError:
-            return b""
 
 
     @pytest.mark.isolated(root=$root)
@@ -1406,14 +1399,6 @@ HANG = """
     from acceptance_attacks import alive_with
 
     TOKEN, GONE_WITHIN = $token, $gone_within
-
-
-    def cmdline(pid):
-        try:
-            with open(f"/proc/{pid}/cmdline", "rb") as f:
-                return f.read()
-        except OSError:
-            return b""
 
 
     @pytest.mark.isolated(root=$root, timeout=1)
