@@ -362,11 +362,12 @@ def prepared_main(spec: ChildSpec, go_fd: int, job_payload: JobPayload) -> NoRet
             return None
         channel[0] = fds[0]  # from here on a failure is the test's
         job = json.loads(data)
-        # Out of the way of every fd this process has (the overlays' store among them),
-        # then, in the test process, at the numbers the host has them at: the test holds
-        # the very fd numbers a container cloned from pytest gives it, and none at a
-        # number pytest uses for something else (which a test may know and probe).
-        above = max([*fds, *job["fds"], *_open_fds()]) + 1
+        # Above the numbers the host has them at (F_DUPFD takes the lowest *free* number
+        # from there, so nothing of ours is overwritten), then, in the test process, moved
+        # to those numbers: the test holds the very fd numbers a container cloned from
+        # pytest gives it, and none at a number pytest uses for something else (which a
+        # test may know and probe); no move lands on an fd still to be moved.
+        above = max([*fds, *job["fds"]]) + 1
         moved = [fcntl.fcntl(fd, fcntl.F_DUPFD_CLOEXEC, above) for fd in fds]
         for fd in fds:
             os.close(fd)
@@ -378,10 +379,6 @@ def prepared_main(spec: ChildSpec, go_fd: int, job_payload: JobPayload) -> NoRet
         return TestChannels(moved[0], moved[1], payload, frozenset({where[2]}), moves)
 
     _leave("init", lambda: channel[0], lambda: _init(spec, go_fd, await_test))
-
-
-def _open_fds() -> list[int]:
-    return [int(name) for name in os.listdir("/proc/self/fd")]
 
 
 def _reap_inits(started: dict[int, int]) -> None:
