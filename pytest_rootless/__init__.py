@@ -6,10 +6,10 @@ Load it with ``pytest -p rootless`` (it also autoloads once installed); mark tes
 
 from __future__ import annotations
 
-from ._options import OptionError
-from ._probe import UnsupportedHost
-from ._remote import RemoteError
-from .fixtures import Container, Process, run_isolated
+from .plugin.fixtures import Container, Process, run_isolated
+from .protocol.values import RemoteError
+from .runtime.options import OptionError
+from .runtime.probe import UnsupportedHost
 
 __all__ = ["Container", "OptionError", "Process", "RemoteError", "UnsupportedHost", "run_isolated"]
 __version__ = "0.1.0"

@@ -11,7 +11,7 @@ import os
 import sys
 from collections.abc import Sequence
 
-from ._doctor import Host, doctor
+from .doctor.checks import Host, doctor
 
 
 def main(argv: Sequence[str] | None = None) -> int:

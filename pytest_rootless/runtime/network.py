@@ -46,9 +46,10 @@ import tempfile
 from dataclasses import dataclass, field
 from typing import Any
 
-from . import _netlink, _wire
-from . import _syscalls as sc
-from ._syscalls import CloneFlag as NS
+from ..kernel import libc, netlink
+from ..kernel import syscalls as sc
+from ..kernel.syscalls import CloneFlag as NS
+from ..protocol import framing
 
 #: The block the networks' IPv4 subnets come from (RFC 2544, RFC 6890: not routed).
 IPV4_BLOCK = ipaddress.IPv4Network("198.18.0.0/15")
@@ -105,7 +106,7 @@ class Member:
 def note_cloned_inside(spec: Join) -> None:
     """For the trace: the relay entered the network's user namespace before it cloned
     this init (its own trace is not sent anywhere)."""
-    sc.trace_note(
+    libc.trace_note(
         f"setns(<user namespace of network {spec.network!r}>, CLONE_NEWUSER) "
         "[by the relay, before clone]"
     )
@@ -115,25 +116,25 @@ def join(spec: Join) -> None:
     """Hand this network namespace to the holder, which plugs a veth pair into it, then
     give ``eth0`` its addresses, bring it up, add the route to the subnet."""
     for line in spec.holder_trace:
-        sc.trace_note(f"[network {spec.network!r}] {line}")
+        libc.trace_note(f"[network {spec.network!r}] {line}")
     channel = socket.socket(fileno=spec.channel_fd)
     try:
         netns = os.open("/proc/self/ns/net", os.O_RDONLY | os.O_CLOEXEC)
         try:
-            socket.send_fds(channel, [_wire.encode({"kind": "join"})], [netns])
+            socket.send_fds(channel, [framing.encode({"kind": "join"})], [netns])
         finally:
             os.close(netns)
         reply = _receive(channel, TIMEOUT, f"network {spec.network!r}: the holder")[0]
     finally:
         channel.close()
     for line in reply.get("trace", []):
-        sc.trace_note(f"[network {spec.network!r}] {line}")
+        libc.trace_note(f"[network {spec.network!r}] {line}")
     if reply["kind"] != "joined":
         raise NetworkError(f"network {spec.network!r}: {reply.get('message', reply)}")
     addresses = [ipaddress.ip_interface(spec.address)]
     if spec.address6 is not None:
         addresses.append(ipaddress.ip_interface(spec.address6))
-    with _netlink.Netlink() as nl:
+    with netlink.Netlink() as nl:
         for address in addresses:
             nl.add_address(IFNAME, address)
         nl.set_up(IFNAME)
@@ -141,7 +142,7 @@ def join(spec: Join) -> None:
             nl.add_subnet_route(IFNAME, address)
 
 
-# --- the holder (a forked child of pytest; entered through _child.holder_main) -----------------
+# --- the holder (a forked child of pytest; entered through child.holder_main) -----------------
 
 
 def hold(control_fd: int, trace: bool) -> int:
@@ -152,13 +153,13 @@ def hold(control_fd: int, trace: bool) -> int:
     for low, high in ((3, control_fd - 1), (control_fd + 1, 0xFFFFFFFF)):
         if low <= high:
             sc.close_range(low, high)
-    sc.set_tracing(trace)
+    libc.set_tracing(trace)
     uid, gid = os.geteuid(), os.getegid()
     sc.unshare(NS.NEWUSER | NS.NEWNET)
     sc.write_id_maps(uid, uid, gid, gid)
     ipv6 = has_ipv6()
     control = socket.socket(fileno=control_fd)
-    with _netlink.Netlink() as nl:
+    with netlink.Netlink() as nl:
         nl.add_bridge(BRIDGE)
         if ipv6:
             nl.set_addr_gen_mode_none(BRIDGE)
@@ -180,13 +181,13 @@ def hold(control_fd: int, trace: bool) -> int:
 
 
 def _steps() -> list[str]:
-    lines = list(sc.TRACE)
-    sc.TRACE.clear()
+    lines = list(libc.TRACE)
+    libc.TRACE.clear()
     return lines
 
 
 def _control_request(
-    nl: _netlink.Netlink,
+    nl: netlink.Netlink,
     control: socket.socket,
     members: dict[int, int],
     poller: select.poll,
@@ -206,14 +207,14 @@ def _control_request(
         if message["kind"] != "link":
             raise NetworkError(f"unknown request {message['kind']!r}")
         nl.set_up(f"veth{int(message['index'])}", bool(message["up"]))
-        reply: _wire.Message = {"kind": "done", "trace": _steps()}
+        reply: framing.Message = {"kind": "done", "trace": _steps()}
     except Exception as exc:
         reply = {"kind": "error", "message": str(exc), "trace": _steps()}
     _send(control, reply)
     return True
 
 
-def _plug(nl: _netlink.Netlink, channel_fd: int, index: int, ipv6: bool) -> None:
+def _plug(nl: netlink.Netlink, channel_fd: int, index: int, ipv6: bool) -> None:
     """Plug a member in: a veth pair from the bridge into the network namespace whose fd
     its init sends. A failure is the member's, told to it: the holder goes on."""
     with socket.socket(fileno=channel_fd) as channel:
@@ -230,7 +231,7 @@ def _plug(nl: _netlink.Netlink, channel_fd: int, index: int, ipv6: bool) -> None
                 nl.set_addr_gen_mode_none(veth)
             nl.set_master(veth, BRIDGE)
             nl.set_up(veth)
-            reply: _wire.Message = {"kind": "joined", "trace": _steps()}
+            reply: framing.Message = {"kind": "joined", "trace": _steps()}
         except Exception as exc:
             reply = {"kind": "error", "message": str(exc), "trace": _steps()}
         finally:
@@ -245,18 +246,18 @@ def _plug(nl: _netlink.Netlink, channel_fd: int, index: int, ipv6: bool) -> None
 # --- messages: one _wire frame per SOCK_SEQPACKET packet, fds alongside ----------------------
 
 
-def _send(sock: socket.socket, message: _wire.Message, fds: list[int] | None = None) -> None:
-    socket.send_fds(sock, [_wire.encode(message)], fds or [])
+def _send(sock: socket.socket, message: framing.Message, fds: list[int] | None = None) -> None:
+    socket.send_fds(sock, [framing.encode(message)], fds or [])
 
 
-def _decode(packet: bytes) -> _wire.Message:
-    messages = _wire.Decoder().feed(packet)
+def _decode(packet: bytes) -> framing.Message:
+    messages = framing.Decoder().feed(packet)
     if len(messages) != 1:
         raise NetworkError("a malformed message")
     return messages[0]
 
 
-def _receive(sock: socket.socket, timeout: float, who: str) -> tuple[_wire.Message, list[int]]:
+def _receive(sock: socket.socket, timeout: float, who: str) -> tuple[framing.Message, list[int]]:
     ready, _, _ = select.select([sock], [], [], timeout)
     if not ready:
         raise NetworkError(f"{who} did not answer within {timeout:g} s")
@@ -278,12 +279,12 @@ class Holder:
     """The host's handle on a holder process."""
 
     def __init__(self, trace: bool) -> None:
-        from . import _child
+        from .child import init as child
 
         host_end, holder_end = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
         pid = sc.fork()
         if pid == 0:
-            _child.holder_main(holder_end.fileno(), trace)  # never returns
+            child.holder_main(holder_end.fileno(), trace)  # never returns
         holder_end.close()
         self.pid = pid
         self.sock = host_end
@@ -300,7 +301,7 @@ class Holder:
         self.userns_fd = fds[0]
         self.trace = tuple(str(line) for line in message.get("trace", []))
 
-    def request(self, message: _wire.Message, fds: list[int] | None = None) -> _wire.Message:
+    def request(self, message: framing.Message, fds: list[int] | None = None) -> framing.Message:
         _send(self.sock, message, fds)
         if message["kind"] == "member":
             return {"kind": "done"}
@@ -444,7 +445,7 @@ class Networks:
             if len(self.networks) >= 512:  # the /24s of 198.18.0.0/15
                 raise ValueError("a test can have at most 512 named networks")
             if self._directory is None:
-                from ._runner import STATE_PREFIX, state_parent
+                from ..plugin.host_item import STATE_PREFIX, state_parent
 
                 # named like the session's state, so a killed session's is cleaned up too
                 self._directory = tempfile.mkdtemp(

@@ -22,8 +22,9 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from . import _child, _wire
-from . import _syscalls as sc
+from ..kernel import syscalls as sc
+from ..protocol import framing
+from .child import init as child
 
 #: Extra time the host gives a container past its timeout before killing it itself
 #: (init normally ends it first, after the stack dump).
@@ -42,7 +43,7 @@ class Outcome:
     killed_by_host: bool = False
     init_status: int | None = None  # init's own wait status, as an exit code
     done: bool = False  # the test process said it finished (see Reaper)
-    setup_error: _wire.Message | None = None
+    setup_error: framing.Message | None = None
     protocol_error: str | None = None
     crash_text: str = ""
 
@@ -171,8 +172,8 @@ class PreparedInit(Init):
 
 
 def _clone_init(
-    spec: _child.ChildSpec,
-    payload: _child.Payload,
+    spec: child.ChildSpec,
+    payload: child.Payload,
     crash: CrashChannel,
     child_closes: socket.socket | None = None,
 ) -> tuple[int, int, bool]:
@@ -188,9 +189,9 @@ def _clone_init(
     # A container on a named network is cloned from inside the network's user namespace:
     # a relay enters it (setns(2)), since pytest itself could never leave it again.
     relayed = spec.network is not None or not _single_threaded()
-    entry = _child.relay_main if relayed else _child.container_main
+    entry = child.relay_main if relayed else child.container_main
     try:
-        pid = sc.clone(_child.CLONE_FLAGS) if entry is _child.container_main else sc.fork()
+        pid = sc.clone(child.CLONE_FLAGS) if entry is child.container_main else sc.fork()
     except BaseException:
         gc.unfreeze()
         os.close(read_fd)
@@ -205,13 +206,13 @@ def _clone_init(
             entry(spec, write_fd, crash.fd, payload)
     gc.unfreeze()
     os.close(write_fd)
-    return pid, read_fd, entry is _child.relay_main
+    return pid, read_fd, entry is child.relay_main
 
 
 def run(
-    spec: _child.ChildSpec,
-    payload: _child.Payload,
-    on_message: Callable[[_wire.Message], None],
+    spec: child.ChildSpec,
+    payload: child.Payload,
+    on_message: Callable[[framing.Message], None],
     crash: CrashChannel,
     reaper: Reaper,
     on_gone: Callable[[], None] | None = None,
@@ -227,8 +228,8 @@ def run(
 def _follow(
     init: Init,
     read_fd: int,
-    spec: _child.ChildSpec,
-    on_message: Callable[[_wire.Message], None],
+    spec: child.ChildSpec,
+    on_message: Callable[[framing.Message], None],
     crash: CrashChannel,
     reaper: Reaper,
     on_gone: Callable[[], None] | None = None,
@@ -258,10 +259,10 @@ def _follow(
 def run_prepared(
     zygote: Zygote,
     key: str,
-    spec: _child.ChildSpec,
-    job: _wire.Message,
+    spec: child.ChildSpec,
+    job: framing.Message,
     ack_fd: int,
-    on_message: Callable[[_wire.Message], None],
+    on_message: Callable[[framing.Message], None],
     crash: CrashChannel,
     reaper: Reaper,
     then: Callable[[], None] = lambda: None,
@@ -275,7 +276,7 @@ def run_prepared(
     read_fd, write_fd = os.pipe2(os.O_CLOEXEC)
     fds = (write_fd, crash.fd, ack_fd)
     try:
-        # with the numbers they have here, for the test process (see _child.prepared_main)
+        # with the numbers they have here, for the test process (see child.prepared_main)
         init = zygote.start(key, spec, {**job, "fds": fds}, fds)
     except BaseException:
         os.close(read_fd)
@@ -297,13 +298,13 @@ def run_prepared(
 
 class Zygote:
     """A copy of pytest that clones containers' inits ahead of their tests (see
-    _child.zygote_main). Made for one state of the host: ``fingerprint`` says which."""
+    child.zygote_main). Made for one state of the host: ``fingerprint`` says which."""
 
     #: How long a container may take to be built before the zygote counts as stuck.
     BUILD_TIMEOUT = 60.0
 
     def __init__(
-        self, job_payload: _child.JobPayload, fingerprint: object, keep_fds: frozenset[int]
+        self, job_payload: child.JobPayload, fingerprint: object, keep_fds: frozenset[int]
     ) -> None:
         self.fingerprint = fingerprint
         self.prepared: set[str] = set()  # keys of the containers being prepared
@@ -321,24 +322,24 @@ class Zygote:
             try:
                 self.control.close()
             finally:
-                _child.zygote_main(theirs.detach(), keep_fds, job_payload)
+                child.zygote_main(theirs.detach(), keep_fds, job_payload)
         gc.unfreeze()
         theirs.close()
         self.pid = pid
 
-    def prepare(self, key: str, spec: _child.ChildSpec) -> None:
+    def prepare(self, key: str, spec: child.ChildSpec) -> None:
         """Have the container for ``key`` built now, while something else runs."""
-        self._send({"kind": "prepare", "key": key, "spec": _child.spec_data(spec)}, ())
+        self._send({"kind": "prepare", "key": key, "spec": child.spec_data(spec)}, ())
         self.prepared.add(key)
 
     def start(
-        self, key: str, spec: _child.ChildSpec, job: _wire.Message, fds: tuple[int, int, int]
+        self, key: str, spec: child.ChildSpec, job: framing.Message, fds: tuple[int, int, int]
     ) -> PreparedInit | None:
         """Hand the test (``job``; its result, crash and ack fds) to the init prepared for
         ``key``; None if building the container failed."""
-        request: _wire.Message = {"kind": "start", "key": key, "job": job}
+        request: framing.Message = {"kind": "start", "key": key, "job": job}
         if key not in self.prepared:  # else the zygote has it: spare a few KiB of JSON
-            request["spec"] = _child.spec_data(spec)
+            request["spec"] = child.spec_data(spec)
         self.prepared.clear()  # the zygote drops what it prepared for other tests
         self._send(request, fds)
         # Building the container (which the zygote waits for) is bounded like the rest
@@ -352,7 +353,7 @@ class Zygote:
             data, pidfds, _, _ = socket.recv_fds(self.control, 1 << 20, 1, socket.MSG_CMSG_CLOEXEC)
         except ConnectionError:
             data, pidfds = b"", []
-        messages = _wire.Decoder().feed(data)
+        messages = framing.Decoder().feed(data)
         if not messages:
             raise ContainerError("the zygote that prepares containers is gone")
         reply = messages[0]
@@ -362,9 +363,9 @@ class Zygote:
             return None
         return PreparedInit(int(reply["pid"]), pidfds[0])
 
-    def _send(self, request: _wire.Message, fds: tuple[int, ...]) -> None:
+    def _send(self, request: framing.Message, fds: tuple[int, ...]) -> None:
         try:
-            socket.send_fds(self.control, [_wire.encode(request)], list(fds))
+            socket.send_fds(self.control, [framing.encode(request)], list(fds))
         except OSError as exc:
             raise ContainerError(f"the zygote that prepares containers is gone: {exc}") from None
 
@@ -405,12 +406,12 @@ def _collect(
     read_fd: int,
     timeout: float | None,
     outcome: Outcome,
-    on_message: Callable[[_wire.Message], None],
+    on_message: Callable[[framing.Message], None],
     until_exit: bool = False,
 ) -> None:
     """Read frames until the test process says it is done (or, ``until_exit``, until init
     reports its end: what init sends after the test, such as its writes)."""
-    decoder = _wire.Decoder()
+    decoder = framing.Decoder()
     deadline = None if timeout is None else time.monotonic() + timeout + BACKSTOP_GRACE
     poller = select.poll()
     poller.register(read_fd, select.POLLIN)
@@ -450,7 +451,7 @@ def _collect(
             else:
                 try:
                     on_message(message)
-                except _wire.ProtocolError as exc:
+                except framing.ProtocolError as exc:
                     outcome.protocol_error = str(exc)
                     kill()
                     break
@@ -468,7 +469,7 @@ class ContainerError(RuntimeError):
 
 
 def _start_init(
-    spec: _child.ChildSpec, payload: _child.Payload, crash: CrashChannel
+    spec: child.ChildSpec, payload: child.Payload, crash: CrashChannel
 ) -> tuple[int, int, socket.socket, bool]:
     """Clone the init of a live container: returns (pid, events fd, control socket, and
     whether a relay process stands between)."""
@@ -486,12 +487,12 @@ def _start_init(
 
 class LiveContainer:
     """A container that stays up for a test: each call starts a new process in it (see
-    _child._serve). State (files, processes, mounts) persists until :meth:`close`."""
+    child._serve). State (files, processes, mounts) persists until :meth:`close`."""
 
     #: How long the host waits for a new container to be built.
     START_TIMEOUT = 60.0
 
-    def __init__(self, spec: _child.ChildSpec, payload: _child.Payload) -> None:
+    def __init__(self, spec: child.ChildSpec, payload: child.Payload) -> None:
         self.crash = CrashChannel()
         self.pid, self._events, self._control, self.relayed = _start_init(spec, payload, self.crash)
         self.trace: list[str] = []
@@ -508,7 +509,7 @@ class LiveContainer:
             raise
 
     def _await_ready(self) -> None:
-        decoder = _wire.Decoder()
+        decoder = framing.Decoder()
         deadline = time.monotonic() + self.START_TIMEOUT
         while True:
             ready, _, _ = select.select([self._events], [], [], deadline - time.monotonic())
@@ -534,7 +535,7 @@ class LiveContainer:
     @property
     def init_pid(self) -> int:
         """The host pid of the container's init. Where pytest had other threads a relay
-        process cloned it (see _child.relay_main) and reports its pid on the control
+        process cloned it (see child.relay_main) and reports its pid on the control
         socket."""
         deadline = time.monotonic() + 5
         while self.relayed and self._init_pid is None and time.monotonic() < deadline:

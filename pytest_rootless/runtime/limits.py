@@ -33,7 +33,7 @@ import signal
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 
-from ._options import Options, format_size
+from .options import Options, format_size
 
 #: The prefix of the cgroups this plugin makes, then the session's pid and a counter.
 PREFIX = "pytest-rootless-"

@@ -27,7 +27,7 @@ import struct
 from collections.abc import Iterable
 from typing import Final
 
-from . import _syscalls as sc
+from . import libc
 
 # netlink(7), include/uapi/linux/netlink.h
 NLMSG_ERROR: Final = 2
@@ -144,7 +144,7 @@ class Netlink:
         refusal. ``call`` describes it, for the trace and the error."""
         for _ in self._exchange(kind, flags | NLM_F_ACK, body, call):
             pass
-        sc.trace_note(call)
+        libc.trace_note(call)
 
     def dump(self, kind: int, body: bytes) -> list[tuple[int, bytes]]:
         """The messages (type, body) of an ``NLM_F_DUMP`` request."""
@@ -171,7 +171,7 @@ class Netlink:
                 if mtype == NLMSG_ERROR:
                     (error,) = _NLMSGERR.unpack_from(payload)
                     if error:
-                        sc.trace_note(f"{call} = -1 {errno.errorcode.get(-error, -error)}")
+                        libc.trace_note(f"{call} = -1 {errno.errorcode.get(-error, -error)}")
                         raise NetlinkError(-error, call)
                     return  # the acknowledgement
                 if mtype == NLMSG_DONE:

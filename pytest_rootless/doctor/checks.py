@@ -37,8 +37,10 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import asdict, dataclass, field
 from typing import TextIO
 
-from . import _limits, _probe
-from . import _syscalls as sc
+from ..kernel import mount as mnt
+from ..kernel import syscalls as sc
+from ..runtime import limits as limits_mod
+from ..runtime import probe
 
 OK, MISSING, OPTIONAL, UNTRIED = "ok", "missing", "optional", "untried"
 
@@ -64,7 +66,7 @@ class Host:
         return os.path.join(self.root, path.lstrip("/"))
 
     def read(self, path: str) -> str | None:
-        return _probe.read(self.path(path))
+        return probe.read(self.path(path))
 
     def user_name(self) -> str:
         for line in (self.read("/etc/passwd") or "").splitlines():
@@ -208,7 +210,7 @@ def in_child(steps: Callable[[], None]) -> Trial:
 
 
 NS = sc.CloneFlag
-MS = sc.MountFlag
+MS = mnt.MountFlag
 
 
 def _own_user_namespace(more: sc.CloneFlag | None = None) -> None:
@@ -225,12 +227,12 @@ def _try_userns() -> None:
 
 def _try_mounts(scratch: str) -> None:
     _own_user_namespace(NS.NEWNS)
-    sc.mount(None, "/", None, MS.REC | MS.PRIVATE)  # nothing we mount propagates out
-    sc.mount("tmpfs", scratch, "tmpfs", MS.NOSUID | MS.NODEV, "mode=0755")
+    mnt.mount(None, "/", None, MS.REC | MS.PRIVATE)  # nothing we mount propagates out
+    mnt.mount("tmpfs", scratch, "tmpfs", MS.NOSUID | MS.NODEV, "mode=0755")
     sealed = os.path.join(scratch, "sealed")
     os.mkdir(sealed)
-    sc.mount(sealed, sealed, None, MS.BIND | MS.REC)
-    sc.mount_setattr(sealed, sc.MOUNT_ATTR_RDONLY)
+    mnt.mount(sealed, sealed, None, MS.BIND | MS.REC)
+    mnt.mount_setattr(sealed, mnt.MOUNT_ATTR_RDONLY)
     try:
         os.close(os.open(os.path.join(sealed, "probe"), os.O_CREAT | os.O_WRONLY, 0o600))
     except OSError as exc:
@@ -239,8 +241,8 @@ def _try_mounts(scratch: str) -> None:
     else:
         raise _Failed(Trial(False, "mount_setattr", None, "a read-only bind stayed writable"))
     os.chdir(scratch)  # pivot_root(2) NOTES: new_root and put_old may be the same, "."
-    sc.pivot_root(".", ".")
-    sc.umount2(".", sc.MNT_DETACH)
+    mnt.pivot_root(".", ".")
+    mnt.umount2(".", mnt.MNT_DETACH)
     os.chdir("/")
 
 
@@ -250,8 +252,8 @@ def _try_proc(scratch: str) -> None:
     def as_pid_1() -> None:
         # proc shows the PID namespace of the process that mounts it: the one that
         # unshared is not in it, its first child is (pid_namespaces(7)).
-        sc.mount(None, "/", None, MS.REC | MS.PRIVATE)
-        sc.mount("proc", scratch, "proc", MS.NOSUID | MS.NODEV | MS.NOEXEC)
+        mnt.mount(None, "/", None, MS.REC | MS.PRIVATE)
+        mnt.mount("proc", scratch, "proc", MS.NOSUID | MS.NODEV | MS.NOEXEC)
         pids = [name for name in os.listdir(scratch) if name.isdigit()]
         if pids != ["1"]:
             raise _Failed(Trial(False, "proc", None, f"the new proc shows pids {pids[:5]}"))
@@ -263,14 +265,14 @@ def _try_proc(scratch: str) -> None:
 
 def _try_overlay(scratch: str) -> None:
     _own_user_namespace(NS.NEWNS)
-    sc.mount(None, "/", None, MS.REC | MS.PRIVATE)
-    sc.mount("tmpfs", scratch, "tmpfs", MS.NOSUID | MS.NODEV, "mode=0755")
+    mnt.mount(None, "/", None, MS.REC | MS.PRIVATE)
+    mnt.mount("tmpfs", scratch, "tmpfs", MS.NOSUID | MS.NODEV, "mode=0755")
     lower, upper, work, merged = (os.path.join(scratch, d) for d in ("l", "u", "w", "m"))
     for directory in (lower, upper, work, merged):
         os.mkdir(directory)
     # userxattr: keep overlay's own metadata in user.* xattrs, the ones an unprivileged
     # mounter may write (overlayfs.rst, Linux 5.11)
-    sc.mount(
+    mnt.mount(
         "overlay",
         merged,
         "overlay",
@@ -291,7 +293,7 @@ def _with_scratch(steps: Callable[[str], None]) -> Trial:
 
 
 def _try_container() -> Trial:
-    from ._runner import SessionState
+    from ..plugin.host_item import SessionState
 
     state = SessionState(None)
     try:
@@ -327,7 +329,7 @@ class Trials:
 
 
 def _refusal(host: Host, trial: Trial) -> tuple[str, tuple[str, ...]]:
-    problem = _probe.explain(trial.call, trial.errno, trial.message, host.root, host.uid)
+    problem = probe.explain(trial.call, trial.errno, trial.message, host.root, host.uid)
     if problem.fix:
         return problem.cause, (problem.fix,)
     return trial.message, (
@@ -351,7 +353,7 @@ WHY_PROC = (
 
 def check_kernel(host: Host) -> Check:
     name = "kernel"
-    problem = _probe.static_problem()
+    problem = probe.static_problem()
     if problem:
         cause, fix = _cause_and_fix(problem)
         return Check(name, MISSING, cause, fix)
@@ -381,7 +383,7 @@ def check_kernel(host: Host) -> Check:
 
 def check_userns(host: Host, trials: Trials) -> Check:
     name = "user namespaces"
-    problems = _probe.userns_sysctls(host.root, host.uid)
+    problems = probe.userns_sysctls(host.root, host.uid)
     if problems:
         return Check(
             name,
@@ -397,7 +399,7 @@ def check_userns(host: Host, trials: Trials) -> Check:
         cause, fix = _refusal(host, trial)
         return Check(name, MISSING, cause, fix, WHY_USERNS)
     found = "unshare(CLONE_NEWUSER) worked in a forked child"
-    if _probe.seccomp_filtered(host.root):
+    if probe.seccomp_filtered(host.root):
         found += " (a seccomp filter is on, and allows it)"
     return Check(name, OK, found)
 
@@ -408,7 +410,7 @@ def check_id_maps(host: Host, trials: Trials) -> Check:
         "a new user namespace maps no uid until /proc/PID/uid_map is written; unmapped, the "
         "test would run as 'nobody'"
     )
-    problem = _probe.root_without_setfcap(host.root, host.uid)
+    problem = probe.root_without_setfcap(host.root, host.uid)
     if problem:
         return Check(name, MISSING, problem.cause, (problem.fix,), why)
     trial = trials.get("idmap")
@@ -658,7 +660,7 @@ def _delegated(host: Host, mount: Mount, directory: str) -> bool:
 LIMITED = ("memory", "pids")  # the controllers a container's cgroup would use
 
 
-def limit_backend(host: Host, runtime: _limits.Backend | None = None) -> Limits:
+def limit_backend(host: Host, runtime: limits_mod.Backend | None = None) -> Limits:
     """The backend the memory and pids options use here: the runtime's own choice
     (``runtime``, from :func:`._limits.detect`) when given, else what the files say; the
     files explain why a controller falls back to rlimits, and the fix."""
@@ -759,7 +761,7 @@ def limit_backend(host: Host, runtime: _limits.Backend | None = None) -> Limits:
     return Limits(backend, found, tuple(dict.fromkeys(fix)))
 
 
-def check_limits(host: Host, runtime: _limits.Backend | None = None) -> Check:
+def check_limits(host: Host, runtime: limits_mod.Backend | None = None) -> Check:
     limits = limit_backend(host, runtime)
     return Check(
         "resource limits",
@@ -796,7 +798,7 @@ def run_checks(host: Host, answers: Mapping[str, Trial] | None = None) -> list[C
         else:
             checks.append(check(host, trials))
     # the runtime's own choice of limit backend is a trial too (it makes a cgroup)
-    runtime = _limits.detect(host.path("/proc")) if host.live else None
+    runtime = limits_mod.detect(host.path("/proc")) if host.live else None
     checks += [check_subordinate_ids(host), check_limits(host, runtime)]
     return [_same_cause(check, checks) for check in checks]
 

@@ -38,10 +38,13 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, NoReturn, TypeVar
 
-from . import _limits, _network, _rootfs, _wire
-from . import _syscalls as sc
-from ._options import Options
-from ._syscalls import CloneFlag as NS
+from ...kernel import libc
+from ...kernel import syscalls as sc
+from ...kernel.syscalls import CloneFlag as NS
+from ...protocol import framing
+from .. import limits, rootfs
+from .. import network as network_mod
+from ..options import Options
 
 #: Exit status of init when building the container failed (sysexits' EX_SOFTWARE).
 EXIT_SETUP_FAILED = 70
@@ -55,7 +58,7 @@ DUMP_GRACE = 0.3
 class ChildSpec:
     """Everything the container needs, decided on the host before the clone."""
 
-    plan: _rootfs.Plan
+    plan: rootfs.Plan
     #: Host paths made writable in this container only (bound over the plan's mounts).
     rw_binds: tuple[str, ...]
     outer_uid: int
@@ -72,14 +75,14 @@ class ChildSpec:
     #: cgroup.procs files init moves itself into (the container's memory/pids limits).
     cgroups: tuple[str, ...] = ()
     #: rlimits of every process of the container (see _limits).
-    rlimits: _limits.ProcessLimits = field(default_factory=_limits.ProcessLimits)
+    rlimits: limits.ProcessLimits = field(default_factory=limits.ProcessLimits)
     #: Send the host what the test wrote outside /tmp and HOME (--rootless-report-writes).
     report_writes: bool = False
     #: For a live container (the container fixture): init's end of the control socket.
     #: Init then serves requests to start processes instead of running one test.
     control_fd: int | None = None
     #: On a named network: how to join it (see _network).
-    network: _network.Join | None = None
+    network: network_mod.Join | None = None
 
 
 #: The namespaces the container's init is cloned into (the rest come with the inner
@@ -99,7 +102,7 @@ def _leave(stage: str, result_fd: int | Callable[[], int], body: Callable[[], in
         status = body()
     except BaseException as exc:
         try:
-            _wire.send(
+            framing.send(
                 result_fd() if callable(result_fd) else result_fd, _error_message(exc, stage)
             )
         except BaseException:
@@ -154,8 +157,8 @@ def relay_main(spec: ChildSpec, result_fd: int, crash_fd: int, payload: Payload)
 
 def holder_main(control_fd: int, trace: bool) -> NoReturn:
     """Entry point of a named network's holder process, right after fork (see
-    _network.hold). Never returns."""
-    _leave("network", control_fd, lambda: _network.hold(control_fd, trace))
+    network_mod.hold). Never returns."""
+    _leave("network", control_fd, lambda: network_mod.hold(control_fd, trace))
 
 
 # === PREPARED CONTAINERS ====================================================================
@@ -240,7 +243,7 @@ def _zygote(control_fd: int, keep_fds: frozenset[int], job_payload: JobPayload) 
                     return 0
                 if not data:
                     return 0  # the host is done with us
-                decoder = _wire.Decoder()
+                decoder = framing.Decoder()
                 for request in decoder.feed(data):
                     _zygote_request(request, fds, prepared, started, control, job_payload)
                 if decoder.error is not None:
@@ -260,7 +263,7 @@ def _drain(fd: int) -> None:
 
 
 def _zygote_request(
-    request: _wire.Message,
+    request: framing.Message,
     fds: list[int],
     prepared: list[_Prepared],
     started: dict[int, int],
@@ -281,7 +284,7 @@ def _zygote_request(
         prepared.remove(other)
     try:
         if entry is None and "spec" not in request:
-            control.send(_wire.encode(_not_prepared("no container was prepared for it")))
+            control.send(framing.encode(_not_prepared("no container was prepared for it")))
             return
         if entry is None:
             entry = _clone_prepared(key, spec_from_data(request["spec"], ChildSpec), job_payload)
@@ -289,12 +292,12 @@ def _zygote_request(
             prepared.remove(entry)
         failed = _await_ready(entry.go)
         if failed is not None:
-            control.send(_wire.encode(failed))
+            control.send(framing.encode(failed))
             return
         # "started" first: once the test is handed over, the host must never build its
         # container again (the test may have run), whatever becomes of us.
         reply = {"kind": "started", "pid": entry.pid}
-        socket.send_fds(control, [_wire.encode(reply)], [entry.pidfd])
+        socket.send_fds(control, [framing.encode(reply)], [entry.pidfd])
         started[entry.pid] = os.dup(fds[0])
         socket.send_fds(entry.go, [json.dumps(request["job"]).encode()], fds)
     finally:
@@ -304,11 +307,11 @@ def _zygote_request(
             os.close(fd)
 
 
-def _not_prepared(reason: str) -> _wire.Message:
+def _not_prepared(reason: str) -> framing.Message:
     return {"kind": "setup-error", "stage": "init", "message": f"a prepared init failed: {reason}"}
 
 
-def _await_ready(go: socket.socket) -> _wire.Message | None:
+def _await_ready(go: socket.socket) -> framing.Message | None:
     """Wait until a prepared init has built its container: None, or the frame it sent
     when building failed (it then exits)."""
     try:
@@ -317,7 +320,7 @@ def _await_ready(go: socket.socket) -> _wire.Message | None:
         data, reason = b"", str(exc)
     else:
         reason = "it ended while building the container"
-    messages = _wire.Decoder().feed(data)
+    messages = framing.Decoder().feed(data)
     if messages and messages[0].get("kind") == "ready":
         return None
     if messages and messages[0].get("kind") == "setup-error":
@@ -353,7 +356,7 @@ def prepared_main(spec: ChildSpec, go_fd: int, job_payload: JobPayload) -> NoRet
     channel = [go_fd]  # where a failure is reported: the zygote, then the test's host
 
     def await_test() -> TestChannels | None:
-        _wire.send(go_fd, {"kind": "ready"})
+        framing.send(go_fd, {"kind": "ready"})
         with socket.socket(fileno=os.dup(go_fd)) as go:
             data, fds, _, _ = socket.recv_fds(go, 1 << 20, 3, socket.MSG_CMSG_CLOEXEC)
         if not data or len(fds) != 3:
@@ -393,7 +396,7 @@ def _reap_inits(started: dict[int, int]) -> None:
         fd = started.pop(pid, None)
         if fd is not None:
             try:
-                _wire.send(fd, {"kind": "init-exit", **_status_fields(wait_status)})
+                framing.send(fd, {"kind": "init-exit", **_status_fields(wait_status)})
             except OSError:
                 pass  # the host stopped reading: the test was done
             os.close(fd)
@@ -407,10 +410,10 @@ _DATA_TYPES: dict[str, type] = {
     cls.__name__: cls
     for cls in (
         ChildSpec,
-        _rootfs.Plan,
-        _limits.ProcessLimits,
+        rootfs.Plan,
+        limits.ProcessLimits,
         Options,
-        *typing.get_args(_rootfs.Op),
+        *typing.get_args(rootfs.Op),
     )
 }
 
@@ -418,12 +421,12 @@ _DATA_TYPES: dict[str, type] = {
 #: Plans already turned into data: a plan is made once a session and never changes, and
 #: turning its ~60 operations into data each time would cost more than the rest of a
 #: request (the plan is kept alive with its data, so its id is not reused).
-_PLAN_DATA: dict[int, tuple[_rootfs.Plan, object]] = {}
+_PLAN_DATA: dict[int, tuple[rootfs.Plan, object]] = {}
 
 
 def spec_data(value: object) -> object:
     """``value`` (a ChildSpec, Options, or a part of one) as JSON-ready data."""
-    if isinstance(value, _rootfs.Plan):
+    if isinstance(value, rootfs.Plan):
         known = _PLAN_DATA.get(id(value))
         if known is None:
             known = _PLAN_DATA[id(value)] = (value, _dataclass_data(value))
@@ -473,7 +476,7 @@ def _from_data(data: object) -> object:
     return cls(**{k: _from_data(v) for k, v in data.items() if k != "@"})
 
 
-def _error_message(exc: BaseException, stage: str) -> _wire.Message:
+def _error_message(exc: BaseException, stage: str) -> framing.Message:
     return {
         "kind": "setup-error",
         "stage": stage,
@@ -482,7 +485,7 @@ def _error_message(exc: BaseException, stage: str) -> _wire.Message:
         "call": getattr(exc, "call", None),
         "message": str(exc),
         "traceback": "".join(traceback.format_exception(exc)),
-        "trace": list(sc.TRACE),
+        "trace": list(libc.TRACE),
     }
 
 
@@ -523,9 +526,9 @@ Start = Callable[[], TestChannels | None]
 def _init(spec: ChildSpec, setup_fd: int, start: Start) -> int:
     """PID 1 of the container: build it, then (``start``) fork the test process and reap.
     ``setup_fd`` is where a failure to build it is reported."""
-    sc.set_tracing(spec.trace)
+    libc.set_tracing(spec.trace)
     if spec.network is not None:
-        _network.note_cloned_inside(spec.network)  # the relay's setns, for the trace
+        network_mod.note_cloned_inside(spec.network)  # the relay's setns, for the trace
     # Die with the host: PR_SET_PDEATHSIG, then close the race where the host died before.
     # Not for a live container: the signal follows the *thread* that made it (which may
     # end long before the test), and its init ends anyway when the host's end of the
@@ -541,7 +544,7 @@ def _init(spec: ChildSpec, setup_fd: int, start: Start) -> int:
     for procs in spec.cgroups:
         with open(procs, "w") as f:
             f.write("0")  # "0": the writing process (cgroups(7))
-        sc.trace_note(f"write({procs!r}, '0')")
+        libc.trace_note(f"write({procs!r}, '0')")
 
     # === USER NAMESPACE (outer) === created by clone; map our own uid/gid, nothing else.
     uid, gid = spec.outer_uid, spec.outer_gid
@@ -549,7 +552,7 @@ def _init(spec: ChildSpec, setup_fd: int, start: Start) -> int:
 
     # === MOUNT NAMESPACE: the root filesystem ===
     hosts = ((spec.network.hosts_file, "/etc/hosts"),) if spec.network is not None else ()
-    store = _rootfs.apply(spec.plan, rw_binds=spec.rw_binds, files=hosts)
+    store = rootfs.apply(spec.plan, rw_binds=spec.rw_binds, files=hosts)
 
     # === USER NAMESPACE (inner) + UTS, IPC, NET ===
     # Mounts copied into a mount namespace owned by a less privileged user namespace are
@@ -573,15 +576,15 @@ def _init(spec: ChildSpec, setup_fd: int, start: Start) -> int:
     if not spec.share_network:
         sc.loopback_up()
     if spec.network is not None:  # a veth pair from the network's bridge, eth0 set up
-        _network.join(spec.network)
+        network_mod.join(spec.network)
 
     channels = start()
     if channels is None:
         return 0  # a prepared container nobody will use
     result_fd = channels.result_fd
     if spec.trace:
-        _wire.send(result_fd, {"kind": "trace", "stage": "init", "lines": list(sc.TRACE)})
-        sc.TRACE.clear()
+        framing.send(result_fd, {"kind": "trace", "stage": "init", "lines": list(libc.TRACE)})
+        libc.TRACE.clear()
 
     # PID 1 non-dumpable: the test cannot read /proc/1/fd, /proc/1/environ or open
     # /proc/1/exe (the CVE-2019-5736 shape). Set before the fork; the child undoes it.
@@ -597,7 +600,7 @@ def _init(spec: ChildSpec, setup_fd: int, start: Start) -> int:
     return _reap(spec, result_fd, test_pid, store)
 
 
-def _store_fds(store: _rootfs.Store | None) -> set[int]:
+def _store_fds(store: rootfs.Store | None) -> set[int]:
     return set() if store is None else {store.fd, *(fd for _, fd in store.layers)}
 
 
@@ -606,10 +609,10 @@ def _store_fds(store: _rootfs.Store | None) -> set[int]:
 OTHER_SCRATCH = ("/var/tmp", "/dev/shm")
 
 
-def _writes(store: _rootfs.Store | None) -> dict[str, str]:
+def _writes(store: rootfs.Store | None) -> dict[str, str]:
     """What the test wrote outside /tmp, HOME and tmp_path: its changes under the
     overlays, and what it left in /var/tmp and /dev/shm."""
-    found = _rootfs.changes(store) if store is not None else {}
+    found = rootfs.changes(store) if store is not None else {}
     for area in OTHER_SCRATCH:
         for root, dirs, files in os.walk(area):
             for name in [*dirs, *files]:
@@ -622,7 +625,7 @@ def _serve(
     result_fd: int,
     control_fd: int,
     payload: Payload,
-    store: _rootfs.Store | None,
+    store: rootfs.Store | None,
 ) -> int:
     """Init of a live container: start a process for each request until the host closes
     the control socket, reaping every child meanwhile. (A live container's timeout bounds
@@ -643,7 +646,7 @@ def _serve(
     poller.register(wake_r, select.POLLIN)
     running: dict[int, int] = {}  # pid -> request id
     reports: list[bytes] = []  # for the host; sent when it can take them, never blocking
-    _wire.send(result_fd, {"kind": "ready"})
+    framing.send(result_fd, {"kind": "ready"})
     while True:
         poller.modify(control_fd, select.POLLIN | (select.POLLOUT if reports else 0))
         events = poller.poll()
@@ -674,7 +677,7 @@ def _serve_request(
     control: socket.socket,
     running: dict[int, int],
     payload: Payload,
-    store: _rootfs.Store | None,
+    store: rootfs.Store | None,
 ) -> bool:
     try:
         message, fds, _, _ = socket.recv_fds(control, 4096, 1, socket.MSG_CMSG_CLOEXEC)
@@ -735,13 +738,13 @@ def _call_process(spec: ChildSpec, channel_fd: int, payload: Payload) -> NoRetur
     _leave("call", channel_fd, isolate_and_run)
 
 
-def _changes_process(store: _rootfs.Store | None, channel_fd: int) -> NoReturn:
+def _changes_process(store: rootfs.Store | None, channel_fd: int) -> NoReturn:
     """A child of init (not isolated: it runs none of the test's code) that reads the
     overlays' upper layers and sends what changed, as a call's result."""
 
     def report() -> int:
-        found = _rootfs.changes(store) if store is not None else {}
-        _wire.send(channel_fd, {"kind": "changes", "changes": found})
+        found = rootfs.changes(store) if store is not None else {}
+        framing.send(channel_fd, {"kind": "changes", "changes": found})
         return 0
 
     _leave("changes", channel_fd, report)
@@ -756,7 +759,7 @@ def _status_fields(wait_status: int) -> dict[str, int]:
     return {"status": os.waitstatus_to_exitcode(wait_status)}
 
 
-def _reap(spec: ChildSpec, result_fd: int, test_pid: int, store: _rootfs.Store | None) -> int:
+def _reap(spec: ChildSpec, result_fd: int, test_pid: int, store: rootfs.Store | None) -> int:
     """PID 1: reap every child (orphans re-parent to us) until the test process ends."""
     timed_out = False
 
@@ -785,8 +788,8 @@ def _reap(spec: ChildSpec, result_fd: int, test_pid: int, store: _rootfs.Store |
     if spec.timeout is not None:
         signal.setitimer(signal.ITIMER_REAL, 0)
     if spec.report_writes:
-        _wire.send(result_fd, {"kind": "writes", "changes": _writes(store)})
-    _wire.send(result_fd, {"kind": "exit", "timed_out": timed_out, **_status_fields(wait_status)})
+        framing.send(result_fd, {"kind": "writes", "changes": _writes(store)})
+    framing.send(result_fd, {"kind": "exit", "timed_out": timed_out, **_status_fields(wait_status)})
     return 0  # our exit ends every process left in the namespace
 
 
@@ -803,7 +806,7 @@ def _close_inherited_fds(keep: set[int]) -> None:
 def _isolate(spec: ChildSpec, keep: set[int]) -> None:
     """Make this fresh child of init a process of the container: the steps between
     forking and running code the test controls (runtime.md, step 8)."""
-    sc.TRACE.clear()
+    libc.TRACE.clear()
     sc.prctl(sc.PR_SET_DUMPABLE, 1, "PR_SET_DUMPABLE")
     sc.prctl(sc.PR_SET_PDEATHSIG, signal.SIGKILL, "PR_SET_PDEATHSIG")
     signal.signal(signal.SIGINT, signal.default_int_handler)
@@ -811,7 +814,7 @@ def _isolate(spec: ChildSpec, keep: set[int]) -> None:
     # setsid: no controlling terminal, so TIOCSTI cannot push keystrokes into the
     # user's shell (CVE-2017-5226 in bubblewrap).
     os.setsid()
-    sc.trace_note("setsid()")
+    libc.trace_note("setsid()")
     if not spec.root:
         sc.cap_drop_all(spec.last_cap)
     sc.prctl(sc.PR_SET_NO_NEW_PRIVS, 1, "PR_SET_NO_NEW_PRIVS")
@@ -843,8 +846,8 @@ def _test_process(spec: ChildSpec, channels: TestChannels) -> NoReturn:
         faulthandler.enable(file=crash_fd, all_threads=True)
         faulthandler.register(DUMP_SIGNAL, file=crash_fd, all_threads=True, chain=False)
         if spec.trace:
-            _wire.send(result_fd, {"kind": "trace", "stage": "test", "lines": list(sc.TRACE)})
-        sc.set_tracing(False)
+            framing.send(result_fd, {"kind": "trace", "stage": "test", "lines": list(libc.TRACE)})
+        libc.set_tracing(False)
         return channels.payload(result_fd)
 
     _leave("test", lambda: channels.number(channels.result_fd), isolate_and_run)

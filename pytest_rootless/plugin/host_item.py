@@ -56,9 +56,14 @@ from typing import Any, Literal
 import pluggy
 import pytest
 
-from . import _child, _limits, _probe, _rootfs, _spawn, _wire
-from . import _syscalls as sc
-from ._options import Options
+from ..kernel import libc
+from ..kernel import syscalls as sc
+from ..protocol import framing
+from ..runtime import launch, rootfs
+from ..runtime import limits as limits_mod
+from ..runtime import probe as probe_mod
+from ..runtime.child import init as child
+from ..runtime.options import Options
 
 #: Size of each fresh tmpfs of a container (ini rootless_tmpfs_size): a test that fills
 #: one gets ENOSPC rather than eating the host's memory.
@@ -87,12 +92,12 @@ class CoverageSink:
         self.arcs: bool | None = None
         self.owner = os.getpid()
 
-    def add(self, message: _wire.Message) -> None:
+    def add(self, message: framing.Message) -> None:
         """Take one frame: ``{"arcs": bool, "contexts": {context: {path: lines or
         arcs}}}``, the lines (or arcs) measured under each dynamic context."""
         arcs, contexts = message.get("arcs"), message.get("contexts")
         if not isinstance(arcs, bool) or not isinstance(contexts, dict):
-            raise _wire.ProtocolError("a coverage frame is malformed")
+            raise framing.ProtocolError("a coverage frame is malformed")
         checked = {context: _checked_coverage(files, arcs) for context, files in contexts.items()}
         data = self._data(arcs)
         if data is None:
@@ -122,7 +127,7 @@ class CoverageSink:
             # before coverage.py's own exit handler, registered earlier so run later.
             atexit.register(self.flush)
         if self.arcs != arcs:
-            raise _wire.ProtocolError("a coverage frame mixes lines and arcs")
+            raise framing.ProtocolError("a coverage frame mixes lines and arcs")
         return self.data
 
     def flush(self) -> None:
@@ -141,12 +146,12 @@ class CoverageSink:
 def _checked_coverage(files: object, arcs: bool) -> dict[str, list[Any]]:
     """A coverage frame's ``{path: [line, ...]}`` or ``{path: [[from, to], ...]}``."""
     if not isinstance(files, dict):
-        raise _wire.ProtocolError("a coverage frame is malformed")
+        raise framing.ProtocolError("a coverage frame is malformed")
     size = 2 if arcs else 1
     checked: dict[str, list[Any]] = {}
     for path, entries in files.items():
         if not isinstance(path, str) or not isinstance(entries, list):
-            raise _wire.ProtocolError("a coverage frame is malformed")
+            raise framing.ProtocolError("a coverage frame is malformed")
         for entry in entries:
             numbers = entry if arcs else [entry]
             if not (
@@ -154,7 +159,7 @@ def _checked_coverage(files: object, arcs: bool) -> dict[str, list[Any]]:
                 and len(numbers) == size
                 and all(isinstance(n, int) and not isinstance(n, bool) for n in numbers)
             ):
-                raise _wire.ProtocolError("a coverage frame is malformed")
+                raise framing.ProtocolError("a coverage frame is malformed")
         checked[path] = [tuple(e) for e in entries] if arcs else entries
     return checked
 
@@ -174,20 +179,20 @@ class SessionState:
     #: What each isolated test wrote outside /tmp, HOME and tmp_path, by node id.
     writes: dict[str, dict[str, str]] = field(default_factory=dict)
     tmpfs_size: int | None = DEFAULT_TMPFS_SIZE
-    support: _probe.Support | None = None
-    crash: _spawn.CrashChannel | None = None
-    reaper: _spawn.Reaper = field(default_factory=_spawn.Reaper)
+    support: probe_mod.Support | None = None
+    crash: launch.CrashChannel | None = None
+    reaper: launch.Reaper = field(default_factory=launch.Reaper)
     keep_fds: frozenset[int] | None = None
-    identity: _rootfs.Identity = field(default_factory=_rootfs.host_identity)
-    plans: dict[tuple[Any, ...], _rootfs.Plan] = field(default_factory=dict)
+    identity: rootfs.Identity = field(default_factory=rootfs.host_identity)
+    plans: dict[tuple[Any, ...], rootfs.Plan] = field(default_factory=dict)
     python_paths: tuple[tuple[tuple[str, ...], int], list[str]] | None = None
     state_dir: str | None = None
-    limits: _limits.Backend | None = None
+    limits: limits_mod.Backend | None = None
     #: cgroups of reaped containers that would not go yet (retried, and at the end)
-    cgroups_left: list[_limits.Cgroups] = field(default_factory=list)
+    cgroups_left: list[limits_mod.Cgroups] = field(default_factory=list)
     containers: int = 0  # containers made, to name their cgroups
-    #: Clones the inits of the next tests' containers ahead of them (see _child.zygote_main).
-    zygote: _spawn.Zygote | None = None
+    #: Clones the inits of the next tests' containers ahead of them (see child.zygote_main).
+    zygote: launch.Zygote | None = None
     #: Prepare containers ahead of their tests (off: --rootless-no-prepare).
     prepare: bool = True
     #: Tests pytest ran itself (not isolated): each may change what a copy of it holds.
@@ -211,8 +216,8 @@ class SessionState:
         self.limits = self.zygote = None
         self.cgroups_left = []
         self.tmp_ahead = {}
-        self.reaper = _spawn.Reaper()
-        self.identity = _rootfs.host_identity()
+        self.reaper = launch.Reaper()
+        self.identity = rootfs.host_identity()
         self.plans = {}
 
     def close(self) -> None:
@@ -235,10 +240,10 @@ class SessionState:
             self.state_dir = None
 
     # -- the host's support, from one real trial container
-    def probe(self) -> _probe.Support:
+    def probe(self) -> probe_mod.Support:
         self._here()
         if self.support is None:
-            self.support = _probe.trial(self._trial)
+            self.support = probe_mod.trial(self._trial)
         return self.support
 
     def _trial(self) -> tuple[bool, str | None, int | None, str]:
@@ -253,18 +258,18 @@ class SessionState:
 
     def run_container(
         self,
-        spec: _child.ChildSpec,
-        payload: _child.Payload,
-        on_message: Callable[[_wire.Message], None],
-        cgroups: _limits.Cgroups | None = None,
-    ) -> _spawn.Outcome:
+        spec: child.ChildSpec,
+        payload: child.Payload,
+        on_message: Callable[[framing.Message], None],
+        cgroups: limits_mod.Cgroups | None = None,
+    ) -> launch.Outcome:
         self._here()
         if self.crash is None:
-            self.crash = _spawn.CrashChannel()
+            self.crash = launch.CrashChannel()
         on_gone = None if cgroups is None else functools.partial(self.remove_cgroups, cgroups)
-        return _spawn.run(spec, payload, on_message, self.crash, self.reaper, on_gone)
+        return launch.run(spec, payload, on_message, self.crash, self.reaper, on_gone)
 
-    # -- prepared containers (see _child.zygote_main)
+    # -- prepared containers (see child.zygote_main)
     def preparing(self, options: Options) -> bool:
         """Whether a container of ``options`` is prepared ahead: not for the ones whose
         init does more than build and reap (a named network's relay, cgroups), nor when
@@ -287,18 +292,18 @@ class SessionState:
     def run_prepared(
         self,
         item: pytest.Item,
-        spec: _child.ChildSpec,
-        job: _wire.Message,
+        spec: child.ChildSpec,
+        job: framing.Message,
         ack_fd: int,
-        on_message: Callable[[_wire.Message], None],
+        on_message: Callable[[framing.Message], None],
         ahead: tuple[pytest.Item, Options] | None,
-    ) -> _spawn.Outcome | None:
+    ) -> launch.Outcome | None:
         """Run the test in a prepared container, and have the next test's prepared
         meanwhile; None if there is no zygote for the host as it is now and making one
         would not pay (or the container could not be prepared): the caller builds it."""
         self._here()
         if self.crash is None:
-            self.crash = _spawn.CrashChannel()
+            self.crash = launch.CrashChannel()
         state = _host_state(item, self)
         if self.zygote is not None and self.zygote.fingerprint != state:
             self.zygote.close()  # made before the host changed: it would run stale copies
@@ -311,13 +316,13 @@ class SessionState:
             return None
         if self.zygote is None:
             try:
-                self.zygote = _spawn.Zygote(
+                self.zygote = launch.Zygote(
                     functools.partial(_job_payload, item.session, self), state, self._fds()
                 )
             except OSError:  # no fork for it now: the container is cloned from pytest
                 return None
         try:
-            outcome = _spawn.run_prepared(
+            outcome = launch.run_prepared(
                 self.zygote,
                 _spec_key(spec),
                 spec,
@@ -328,7 +333,7 @@ class SessionState:
                 self.reaper,
                 then=lambda: self._try_preparing_ahead(ahead),
             )
-        except _spawn.ContainerError:  # the zygote is gone: before the test was handed over
+        except launch.ContainerError:  # the zygote is gone: before the test was handed over
             self.zygote.close()
             self.zygote = None
             return None
@@ -355,13 +360,13 @@ class SessionState:
             pass
 
     # -- limits
-    def limits_backend(self) -> _limits.Backend:
+    def limits_backend(self) -> limits_mod.Backend:
         self._here()
         if self.limits is None:
-            self.limits = _limits.detect()
+            self.limits = limits_mod.detect()
         return self.limits
 
-    def cgroups_for(self, options: Options) -> _limits.Cgroups | None:
+    def cgroups_for(self, options: Options) -> limits_mod.Cgroups | None:
         """The cgroups a container of ``options`` runs in, made now; None if it needs
         none. Raises CgroupError, and OptionError where a limit cannot be enforced."""
         if options.memory is None and options.pids is None:
@@ -369,12 +374,12 @@ class SessionState:
         backend = self.limits_backend()
         problem = backend.check(options)
         if problem is not None:
-            raise _limits.CgroupError(errno.EPERM, problem)
+            raise limits_mod.CgroupError(errno.EPERM, problem)
         self.containers += 1
-        cgroups = _limits.Cgroups.make(backend, options, str(self.containers))
+        cgroups = limits_mod.Cgroups.make(backend, options, str(self.containers))
         return cgroups if cgroups.paths else None
 
-    def remove_cgroups(self, cgroups: _limits.Cgroups) -> None:
+    def remove_cgroups(self, cgroups: limits_mod.Cgroups) -> None:
         self.cgroups_left = [cg for cg in self.cgroups_left if not cg.remove()]
         if not cgroups.remove():
             self.cgroups_left.append(cgroups)
@@ -383,7 +388,7 @@ class SessionState:
     def _python_paths(self) -> list[str]:
         key = (tuple(sys.path), len(sys.modules))
         if self.python_paths is None or self.python_paths[0] != key:
-            self.python_paths = (key, _rootfs.python_paths())
+            self.python_paths = (key, rootfs.python_paths())
         return self.python_paths[1]
 
     def _basetemp(self) -> list[str]:
@@ -417,7 +422,7 @@ class SessionState:
             self.keep_fds = pytest_fds(self.config if capture else None)
         return self.keep_fds
 
-    def plan(self, options: Options, item: pytest.Item | None, cwd: str) -> _rootfs.Plan:
+    def plan(self, options: Options, item: pytest.Item | None, cwd: str) -> rootfs.Plan:
         rootdir = str(self.config.rootpath) if self.config else os.getcwd()
         if os.path.realpath(rootdir) in self._not_a_project():
             # pytest ran with no ini file from (above) a directory that must stay hidden,
@@ -426,7 +431,7 @@ class SessionState:
         ro = [*self._python_paths(), *self._basetemp()] + ([rootdir] if rootdir else [])
         if item is not None:  # its directory, when outside the project (one plan per place)
             directory = str(item.path.parent)
-            if not rootdir or not _rootfs.is_under(directory, rootdir):
+            if not rootdir or not rootfs.is_under(directory, rootdir):
                 ro.append(directory)
         # writable: absolute, or relative to the project's root ("." is the project)
         writable = tuple(
@@ -439,7 +444,7 @@ class SessionState:
             ro = [p for p in ro if os.path.realpath(p) != "/"]
             if self.state_dir is None:
                 self.state_dir = _new_state_dir()
-            plan = _rootfs.build_plan(
+            plan = rootfs.build_plan(
                 rootfs=options.rootfs,
                 ident=self.identity,
                 hostname=options.hostname,
@@ -450,7 +455,7 @@ class SessionState:
                 writable=writable,
                 tmpfs_size=self.tmpfs_size,
             )
-            plan = _rootfs.prepare(plan, tempfile.mkdtemp(dir=self.state_dir, prefix="root-"))
+            plan = rootfs.prepare(plan, tempfile.mkdtemp(dir=self.state_dir, prefix="root-"))
             self.plans[key] = plan
         return plan
 
@@ -463,16 +468,16 @@ class SessionState:
         options: Options,
         item: pytest.Item | None,
         rw_binds: tuple[str, ...] = (),
-        cgroups: _limits.Cgroups | None = None,
-    ) -> _child.ChildSpec:
+        cgroups: limits_mod.Cgroups | None = None,
+    ) -> child.ChildSpec:
         self._here()
         limits = (
-            _limits.ProcessLimits.of(self.limits_backend(), options)
+            limits_mod.ProcessLimits.of(self.limits_backend(), options)
             if options.memory or options.pids or options.cpu
-            else _limits.ProcessLimits()
+            else limits_mod.ProcessLimits()
         )
         cwd = os.getcwd()
-        return _child.ChildSpec(
+        return child.ChildSpec(
             plan=self.plan(options, item, cwd),
             rw_binds=rw_binds,
             report_writes=self.report_writes and item is not None,
@@ -505,15 +510,15 @@ def _host_state(item: pytest.Item, state: SessionState) -> object:
     return nodes, state.local_runs, state._fds(), id(items), len(items)
 
 
-_NO_PLAN = _rootfs.Plan(ops=(), home="")
+_NO_PLAN = rootfs.Plan(ops=(), home="")
 
 
-def _spec_key(spec: _child.ChildSpec) -> str:
+def _spec_key(spec: child.ChildSpec) -> str:
     """Which prepared container ``spec`` asks for. Plans are made once per session and
     never change: the plan by its identity (kept alive in SessionState.plans), the rest
     (a few small fields) by value."""
     rest = dataclasses.replace(spec, plan=_NO_PLAN)
-    data = json.dumps(_child.spec_data(rest), sort_keys=True).encode()
+    data = json.dumps(child.spec_data(rest), sort_keys=True).encode()
     return f"{id(spec.plan):x}-{hashlib.sha256(data).hexdigest()}"
 
 
@@ -523,7 +528,7 @@ SESSION_COUNTS = ("testsfailed", "shouldstop", "shouldfail")
 
 def _job_payload(
     session: pytest.Session, state: SessionState, job: dict[str, Any], ack_fd: int
-) -> _child.Payload:
+) -> child.Payload:
     """In a prepared container's init (a copy of the zygote): what its test process runs,
     from the host's description of the test."""
     item = session.items[int(job["item"])]
@@ -535,8 +540,8 @@ def _job_payload(
         setattr(session, name, job["session"][name])
     tmp = job.get("tmp")
     prepared = TmpPath(str(tmp[0]), str(tmp[1]), bool(tmp[2])) if tmp else None
-    options = _child.spec_from_data(job["options"], Options)
-    notes = _limit_notes(options, state.limits or _limits.detect())
+    options = child.spec_from_data(job["options"], Options)
+    notes = _limit_notes(options, state.limits or limits_mod.detect())
     return functools.partial(_container_protocol, item, prepared, notes, ack_fd)
 
 
@@ -818,12 +823,12 @@ def _load_report(item: pytest.Item, data: object) -> pytest.TestReport:
     """A report from the container, checked: only data, only this item's phases. Any
     kind of TestReport a plugin serializes (pytest's subtests send SubtestReports)."""
     if not isinstance(data, dict):
-        raise _wire.ProtocolError("a report frame does not hold a TestReport")
+        raise framing.ProtocolError("a report frame does not hold a TestReport")
     markup = data.pop(MARKUP_KEY, None)
     if markup is not None and not (
         isinstance(markup, str) and isinstance(data.get("longrepr"), str)
     ):
-        raise _wire.ProtocolError("a report has a malformed rendered longrepr")
+        raise framing.ProtocolError("a report has a malformed rendered longrepr")
     # Extra keys become instance attributes (TestReport(**extra)): one named like a method
     # or property of the class would replace it, and break the terminal summary later;
     # "node" is what pytest looks for on reports that came from an xdist worker.
@@ -834,23 +839,23 @@ def _load_report(item: pytest.Item, data: object) -> pytest.TestReport:
         and (key in DUCK_TYPED or key.startswith("__") or hasattr(pytest.TestReport, key))
     ]
     if shadowing:
-        raise _wire.ProtocolError(f"a report sets reserved attributes: {shadowing!r:.200}")
+        raise framing.ProtocolError(f"a report sets reserved attributes: {shadowing!r:.200}")
     if "wasxfail" in data and not isinstance(data["wasxfail"], str):
-        raise _wire.ProtocolError("a report has a malformed wasxfail")
+        raise framing.ProtocolError("a report has a malformed wasxfail")
     try:
         report = item.config.hook.pytest_report_from_serializable(config=item.config, data=data)
     except Exception as exc:
-        raise _wire.ProtocolError(f"a report could not be read: {exc!r}") from None
+        raise framing.ProtocolError(f"a report could not be read: {exc!r}") from None
     if not isinstance(report, pytest.TestReport):
-        raise _wire.ProtocolError("a report frame does not hold a TestReport")
+        raise framing.ProtocolError("a report frame does not hold a TestReport")
     if type(report) is not pytest.TestReport:  # a plugin's subclass: its own attributes too
         shadowing = [key for key in data if key not in REPORT_FIELDS and hasattr(type(report), key)]
         if shadowing:
-            raise _wire.ProtocolError(f"a report sets reserved attributes: {shadowing!r:.200}")
+            raise framing.ProtocolError(f"a report sets reserved attributes: {shadowing!r:.200}")
     if report.when not in PHASES or report.outcome not in ("passed", "failed", "skipped"):
-        raise _wire.ProtocolError(f"a report has when={report.when!r} outcome={report.outcome!r}")
+        raise framing.ProtocolError(f"a report has when={report.when!r} outcome={report.outcome!r}")
     if report.nodeid != item.nodeid:
-        raise _wire.ProtocolError(f"a report names another test: {report.nodeid!r}")
+        raise framing.ProtocolError(f"a report names another test: {report.nodeid!r}")
     # Decoded JSON holds a copy of every string: share the item's instead, as pytest's own
     # reports do (pytest keeps every report until the end of the run).
     report.nodeid = item.nodeid
@@ -862,7 +867,7 @@ def _load_report(item: pytest.Item, data: object) -> pytest.TestReport:
         and isinstance(location[1], int | None)
         and isinstance(location[2], str)
     ):
-        raise _wire.ProtocolError(f"a report has a malformed location: {location!r:.200}")
+        raise framing.ProtocolError(f"a report has a malformed location: {location!r:.200}")
     same = tuple(location) == item.location
     report.location = item.location if same else tuple(location)  # type: ignore[assignment]
     sections = report.sections
@@ -870,10 +875,10 @@ def _load_report(item: pytest.Item, data: object) -> pytest.TestReport:
         isinstance(s, list | tuple) and len(s) == 2 and all(isinstance(x, str) for x in s)
         for s in sections
     ):
-        raise _wire.ProtocolError("a report has malformed sections")
+        raise framing.ProtocolError("a report has malformed sections")
     report.sections = [(title, text) for title, text in sections]
     if not isinstance(report.duration, int | float) or not isinstance(report.keywords, dict):
-        raise _wire.ProtocolError("a report has a malformed duration or keywords")
+        raise framing.ProtocolError("a report has a malformed duration or keywords")
     if report.keywords.keys() <= item.keywords.keys():
         report.keywords = {
             key: report.keywords[key] for key in item.keywords if key in report.keywords
@@ -882,7 +887,7 @@ def _load_report(item: pytest.Item, data: object) -> pytest.TestReport:
     if not isinstance(props, list) or not all(
         isinstance(p, list | tuple) and len(p) == 2 and isinstance(p[0], str) for p in props
     ):
-        raise _wire.ProtocolError("a report has malformed user_properties")
+        raise framing.ProtocolError("a report has malformed user_properties")
     report.user_properties = [(name, value) for name, value in props]
     longrepr = report.longrepr
     if isinstance(longrepr, list) and len(longrepr) == 3:
@@ -891,19 +896,19 @@ def _load_report(item: pytest.Item, data: object) -> pytest.TestReport:
         if isinstance(path, str) and isinstance(lineno, int | None) and isinstance(message, str):
             report.longrepr = (path, lineno, message)
         else:
-            raise _wire.ProtocolError(f"a report has a malformed longrepr: {longrepr!r:.200}")
+            raise framing.ProtocolError(f"a report has a malformed longrepr: {longrepr!r:.200}")
     elif isinstance(longrepr, str) and markup is not None:
         report.longrepr = RenderedRepr(longrepr, markup)  # type: ignore[assignment]
     elif longrepr is not None:
         try:  # render it once now: a malformed one must fail here, not in the summary
             report.longreprtext  # noqa: B018
         except Exception as exc:
-            raise _wire.ProtocolError(f"a report's longrepr cannot be shown: {exc!r}") from None
+            raise framing.ProtocolError(f"a report's longrepr cannot be shown: {exc!r}") from None
     _restore_subtest_kwargs(report, data)
     try:  # a plugin's report may compute it from its own data (a subtest's description)
         report.head_line  # noqa: B018
     except Exception as exc:
-        raise _wire.ProtocolError(f"a report's head line cannot be shown: {exc!r}") from None
+        raise framing.ProtocolError(f"a report's head line cannot be shown: {exc!r}") from None
     return report
 
 
@@ -965,7 +970,7 @@ MAX_TERMINAL_LINE = 64 * 1024
 MAX_JUNIT_RECORDS = 1000
 
 
-def _apply_junit(item: pytest.Item, message: _wire.Message) -> None:
+def _apply_junit(item: pytest.Item, message: framing.Message) -> None:
     """Record on the host what the container's ``record_xml_attribute`` and
     ``record_testsuite_property`` recorded, through the junitxml plugin's own methods;
     before the host logs the teardown report, which writes the test case."""
@@ -980,7 +985,7 @@ def _apply_junit(item: pytest.Item, message: _wire.Message) -> None:
                 for p in value
             )
         ):
-            raise _wire.ProtocolError("a junitxml frame is malformed")
+            raise framing.ProtocolError("a junitxml frame is malformed")
         pairs[key] = [(name, text) for name, text in value]
     xml = junitxml_plugin(item.config)
     if xml is None:
@@ -993,7 +998,7 @@ def _apply_junit(item: pytest.Item, message: _wire.Message) -> None:
         xml.add_global_property(name, text)
 
 
-def _reissue_warning(message: _wire.Message) -> None:
+def _reissue_warning(message: framing.Message) -> None:
     """Show a warning of the container's to the host's warning machinery, as it arrives:
     pytest's ``catch_warnings`` for the item (around this protocol, on the host) records
     it in order with the host's own (a module fixture's setup warning comes before the
@@ -1009,7 +1014,7 @@ def _reissue_warning(message: _wire.Message) -> None:
     )
 
 
-def _describe_end(outcome: _spawn.Outcome, options: Options) -> str:
+def _describe_end(outcome: launch.Outcome, options: Options) -> str:
     if outcome.timed_out:
         return f"the container exceeded timeout={options.timeout:g}s and was stopped"
     if outcome.signal is not None:
@@ -1037,26 +1042,26 @@ MAX_WARNING_TEXT = 64 * 1024
 MAX_WRITES = 1000
 
 
-def _checked_writes(message: _wire.Message) -> dict[str, str]:
+def _checked_writes(message: framing.Message) -> dict[str, str]:
     changes = message.get("changes")
     if not isinstance(changes, dict) or not all(
-        isinstance(k, str) and v in _rootfs.CHANGE_KINDS for k, v in changes.items()
+        isinstance(k, str) and v in rootfs.CHANGE_KINDS for k, v in changes.items()
     ):
-        raise _wire.ProtocolError("a writes frame is malformed")
+        raise framing.ProtocolError("a writes frame is malformed")
     kept = dict(list(changes.items())[:MAX_WRITES])
     if len(changes) > MAX_WRITES:
         kept[f"... and {len(changes) - MAX_WRITES} more"] = "added"
     return kept
 
 
-def _checked_warning(message: _wire.Message) -> _wire.Message:
+def _checked_warning(message: framing.Message) -> framing.Message:
     fields = ("message", "category", "module", "filename")
     if not all(isinstance(message.get(key), str) for key in fields):
-        raise _wire.ProtocolError("a warning frame is malformed")
+        raise framing.ProtocolError("a warning frame is malformed")
     if not isinstance(message.get("lineno"), int):
-        raise _wire.ProtocolError("a warning frame is malformed")
+        raise framing.ProtocolError("a warning frame is malformed")
     if not message["category"].isidentifier():
-        raise _wire.ProtocolError("a warning category is not a name")
+        raise framing.ProtocolError("a warning category is not a name")
     return {key: message[key][:MAX_WARNING_TEXT] for key in fields} | {"lineno": message["lineno"]}
 
 
@@ -1065,7 +1070,7 @@ class _Received:
     reports: dict[str, pytest.TestReport] = field(default_factory=dict)
     count: int = 0  # reports, subtests' included
     warnings: int = 0
-    exit_request: _wire.Message | None = None
+    exit_request: framing.Message | None = None
     interrupted: bool = False
     protocol_error: str | None = None
 
@@ -1187,23 +1192,25 @@ def _run_in_container(
     writer = item.config.pluginmanager.getplugin("terminalreporter")
     terminal = item.config.get_terminal_writer()
 
-    def on_message(message: _wire.Message) -> None:
+    def on_message(message: framing.Message) -> None:
         if received.protocol_error is not None:
             return
         try:
             handle(message)
         except Exception as exc:  # the container is not trusted: any bad frame ends it
             received.protocol_error = (
-                str(exc) if isinstance(exc, _wire.ProtocolError) else f"{exc!r} on {message!r:.200}"
+                str(exc)
+                if isinstance(exc, framing.ProtocolError)
+                else f"{exc!r} on {message!r:.200}"
             )
-            raise _wire.ProtocolError(received.protocol_error) from None
+            raise framing.ProtocolError(received.protocol_error) from None
 
     ack_w = -1  # the host's end of the container's ack pipe, once it exists
 
-    def log_report(message: _wire.Message) -> None:
+    def log_report(message: framing.Message) -> None:
         received.count += 1
         if received.count > MAX_REPORTS:
-            raise _wire.ProtocolError(f"more than {MAX_REPORTS} reports arrived")
+            raise framing.ProtocolError(f"more than {MAX_REPORTS} reports arrived")
         data = message.get("data")
         line = data.pop(LINE_KEY, None) if isinstance(data, dict) else None
         report = _load_report(item, data)
@@ -1214,7 +1221,7 @@ def _run_in_container(
             terminal.flush()
             return
         if report.when in received.reports:
-            raise _wire.ProtocolError(f"a second {report.when} report arrived")
+            raise framing.ProtocolError(f"a second {report.when} report arrived")
         received.reports[report.when] = report
         if report.when == "setup":  # the host's half of setup counts too
             report.duration += host_setup_duration
@@ -1222,7 +1229,7 @@ def _run_in_container(
             ihook.pytest_runtest_logreport(report=report)
             terminal.flush()  # before the container writes more (-s, log_cli)
 
-    def handle(message: _wire.Message) -> None:
+    def handle(message: framing.Message) -> None:
         kind = message["kind"]
         if kind == "report":
             log_report(message)
@@ -1241,7 +1248,7 @@ def _run_in_container(
         elif kind == "session-stop":
             name, reason = message.get("attribute"), message.get("reason")
             if name not in ("shouldstop", "shouldfail") or not isinstance(reason, str):
-                raise _wire.ProtocolError("a session-stop frame is malformed")
+                raise framing.ProtocolError("a session-stop frame is malformed")
             if not getattr(item.session, name):
                 setattr(item.session, name, reason[:MAX_WARNING_TEXT] or True)
         elif kind == "session-exit":
@@ -1256,7 +1263,7 @@ def _run_in_container(
     started = time.monotonic()
     try:
         cgroups = state.cgroups_for(options)
-    except _limits.CgroupError as exc:
+    except limits_mod.CgroupError as exc:
         text = f"rootless: {exc.strerror}"
         received.reports["setup"] = report = _failure_report(item, "setup", text, [], 0.0)
         ihook.pytest_runtest_logreport(report=report)
@@ -1269,7 +1276,7 @@ def _run_in_container(
     # The host's answer to each report: it has been logged (see _Forwarder).
     ack_r, ack_w = os.pipe2(os.O_CLOEXEC)
     if state.trace and writer is not None:
-        sc.set_tracing(True)
+        libc.set_tracing(True)
     try:
         notes = _limit_notes(options, state.limits_backend())
         outcome = None
@@ -1280,7 +1287,7 @@ def _run_in_container(
                 "nodeid": item.nodeid,
                 "session": {name: getattr(item.session, name) for name in SESSION_COUNTS},
                 "tmp": dataclasses.astuple(prepared) if prepared else None,
-                "options": _child.spec_data(options),
+                "options": child.spec_data(options),
             }
             outcome = state.run_prepared(item, spec, job, ack_r, on_message, ahead)
         if outcome is None:
@@ -1291,10 +1298,10 @@ def _run_in_container(
         os.close(ack_r)
         os.close(ack_w)
         if state.trace and writer is not None:
-            sc.set_tracing(False)
+            libc.set_tracing(False)
     hits = cgroups.hits() if cgroups is not None else {}
     limit_lines = (
-        _limits.explain(options, state.limits_backend(), hits, signum=outcome.signal)
+        limits_mod.explain(options, state.limits_backend(), hits, signum=outcome.signal)
         if options.memory or options.pids or options.cpu
         else []
     )
@@ -1320,7 +1327,7 @@ def _run_in_container(
 def _report_missing(
     item: pytest.Item,
     options: Options,
-    outcome: _spawn.Outcome,
+    outcome: launch.Outcome,
     received: _Received,
     output: tuple[str, str],
     elapsed: float,
@@ -1382,7 +1389,7 @@ def _report_missing(
         item.ihook.pytest_runtest_logreport(report=report)
 
 
-def _print_trace(writer: Any, item: pytest.Item, message: _wire.Message) -> None:
+def _print_trace(writer: Any, item: pytest.Item, message: framing.Message) -> None:
     """One line per kernel step, in order (the host's clone, then init's steps, then the
     test process's), each stage under a one-line heading saying what its steps build."""
     lines = message.get("lines")
@@ -1393,7 +1400,7 @@ def _print_trace(writer: Any, item: pytest.Item, message: _wire.Message) -> None
     if stage == "init":
         writer.ensure_newline()
         writer.write_line(f"rootless trace {item.nodeid}:")
-        steps = [("host", line) for line in sc.TRACE] + steps  # the clone(2) made by the host
+        steps = [("host", line) for line in libc.TRACE] + steps  # the clone(2) made by the host
     joins = " joins its cgroups," if any("cgroup.procs" in line for _, line in steps) else ""
     headings = {
         "user": f"user namespace (user_namespaces(7)): init, PID 1 of new namespaces,{joins} "
@@ -1420,7 +1427,7 @@ def _print_trace(writer: Any, item: pytest.Item, message: _wire.Message) -> None
 
 # --- the container side of one item (runs in the test process, after isolation) -------------
 
-#: Captured output kept per report section; a frame must stay under _wire.MAX_FRAME.
+#: Captured output kept per report section; a frame must stay under framing.MAX_FRAME.
 MAX_SECTION = 8 * 1024 * 1024
 
 
@@ -1568,7 +1575,9 @@ class _Forwarder:
     host prints for it (``PASSED``, a live-log or ``-s`` line's end) comes before what
     the test prints next, as in one process."""
 
-    def attach(self, item: pytest.Item, send: Callable[[_wire.Message], None], ack_fd: int) -> None:
+    def attach(
+        self, item: pytest.Item, send: Callable[[framing.Message], None], ack_fd: int
+    ) -> None:
         """Forward for ``item``, in its test process."""
         self.item = item
         self.config = item.config
@@ -1646,7 +1655,7 @@ def _terminal_line(config: pytest.Config) -> str | None:
 
 
 def _forward_log_hooks(
-    item: pytest.Item, send: Callable[[_wire.Message], None], ack_fd: int
+    item: pytest.Item, send: Callable[[framing.Message], None], ack_fd: int
 ) -> None:
     """Replace, in this process only, the callers of the logging hooks by ones whose only
     implementation is a :class:`_Forwarder`. Made by a PluginManager of their own (public
@@ -1718,7 +1727,7 @@ class _CacheWrites:
             return self.values[key]
         return self.get(key, default)
 
-    def message(self) -> _wire.Message | None:
+    def message(self) -> framing.Message | None:
         return {"kind": "cache", "values": self.values} if self.values else None
 
 
@@ -1726,14 +1735,14 @@ class _CacheWrites:
 MAX_CACHE_VALUES = 1000
 
 
-def _apply_cache(config: pytest.Config, message: _wire.Message) -> None:
+def _apply_cache(config: pytest.Config, message: framing.Message) -> None:
     values = message.get("values")
     if not (
         isinstance(values, dict)
         and len(values) <= MAX_CACHE_VALUES
         and all(isinstance(key, str) for key in values)
     ):
-        raise _wire.ProtocolError("a cache frame is malformed")
+        raise framing.ProtocolError("a cache frame is malformed")
     cache: Any = getattr(config, "cache", None)
     for key, value in values.items() if cache is not None else ():
         cache.set(key, value)
@@ -1750,7 +1759,7 @@ class _JunitRecords:
         properties = getattr(self.xml, "global_properties", None)
         self.known = len(properties) if isinstance(properties, list) else 0
 
-    def recorded(self, nodeid: str) -> _wire.Message | None:
+    def recorded(self, nodeid: str) -> framing.Message | None:
         if self.xml is None:
             return None
         properties = getattr(self.xml, "global_properties", None)
@@ -1770,11 +1779,11 @@ class _JunitRecords:
         }
 
 
-def _limit_notes(options: Options, backend: _limits.Backend) -> Callable[..., list[str]] | None:
+def _limit_notes(options: Options, backend: limits_mod.Backend) -> Callable[..., list[str]] | None:
     """What names the limit a test's exception comes from; None if it has no limits."""
     if options.memory is None and options.pids is None and options.cpu is None:
         return None
-    return functools.partial(_limits.explain, options, backend, {})
+    return functools.partial(limits_mod.explain, options, backend, {})
 
 
 class _LimitNotes:
@@ -1858,7 +1867,7 @@ class ContainerCoverage:
         inherited.switch_context = own.switch_context
         return cls(own)
 
-    def finish(self) -> _wire.Message | None:
+    def finish(self) -> framing.Message | None:
         self.coverage.stop()
         data = self.coverage.get_data()
         arcs = data.has_arcs()
@@ -1894,7 +1903,7 @@ def _container_protocol(
     config = item.config
     measuring = ContainerCoverage.start()
     _use_prepared_tmp_path(config, prepared_tmp)
-    send = functools.partial(_wire.send, result_fd)
+    send = functools.partial(framing.send, result_fd)
     _forward_log_hooks(item, send, ack_fd)
     if limit_notes is not None:  # registering a plugin costs a test process ~1 ms
         config.pluginmanager.register(_LimitNotes(limit_notes), "rootless-limits")

@@ -11,13 +11,14 @@ from typing import Any
 
 import pytest
 
-from . import _hookspecs, _options, _runner
+from ..runtime import options as optionrules
+from . import hookspecs, host_item
 from .fixtures import container, container_factory
 
 __all__ = ["container", "container_factory"]  # fixtures, found here by pytest
 
-STATE_KEY = pytest.StashKey[_runner.SessionState]()
-OPTIONS_KEY = pytest.StashKey[_options.Options]()
+STATE_KEY = pytest.StashKey[host_item.SessionState]()
+OPTIONS_KEY = pytest.StashKey[optionrules.Options]()
 
 ISOLATED_MARKER = (
     "isolated(**options): run the test in a fresh rootless container (own user, mount, "
@@ -68,7 +69,7 @@ _INI: dict[str, tuple[str, str]] = {
 
 
 def pytest_addhooks(pluginmanager: pytest.PytestPluginManager) -> None:
-    pluginmanager.add_hookspecs(_hookspecs)
+    pluginmanager.add_hookspecs(hookspecs)
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
@@ -96,7 +97,7 @@ def pytest_cmdline_main(config: pytest.Config) -> int | None:
     """``--rootless-doctor`` reports and ends the run, as ``--markers`` does: no tests."""
     if not config.getoption("rootless_doctor"):
         return None
-    from ._doctor import doctor
+    from ..doctor.checks import doctor
 
     return doctor()
 
@@ -104,7 +105,7 @@ def pytest_cmdline_main(config: pytest.Config) -> int | None:
 def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line("markers", ISOLATED_MARKER)
     config.addinivalue_line("markers", CONTAINER_MARKER)
-    state = _runner.SessionState(
+    state = host_item.SessionState(
         config,
         trace=bool(config.getoption("rootless_trace")),
         report_writes=bool(config.getoption("rootless_report_writes")),
@@ -113,7 +114,7 @@ def pytest_configure(config: pytest.Config) -> None:
     size = config.getini("rootless_tmpfs_size")
     if size:
         try:
-            state.tmpfs_size = _options.parse_size(size)
+            state.tmpfs_size = optionrules.parse_size(size)
         except ValueError:
             raise pytest.UsageError(
                 f"ini rootless_tmpfs_size={size!r} is invalid: accepted a size like 512M or 2G"
@@ -145,7 +146,7 @@ def _ini_options(config: pytest.Config) -> dict[str, Any]:
             for line in value:
                 key, sep, val = line.partition("=")
                 if not sep:
-                    raise _options.OptionError(
+                    raise optionrules.OptionError(
                         f"ini rootless_{name}: {line!r} is not of the form NAME=value"
                     )
                 pairs[key.strip()] = val.strip()
@@ -160,14 +161,14 @@ def _ini_scalar(name: str, value: str) -> Any:
         try:
             return int(value)
         except ValueError:
-            raise _options.OptionError(
+            raise optionrules.OptionError(
                 f"ini rootless_pids = {value!r}: accepted a positive whole number"
             ) from None
     if name in ("timeout", "cpu"):
         try:
             return float(value)
         except ValueError:
-            raise _options.OptionError(
+            raise optionrules.OptionError(
                 f"ini rootless_{name} = {value!r}: accepted a positive number of seconds"
             ) from None
     return value
@@ -184,14 +185,14 @@ def resolve_options(
     item: pytest.Item | None,
     markers: list[pytest.Mark],
     given: Mapping[str, Any] | None = None,
-) -> _options.Options:
+) -> optionrules.Options:
     """ini defaults, then markers (closest first wins per option), then options ``given``
     directly (container_factory), then the hook."""
     raw = _ini_options(config)
     from_markers: dict[str, Any] = {}
     for mark in markers:
         if mark.args:
-            raise _options.OptionError(
+            raise optionrules.OptionError(
                 f"@pytest.mark.{mark.name} takes keyword options only, got {mark.args!r}"
             )
         for key, value in mark.kwargs.items():
@@ -199,7 +200,7 @@ def resolve_options(
     raw.update(from_markers)
     raw.update(given or {})
     config.hook.pytest_rootless_options(config=config, item=item, options=raw)
-    return _options.validate(raw)
+    return optionrules.validate(raw)
 
 
 @pytest.hookimpl(trylast=True)
@@ -213,8 +214,8 @@ def pytest_collection_modifyitems(
             continue
         try:
             options = resolve_options(config, item, list(item.iter_markers("isolated")))
-            _options.refuse_named_network(options)
-        except _options.OptionError as exc:
+            optionrules.refuse_named_network(options)
+        except optionrules.OptionError as exc:
             raise pytest.UsageError(f"{item.nodeid}: {exc}") from None
         isolated.append(item)
         if not config.getoption("rootless_off"):
@@ -242,13 +243,13 @@ def pytest_runtestloop(session: pytest.Session) -> Generator[None, object, objec
     try:
         return (yield)
     finally:
-        _runner.COVERAGE.flush()
+        host_item.COVERAGE.flush()
 
 
 @pytest.hookimpl(tryfirst=True)
 def pytest_runtest_protocol(item: pytest.Item, nextitem: pytest.Item | None) -> bool | None:
     options = item.stash.get(OPTIONS_KEY, None)
-    if item.stash.get(_runner.INSIDE_KEY, False):
+    if item.stash.get(host_item.INSIDE_KEY, False):
         return None  # in its container already: pytest's own protocol
     state = item.config.stash[STATE_KEY]
     if options is None:  # not isolated: pytest's own protocol, here
@@ -256,12 +257,12 @@ def pytest_runtest_protocol(item: pytest.Item, nextitem: pytest.Item | None) -> 
         return None
     support = state.probe()
     if not support.ok:
-        _runner.fail_without_running(
+        host_item.fail_without_running(
             item, f"rootless: isolation is required (--rootless-require) but {support.reason}"
         )
         return True
     next_options = nextitem.stash.get(OPTIONS_KEY, None) if nextitem is not None else None
-    _runner.run_item(item, nextitem, options, state, next_options)
+    host_item.run_item(item, nextitem, options, state, next_options)
     return True
 
 
@@ -275,8 +276,8 @@ def pytest_report_header(config: pytest.Config) -> list[str]:
             else "tests marked @pytest.mark.isolated"
         )
         try:
-            defaults = _options.validate(_ini_options(config)).describe()
-        except _options.OptionError as exc:
+            defaults = optionrules.validate(_ini_options(config)).describe()
+        except optionrules.OptionError as exc:
             raise pytest.UsageError(str(exc)) from None
         line = f"rootless: isolating {scope}; defaults {defaults}"
     lines = [line]

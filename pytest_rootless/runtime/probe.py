@@ -16,7 +16,7 @@ import sys
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from . import _syscalls as sc
+from ..kernel import libc
 
 
 class UnsupportedHost(RuntimeError):
@@ -104,7 +104,7 @@ def static_problem() -> str | None:
             f"isolation needs Linux namespaces and this is {platform.system() or sys.platform}; "
             "fix: run the tests on Linux (or in a Linux VM)"
         )
-    if platform.machine() not in sc._SYSCALLS:
+    if platform.machine() not in libc._SYSCALLS:
         return f"no syscall table for the {platform.machine()} architecture yet"
     return None
 

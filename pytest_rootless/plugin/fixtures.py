@@ -27,10 +27,11 @@ from typing import Any, final
 import cloudpickle  # type: ignore[import-untyped]
 import pytest
 
-from . import _limits, _network, _remote, _rootfs, _spawn, _wire
-from ._options import Options, validate
-from ._probe import UnsupportedHost
-from ._runner import COVERAGE, ContainerCoverage, SessionState
+from ..protocol import framing, values
+from ..runtime import launch, limits, network, rootfs
+from ..runtime.options import Options, validate
+from ..runtime.probe import UnsupportedHost
+from .host_item import COVERAGE, ContainerCoverage, SessionState
 
 __all__ = ["Container", "Process", "container", "container_factory", "run_isolated"]
 
@@ -41,7 +42,7 @@ class Process:
 
     def __init__(
         self,
-        live: _spawn.LiveContainer,
+        live: launch.LiveContainer,
         ident: int,
         channel: socket.socket,
         explain: Callable[[int | None, BaseException | None], list[str]] = lambda s, e: [],
@@ -50,8 +51,8 @@ class Process:
         self._explain = explain  # names the limit that stopped it, if one did
         self._ident = ident
         self._channel = channel
-        self._decoder = _wire.Decoder()
-        self._messages: list[_wire.Message] = []
+        self._decoder = framing.Decoder()
+        self._messages: list[framing.Message] = []
         self._finished = False
         self._outcome: tuple[bool, Any] | None = None  # (raised, value or exception)
 
@@ -75,7 +76,7 @@ class Process:
         if self._outcome is None:
             try:
                 self._outcome = (False, self._decode())
-            except _remote.RemoteError as exc:
+            except values.RemoteError as exc:
                 self._outcome = (True, exc)
             except Exception as exc:
                 for line in self._explain(None, exc):
@@ -91,25 +92,25 @@ class Process:
     def _decode(self) -> Any:
         for message in self._messages:
             if message["kind"] == "result":
-                if message.get("encoding") != _remote.ENCODING_VERSION:
-                    raise _remote.RemoteError(
+                if message.get("encoding") != values.ENCODING_VERSION:
+                    raise values.RemoteError(
                         "ProtocolError",
                         f"result encoding {message.get('encoding')!r}, expected "
-                        f"{_remote.ENCODING_VERSION}",
+                        f"{values.ENCODING_VERSION}",
                     )
                 try:
-                    return _remote.decode_value(message.get("value"))
+                    return values.decode_value(message.get("value"))
                 except ValueError as exc:
-                    raise _remote.RemoteError("ProtocolError", str(exc)) from None
+                    raise values.RemoteError("ProtocolError", str(exc)) from None
             if message["kind"] == "error":
                 try:
-                    error = _remote.decode_exception(message.get("error"))
+                    error = values.decode_exception(message.get("error"))
                 except ValueError as exc:
-                    raise _remote.RemoteError("ProtocolError", str(exc)) from None
+                    raise values.RemoteError("ProtocolError", str(exc)) from None
                 raise error
         if self._decoder.error is not None or self._decoder.pending:
             why = self._decoder.error or "the channel closed in the middle of a frame"
-            raise _remote.RemoteError("ProtocolError", str(why))
+            raise values.RemoteError("ProtocolError", str(why))
         status, signum = self._live.status(self._ident)
         if signum is not None:
             try:
@@ -122,7 +123,7 @@ class Process:
         else:
             what = "ended before returning (the container is gone)"
         why = "".join(f"; {line}" for line in self._explain(signum, None))
-        raise _remote.RemoteError("ProcessCrashed", f"the process in the container {what}{why}")
+        raise values.RemoteError("ProcessCrashed", f"the process in the container {what}{why}")
 
     def _read(self, timeout: float | None) -> bool:
         """Read what it sends until its result arrives, its channel closes or init says
@@ -166,7 +167,7 @@ class Process:
                 continue
             try:  # lines the call ran, for coverage.py measuring pytest
                 COVERAGE.add(message)
-            except _wire.ProtocolError:
+            except framing.ProtocolError:
                 pass
         return any(m["kind"] in ("result", "error") for m in self._messages)
 
@@ -186,29 +187,29 @@ def _serve_call(fd: int) -> int:
         chunks = []
         while chunk := channel.recv(1 << 20):
             chunks.append(chunk)
-    message: _wire.Message
+    message: framing.Message
     measuring = ContainerCoverage.start()  # coverage.py measures pytest: this call too
     try:
         fn, args, kwargs = pickle.loads(b"".join(chunks))
-        value = _remote.encode_value(fn(*args, **kwargs))
-        message = {"kind": "result", "encoding": _remote.ENCODING_VERSION, "value": value}
-    except _remote.EncodeError as exc:
-        message = {"kind": "error", "error": _remote.encode_exception(TypeError(str(exc)))}
+        value = values.encode_value(fn(*args, **kwargs))
+        message = {"kind": "result", "encoding": values.ENCODING_VERSION, "value": value}
+    except values.EncodeError as exc:
+        message = {"kind": "error", "error": values.encode_exception(TypeError(str(exc)))}
     except BaseException as exc:
-        message = {"kind": "error", "error": _remote.encode_exception(exc)}
+        message = {"kind": "error", "error": values.encode_exception(exc)}
     measured = measuring.finish() if measuring is not None else None
     if measured is not None:
-        _wire.write_all(fd, _wire.encode(measured))
+        framing.write_all(fd, framing.encode(measured))
     for stream in (sys.stdout, sys.stderr):
         stream.flush()
-    data = _wire.encode(message)
-    if len(data) > _wire.MAX_FRAME:
+    data = framing.encode(message)
+    if len(data) > framing.MAX_FRAME:
         too_big = TypeError(
-            f"result: {len(data)} bytes once encoded, more than the {_wire.MAX_FRAME} a "
+            f"result: {len(data)} bytes once encoded, more than the {framing.MAX_FRAME} a "
             "container can return; return less, or write it to a file in tmp_path"
         )
-        data = _wire.encode({"kind": "error", "error": _remote.encode_exception(too_big)})
-    _wire.write_all(fd, data)
+        data = framing.encode({"kind": "error", "error": values.encode_exception(too_big)})
+    framing.write_all(fd, data)
     return 0
 
 
@@ -270,17 +271,17 @@ def _snapshot() -> dict[str, list[Any]]:
 def _read_changes(channel: socket.socket) -> dict[str, str]:
     """The one frame init's reader of the upper layers sends, checked (it is data from
     inside the container like any other)."""
-    decoder = _wire.Decoder()
-    messages: list[_wire.Message] = []
+    decoder = framing.Decoder()
+    messages: list[framing.Message] = []
     while chunk := channel.recv(1 << 20):
         messages += decoder.feed(chunk)
     for message in messages:
         changes = message.get("changes")
         if message["kind"] == "changes" and isinstance(changes, dict):
-            return {str(k): v for k, v in changes.items() if v in _rootfs.CHANGE_KINDS}
+            return {str(k): v for k, v in changes.items() if v in rootfs.CHANGE_KINDS}
         if message["kind"] == "setup-error":
-            raise _spawn.ContainerError(f"reading the changes failed: {message.get('message')}")
-    raise _spawn.ContainerError("the container sent no changes")
+            raise launch.ContainerError(f"reading the changes failed: {message.get('message')}")
+    raise launch.ContainerError("the container sent no changes")
 
 
 def diff(before: Mapping[str, Any], now: Mapping[str, Any]) -> dict[str, str]:
@@ -301,28 +302,28 @@ class Container:
     :meth:`close` is idempotent and kills every process left in it."""
 
     def __init__(
-        self, options: Options, state: SessionState, networks: _network.Networks | None = None
+        self, options: Options, state: SessionState, networks: network.Networks | None = None
     ) -> None:
         self._options = options
         self._state = state
-        self._live: _spawn.LiveContainer | None = None
-        self._cgroups: _limits.Cgroups | None = None
+        self._live: launch.LiveContainer | None = None
+        self._cgroups: limits.Cgroups | None = None
         self._closed = False
         self._baseline: dict[str, list[Any]] = {}
         self._processes: weakref.WeakSet[Process] = weakref.WeakSet()
         # A named network: its address now, its cable when it starts (see _network).
-        self._own_networks: _network.Networks | None = None
-        self._network: _network.Network | None = None
-        self._member: _network.Member | None = None
+        self._own_networks: network.Networks | None = None
+        self._network: network.Network | None = None
+        self._member: network.Member | None = None
         if options.network not in ("none", "host"):
             if networks is None:  # made outside a test: a network of its own
-                networks = self._own_networks = _network.Networks(state.trace)
+                networks = self._own_networks = network.Networks(state.trace)
             self._network = networks.get(options.network)
             self._member = self._network.add(options.hostname)
 
-    def _container(self) -> _spawn.LiveContainer:
+    def _container(self) -> launch.LiveContainer:
         if self._closed:
-            raise _spawn.ContainerError("the container is closed")
+            raise launch.ContainerError("the container is closed")
         if self._live is None:
             support = self._state.probe()
             if not support.ok:
@@ -334,9 +335,9 @@ class Container:
             if self._network is not None and self._member is not None:
                 spec = dataclasses.replace(spec, network=self._network.join(self._member))
             try:
-                self._live = _spawn.LiveContainer(spec, _serve_call)
+                self._live = launch.LiveContainer(spec, _serve_call)
             finally:
-                _network.release(spec.network)
+                network.release(spec.network)
             if self._state.trace:
                 _show_trace(self._state, f"container {self.hostname!r}", self._live.trace)
             self._baseline = self._live_run(_snapshot)
@@ -363,7 +364,7 @@ class Container:
             return []
         hits = self._cgroups.hits() if self._cgroups is not None else {}
         backend = self._state.limits_backend()
-        return _limits.explain(self._options, backend, hits, signum, exception)
+        return limits.explain(self._options, backend, hits, signum, exception)
 
     def run(self, fn: Callable[..., Any], /, *args: Any, **kwargs: Any) -> Any:
         """Call ``fn(*args, **kwargs)`` in a new process in the container and return its
@@ -518,7 +519,7 @@ class Container:
 
 
 def _state(config: pytest.Config) -> SessionState:
-    from .plugin import STATE_KEY
+    from . import STATE_KEY
 
     return config.stash[STATE_KEY]
 
@@ -529,7 +530,7 @@ def _options(
     markers: list[pytest.Mark],
     extra: Mapping[str, Any] | None = None,
 ) -> Options:
-    from .plugin import resolve_options
+    from . import resolve_options
 
     try:
         return resolve_options(config, item, markers, extra)
@@ -541,7 +542,7 @@ def _usable(state: SessionState, config: pytest.Config) -> None:
     support = state.probe()
     if support.ok:
         return
-    from .plugin import _require
+    from . import _require
 
     if _require(config):
         raise UnsupportedHost(support.reason)
@@ -583,16 +584,16 @@ def container_factory(request: pytest.FixtureRequest) -> Iterator[Callable[..., 
                 box.close()
 
 
-_NETWORKS = pytest.StashKey[tuple[_network.Networks, list[int]]]()
+_NETWORKS = pytest.StashKey[tuple[network.Networks, list[int]]]()
 
 
 @contextlib.contextmanager
-def _test_networks(request: pytest.FixtureRequest) -> Iterator[_network.Networks]:
+def _test_networks(request: pytest.FixtureRequest) -> Iterator[network.Networks]:
     """The named networks of this test: shared by its ``container`` and its
     ``container_factory``, closed (holders ended) after the last of them is torn down."""
     node = request.node
     trace = _state(request.config).trace
-    networks, users = node.stash.setdefault(_NETWORKS, (_network.Networks(trace), [0]))
+    networks, users = node.stash.setdefault(_NETWORKS, (network.Networks(trace), [0]))
     users[0] += 1
     try:
         yield networks

@@ -28,8 +28,9 @@ import sys
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 
-from . import _syscalls as sc
-from ._syscalls import MountFlag as MS
+from ..kernel import libc
+from ..kernel import mount as mnt
+from ..kernel.mount import MountFlag as MS
 
 #: Where the new root is assembled before pivot_root (covered only in our mount namespace).
 BUILD_BASE = "/tmp"
@@ -599,9 +600,9 @@ class RootfsError(OSError):
 def _makedirs(path: str, mode: int = 0o755) -> None:
     """mkdir -p that refuses to pass through a symlink (O_NOFOLLOW semantics)."""
     try:  # the common case: the mount point exists, reached through no symlink at all
-        os.close(sc.open_dir_nofollow(path))
+        os.close(mnt.open_dir_nofollow(path))
         return
-    except sc.SyscallError as exc:
+    except libc.SyscallError as exc:
         if exc.errno == errno.ELOOP:
             raise RootfsError(errno.ELOOP, f"refusing to follow a symlink in {path}") from None
         if exc.errno not in (errno.ENOENT, errno.ENOTDIR):
@@ -642,7 +643,7 @@ class Store:
     layers: list[tuple[str, int]] = field(default_factory=list)
 
     def path(self, *parts: str | int) -> str:
-        return "/".join([sc.fd_path(self.fd), *map(str, parts)])
+        return "/".join([mnt.fd_path(self.fd), *map(str, parts)])
 
 
 def apply(
@@ -665,13 +666,13 @@ def apply(
         *(Bind(source, target, is_file=True) for source, target in files),
     )
     # === MOUNT PROPAGATION ===
-    sc.mount(None, "/", None, MS.REC | MS.PRIVATE)
+    mnt.mount(None, "/", None, MS.REC | MS.PRIVATE)
     # === PIN BIND SOURCES === (before the new root covers any of them)
     sources: dict[str, int] = {}
     for bind in (Bind(root, "/"), *(op for op in ops if isinstance(op, Bind))):
         if bind.source not in sources:
             try:
-                sources[bind.source] = sc.open_path(bind.source)
+                sources[bind.source] = mnt.open_path(bind.source)
             except OSError as exc:
                 raise RootfsError(
                     exc.errno or errno.EIO, f"cannot open bind source {bind.source}: {exc.strerror}"
@@ -682,13 +683,13 @@ def apply(
         options = {"mode": "0700"}
         if plan.tmpfs_size:
             options["size"] = str(plan.tmpfs_size)
-        store = Store(sc.fsmount_detached("tmpfs", options))
+        store = Store(mnt.fsmount_detached("tmpfs", options))
     # === NEW ROOT: the prepared skeleton (or a view of the image), then mounts on top ===
     if plan.image is not None:
         assert store is not None
         _image_root(plan.image, sources[plan.image], base, store)
     else:
-        sc.mount(sc.fd_path(sources[root]), base, None, MS.BIND, label=root)
+        mnt.mount(mnt.fd_path(sources[root]), base, None, MS.BIND, label=root)
     for op in ops:
         target = base + op.target if op.target != "/" else base
         try:
@@ -709,11 +710,11 @@ def apply(
             raise error from None
     for fd in sources.values():
         os.close(fd)
-    sc.mount_setattr(base, sc.MOUNT_ATTR_RDONLY, recursive=False)
+    mnt.mount_setattr(base, mnt.MOUNT_ATTR_RDONLY, recursive=False)
     # === PIVOT_ROOT === (never chroot: a process with CAP_SYS_CHROOT escapes a chroot)
     os.chdir(base)
-    sc.pivot_root(".", ".")
-    sc.umount2(".", sc.MNT_DETACH)
+    mnt.pivot_root(".", ".")
+    mnt.umount2(".", mnt.MNT_DETACH)
     os.chdir("/")
     return store
 
@@ -736,7 +737,7 @@ def _overlay(op: Overlay, target: str, store: Store) -> None:
             f"writable path {op.target} does not exist and cannot be created there "
             f"({exc.strerror or exc}): its parent is read-only; create it on the host first",
         ) from None
-    lower = sc.open_dir_nofollow(target)
+    lower = mnt.open_dir_nofollow(target)
     layer = len(store.layers)
     store.layers.append((op.target, lower))
     mode = stat.S_IMODE(os.stat(target).st_mode)
@@ -754,11 +755,11 @@ def _mount_overlay(
     os.mkdir(store.path(layer, "upper"), mode)
     os.mkdir(store.path(layer, "work"), 0o700)
     options = (
-        f"lowerdir={sc.fd_path(lower)},upperdir={store.path(layer, 'upper')},"
+        f"lowerdir={mnt.fd_path(lower)},upperdir={store.path(layer, 'upper')},"
         f"workdir={store.path(layer, 'work')},userxattr"
     )
     try:
-        sc.mount("overlay", target, "overlay", MS.NOSUID | MS.NODEV, options, label="overlay")
+        mnt.mount("overlay", target, "overlay", MS.NOSUID | MS.NODEV, options, label="overlay")
     except OSError as exc:
         raise RootfsError(
             exc.errno or errno.EIO,
@@ -802,7 +803,7 @@ def changes(store: Store) -> dict[str, str]:
                 rel = os.path.normpath(os.path.join(rel_root, name))
                 path = os.path.join(inside, rel)
                 st = os.lstat(os.path.join(root, name))
-                below = _lstat(sc.fd_path(lower) + "/" + rel)
+                below = _lstat(mnt.fd_path(lower) + "/" + rel)
                 if (
                     stat.S_ISCHR(st.st_mode)
                     and (os.major(st.st_rdev), os.minor(st.st_rdev)) == WHITEOUT
@@ -840,15 +841,15 @@ def _apply_one(op: Op, target: str, sources: dict[str, int]) -> None:
     if isinstance(op, Tmpfs):
         _makedirs(target)
         data = f"mode={op.mode:04o}" + (f",size={op.size}" if op.size else "")
-        sc.mount("tmpfs", target, "tmpfs", MS.NOSUID | MS.NODEV, data, label="tmpfs")
+        mnt.mount("tmpfs", target, "tmpfs", MS.NOSUID | MS.NODEV, data, label="tmpfs")
     elif isinstance(op, Bind):
         if op.is_file:
             _create_file(target)
         else:
             _makedirs(target)
-        sc.mount(sc.fd_path(sources[op.source]), target, None, MS.BIND | MS.REC, label=op.source)
+        mnt.mount(mnt.fd_path(sources[op.source]), target, None, MS.BIND | MS.REC, label=op.source)
         if op.readonly:
-            sc.mount_setattr(target, sc.MOUNT_ATTR_RDONLY, recursive=True)
+            mnt.mount_setattr(target, mnt.MOUNT_ATTR_RDONLY, recursive=True)
     elif isinstance(op, File):
         _makedirs(os.path.dirname(target))
         if os.path.islink(target):  # an image's link (resolv.conf into /run): never follow it
@@ -860,32 +861,32 @@ def _apply_one(op: Op, target: str, sources: dict[str, int]) -> None:
             os.write(fd, op.content)
         finally:
             os.close(fd)
-        sc.trace_note(f"write({op.target!r}, {len(op.content)} bytes)")
+        libc.trace_note(f"write({op.target!r}, {len(op.content)} bytes)")
     elif isinstance(op, Symlink):
         _makedirs(os.path.dirname(target))
         os.symlink(op.link, target)
-        sc.trace_note(f"symlink({op.link!r}, {op.target!r})")
+        libc.trace_note(f"symlink({op.link!r}, {op.target!r})")
     elif isinstance(op, Dir):
         _makedirs(target)
-        sc.trace_note(f"mkdir({op.target!r})")
+        libc.trace_note(f"mkdir({op.target!r})")
     elif isinstance(op, Proc):
         # A fresh proc for the new PID namespace, mounted by a process inside it. Never
         # MS_BIND here: that silently binds the host's /proc, showing host pids.
         _makedirs(target)
-        sc.mount("proc", target, "proc", MS.NOSUID | MS.NODEV | MS.NOEXEC)
+        mnt.mount("proc", target, "proc", MS.NOSUID | MS.NODEV | MS.NOEXEC)
     elif isinstance(op, HiddenProc):
         _makedirs(target + "/proc")
-        sc.mount("proc", target + "/proc", "proc", MS.NOSUID | MS.NODEV | MS.NOEXEC)
-        sc.mount("tmpfs", target, "tmpfs", MS.NOSUID | MS.NODEV | MS.NOEXEC, "mode=0000")
-        sc.mount_setattr(target, sc.MOUNT_ATTR_RDONLY, recursive=False)
+        mnt.mount("proc", target + "/proc", "proc", MS.NOSUID | MS.NODEV | MS.NOEXEC)
+        mnt.mount("tmpfs", target, "tmpfs", MS.NOSUID | MS.NODEV | MS.NOEXEC, "mode=0000")
+        mnt.mount_setattr(target, mnt.MOUNT_ATTR_RDONLY, recursive=False)
     elif isinstance(op, ReadOnlyCover):
         if os.path.lexists(target):
-            sc.mount(target, target, None, MS.BIND | MS.REC, label=op.target)
-            sc.mount_setattr(target, sc.MOUNT_ATTR_RDONLY, recursive=True)
+            mnt.mount(target, target, None, MS.BIND | MS.REC, label=op.target)
+            mnt.mount_setattr(target, mnt.MOUNT_ATTR_RDONLY, recursive=True)
     elif isinstance(op, Devpts):
         _makedirs(target)
-        sc.mount(
+        mnt.mount(
             "devpts", target, "devpts", MS.NOSUID | MS.NOEXEC, "newinstance,ptmxmode=0666,mode=0620"
         )
     elif isinstance(op, ReadOnly):
-        sc.mount_setattr(target, sc.MOUNT_ATTR_RDONLY, recursive=False)
+        mnt.mount_setattr(target, mnt.MOUNT_ATTR_RDONLY, recursive=False)
