@@ -7,7 +7,7 @@ Load it with ``pytest -p rootless`` (it also autoloads once installed); mark tes
 from __future__ import annotations
 
 from .plugin.fixtures import Container, Process, run_isolated
-from .protocol.values import RemoteError
+from .protocol.errors import RemoteError
 from .runtime.options import OptionError
 from .runtime.probe import UnsupportedHost
 

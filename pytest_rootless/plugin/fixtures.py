@@ -27,8 +27,9 @@ from typing import Any, final
 import cloudpickle  # type: ignore[import-untyped]
 import pytest
 
-from ..protocol import framing, values
-from ..runtime import launch, limits, network, rootfs
+from ..protocol import errors, framing, values
+from ..runtime import launch, limits, network
+from ..runtime.child.changes import CHANGE_KINDS
 from ..runtime.options import Options, validate
 from ..runtime.probe import UnsupportedHost
 from .host_item import COVERAGE, ContainerCoverage, SessionState
@@ -76,7 +77,7 @@ class Process:
         if self._outcome is None:
             try:
                 self._outcome = (False, self._decode())
-            except values.RemoteError as exc:
+            except errors.RemoteError as exc:
                 self._outcome = (True, exc)
             except Exception as exc:
                 for line in self._explain(None, exc):
@@ -93,7 +94,7 @@ class Process:
         for message in self._messages:
             if message["kind"] == "result":
                 if message.get("encoding") != values.ENCODING_VERSION:
-                    raise values.RemoteError(
+                    raise errors.RemoteError(
                         "ProtocolError",
                         f"result encoding {message.get('encoding')!r}, expected "
                         f"{values.ENCODING_VERSION}",
@@ -101,16 +102,16 @@ class Process:
                 try:
                     return values.decode_value(message.get("value"))
                 except ValueError as exc:
-                    raise values.RemoteError("ProtocolError", str(exc)) from None
+                    raise errors.RemoteError("ProtocolError", str(exc)) from None
             if message["kind"] == "error":
                 try:
-                    error = values.decode_exception(message.get("error"))
+                    error = errors.decode_exception(message.get("error"))
                 except ValueError as exc:
-                    raise values.RemoteError("ProtocolError", str(exc)) from None
+                    raise errors.RemoteError("ProtocolError", str(exc)) from None
                 raise error
         if self._decoder.error is not None or self._decoder.pending:
             why = self._decoder.error or "the channel closed in the middle of a frame"
-            raise values.RemoteError("ProtocolError", str(why))
+            raise errors.RemoteError("ProtocolError", str(why))
         status, signum = self._live.status(self._ident)
         if signum is not None:
             try:
@@ -123,7 +124,7 @@ class Process:
         else:
             what = "ended before returning (the container is gone)"
         why = "".join(f"; {line}" for line in self._explain(signum, None))
-        raise values.RemoteError("ProcessCrashed", f"the process in the container {what}{why}")
+        raise errors.RemoteError("ProcessCrashed", f"the process in the container {what}{why}")
 
     def _read(self, timeout: float | None) -> bool:
         """Read what it sends until its result arrives, its channel closes or init says
@@ -194,9 +195,9 @@ def _serve_call(fd: int) -> int:
         value = values.encode_value(fn(*args, **kwargs))
         message = {"kind": "result", "encoding": values.ENCODING_VERSION, "value": value}
     except values.EncodeError as exc:
-        message = {"kind": "error", "error": values.encode_exception(TypeError(str(exc)))}
+        message = {"kind": "error", "error": errors.encode_exception(TypeError(str(exc)))}
     except BaseException as exc:
-        message = {"kind": "error", "error": values.encode_exception(exc)}
+        message = {"kind": "error", "error": errors.encode_exception(exc)}
     measured = measuring.finish() if measuring is not None else None
     if measured is not None:
         framing.write_all(fd, framing.encode(measured))
@@ -208,7 +209,7 @@ def _serve_call(fd: int) -> int:
             f"result: {len(data)} bytes once encoded, more than the {framing.MAX_FRAME} a "
             "container can return; return less, or write it to a file in tmp_path"
         )
-        data = framing.encode({"kind": "error", "error": values.encode_exception(too_big)})
+        data = framing.encode({"kind": "error", "error": errors.encode_exception(too_big)})
     framing.write_all(fd, data)
     return 0
 
@@ -278,7 +279,7 @@ def _read_changes(channel: socket.socket) -> dict[str, str]:
     for message in messages:
         changes = message.get("changes")
         if message["kind"] == "changes" and isinstance(changes, dict):
-            return {str(k): v for k, v in changes.items() if v in rootfs.CHANGE_KINDS}
+            return {str(k): v for k, v in changes.items() if v in CHANGE_KINDS}
         if message["kind"] == "setup-error":
             raise launch.ContainerError(f"reading the changes failed: {message.get('message')}")
     raise launch.ContainerError("the container sent no changes")

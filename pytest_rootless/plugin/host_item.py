@@ -59,10 +59,11 @@ import pytest
 from ..kernel import libc
 from ..kernel import syscalls as sc
 from ..protocol import framing
-from ..runtime import launch, rootfs
+from ..runtime import launch, mountplan, rootfs
 from ..runtime import limits as limits_mod
 from ..runtime import probe as probe_mod
 from ..runtime.child import init as child
+from ..runtime.child.changes import CHANGE_KINDS
 from ..runtime.options import Options
 
 #: Size of each fresh tmpfs of a container (ini rootless_tmpfs_size): a test that fills
@@ -184,7 +185,7 @@ class SessionState:
     reaper: launch.Reaper = field(default_factory=launch.Reaper)
     keep_fds: frozenset[int] | None = None
     identity: rootfs.Identity = field(default_factory=rootfs.host_identity)
-    plans: dict[tuple[Any, ...], rootfs.Plan] = field(default_factory=dict)
+    plans: dict[tuple[Any, ...], mountplan.Plan] = field(default_factory=dict)
     python_paths: tuple[tuple[tuple[str, ...], int], list[str]] | None = None
     state_dir: str | None = None
     limits: limits_mod.Backend | None = None
@@ -422,7 +423,7 @@ class SessionState:
             self.keep_fds = pytest_fds(self.config if capture else None)
         return self.keep_fds
 
-    def plan(self, options: Options, item: pytest.Item | None, cwd: str) -> rootfs.Plan:
+    def plan(self, options: Options, item: pytest.Item | None, cwd: str) -> mountplan.Plan:
         rootdir = str(self.config.rootpath) if self.config else os.getcwd()
         if os.path.realpath(rootdir) in self._not_a_project():
             # pytest ran with no ini file from (above) a directory that must stay hidden,
@@ -510,7 +511,7 @@ def _host_state(item: pytest.Item, state: SessionState) -> object:
     return nodes, state.local_runs, state._fds(), id(items), len(items)
 
 
-_NO_PLAN = rootfs.Plan(ops=(), home="")
+_NO_PLAN = mountplan.Plan(ops=(), home="")
 
 
 def _spec_key(spec: child.ChildSpec) -> str:
@@ -1045,7 +1046,7 @@ MAX_WRITES = 1000
 def _checked_writes(message: framing.Message) -> dict[str, str]:
     changes = message.get("changes")
     if not isinstance(changes, dict) or not all(
-        isinstance(k, str) and v in rootfs.CHANGE_KINDS for k, v in changes.items()
+        isinstance(k, str) and v in CHANGE_KINDS for k, v in changes.items()
     ):
         raise framing.ProtocolError("a writes frame is malformed")
     kept = dict(list(changes.items())[:MAX_WRITES])

@@ -42,9 +42,10 @@ from ...kernel import libc
 from ...kernel import syscalls as sc
 from ...kernel.syscalls import CloneFlag as NS
 from ...protocol import framing
-from .. import limits, rootfs
+from .. import limits, mountplan
 from .. import network as network_mod
 from ..options import Options
+from . import changes, mounts
 
 #: Exit status of init when building the container failed (sysexits' EX_SOFTWARE).
 EXIT_SETUP_FAILED = 70
@@ -58,7 +59,7 @@ DUMP_GRACE = 0.3
 class ChildSpec:
     """Everything the container needs, decided on the host before the clone."""
 
-    plan: rootfs.Plan
+    plan: mountplan.Plan
     #: Host paths made writable in this container only (bound over the plan's mounts).
     rw_binds: tuple[str, ...]
     outer_uid: int
@@ -410,10 +411,10 @@ _DATA_TYPES: dict[str, type] = {
     cls.__name__: cls
     for cls in (
         ChildSpec,
-        rootfs.Plan,
+        mountplan.Plan,
         limits.ProcessLimits,
         Options,
-        *typing.get_args(rootfs.Op),
+        *typing.get_args(mountplan.Op),
     )
 }
 
@@ -421,12 +422,12 @@ _DATA_TYPES: dict[str, type] = {
 #: Plans already turned into data: a plan is made once a session and never changes, and
 #: turning its ~60 operations into data each time would cost more than the rest of a
 #: request (the plan is kept alive with its data, so its id is not reused).
-_PLAN_DATA: dict[int, tuple[rootfs.Plan, object]] = {}
+_PLAN_DATA: dict[int, tuple[mountplan.Plan, object]] = {}
 
 
 def spec_data(value: object) -> object:
     """``value`` (a ChildSpec, Options, or a part of one) as JSON-ready data."""
-    if isinstance(value, rootfs.Plan):
+    if isinstance(value, mountplan.Plan):
         known = _PLAN_DATA.get(id(value))
         if known is None:
             known = _PLAN_DATA[id(value)] = (value, _dataclass_data(value))
@@ -552,7 +553,7 @@ def _init(spec: ChildSpec, setup_fd: int, start: Start) -> int:
 
     # === MOUNT NAMESPACE: the root filesystem ===
     hosts = ((spec.network.hosts_file, "/etc/hosts"),) if spec.network is not None else ()
-    store = rootfs.apply(spec.plan, rw_binds=spec.rw_binds, files=hosts)
+    store = mounts.apply(spec.plan, rw_binds=spec.rw_binds, files=hosts)
 
     # === USER NAMESPACE (inner) + UTS, IPC, NET ===
     # Mounts copied into a mount namespace owned by a less privileged user namespace are
@@ -600,7 +601,7 @@ def _init(spec: ChildSpec, setup_fd: int, start: Start) -> int:
     return _reap(spec, result_fd, test_pid, store)
 
 
-def _store_fds(store: rootfs.Store | None) -> set[int]:
+def _store_fds(store: mounts.Store | None) -> set[int]:
     return set() if store is None else {store.fd, *(fd for _, fd in store.layers)}
 
 
@@ -609,10 +610,10 @@ def _store_fds(store: rootfs.Store | None) -> set[int]:
 OTHER_SCRATCH = ("/var/tmp", "/dev/shm")
 
 
-def _writes(store: rootfs.Store | None) -> dict[str, str]:
+def _writes(store: mounts.Store | None) -> dict[str, str]:
     """What the test wrote outside /tmp, HOME and tmp_path: its changes under the
     overlays, and what it left in /var/tmp and /dev/shm."""
-    found = rootfs.changes(store) if store is not None else {}
+    found = changes.changes(store) if store is not None else {}
     for area in OTHER_SCRATCH:
         for root, dirs, files in os.walk(area):
             for name in [*dirs, *files]:
@@ -625,7 +626,7 @@ def _serve(
     result_fd: int,
     control_fd: int,
     payload: Payload,
-    store: rootfs.Store | None,
+    store: mounts.Store | None,
 ) -> int:
     """Init of a live container: start a process for each request until the host closes
     the control socket, reaping every child meanwhile. (A live container's timeout bounds
@@ -677,7 +678,7 @@ def _serve_request(
     control: socket.socket,
     running: dict[int, int],
     payload: Payload,
-    store: rootfs.Store | None,
+    store: mounts.Store | None,
 ) -> bool:
     try:
         message, fds, _, _ = socket.recv_fds(control, 4096, 1, socket.MSG_CMSG_CLOEXEC)
@@ -738,12 +739,12 @@ def _call_process(spec: ChildSpec, channel_fd: int, payload: Payload) -> NoRetur
     _leave("call", channel_fd, isolate_and_run)
 
 
-def _changes_process(store: rootfs.Store | None, channel_fd: int) -> NoReturn:
+def _changes_process(store: mounts.Store | None, channel_fd: int) -> NoReturn:
     """A child of init (not isolated: it runs none of the test's code) that reads the
     overlays' upper layers and sends what changed, as a call's result."""
 
     def report() -> int:
-        found = rootfs.changes(store) if store is not None else {}
+        found = changes.changes(store) if store is not None else {}
         framing.send(channel_fd, {"kind": "changes", "changes": found})
         return 0
 
@@ -759,7 +760,7 @@ def _status_fields(wait_status: int) -> dict[str, int]:
     return {"status": os.waitstatus_to_exitcode(wait_status)}
 
 
-def _reap(spec: ChildSpec, result_fd: int, test_pid: int, store: rootfs.Store | None) -> int:
+def _reap(spec: ChildSpec, result_fd: int, test_pid: int, store: mounts.Store | None) -> int:
     """PID 1: reap every child (orphans re-parent to us) until the test process ends."""
     timed_out = False
 
