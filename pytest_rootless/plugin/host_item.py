@@ -59,12 +59,12 @@ import pytest
 from ..kernel import libc
 from ..kernel import syscalls as sc
 from ..protocol import framing
-from ..runtime import launch, mountplan, rootfs
+from ..runtime import launch, mountplan, rootfs, statedir
 from ..runtime import limits as limits_mod
 from ..runtime import probe as probe_mod
-from ..runtime.child import init as child
 from ..runtime.child.changes import CHANGE_KINDS
 from ..runtime.options import Options
+from ..runtime.spec import ChildSpec, Payload, spec_data, spec_from_data
 
 #: Size of each fresh tmpfs of a container (ini rootless_tmpfs_size): a test that fills
 #: one gets ENOSPC rather than eating the host's memory.
@@ -192,7 +192,7 @@ class SessionState:
     #: cgroups of reaped containers that would not go yet (retried, and at the end)
     cgroups_left: list[limits_mod.Cgroups] = field(default_factory=list)
     containers: int = 0  # containers made, to name their cgroups
-    #: Clones the inits of the next tests' containers ahead of them (see child.zygote_main).
+    #: Clones the inits of the next tests' containers ahead of them (see zygote.zygote_main).
     zygote: launch.Zygote | None = None
     #: Prepare containers ahead of their tests (off: --rootless-no-prepare).
     prepare: bool = True
@@ -259,8 +259,8 @@ class SessionState:
 
     def run_container(
         self,
-        spec: child.ChildSpec,
-        payload: child.Payload,
+        spec: ChildSpec,
+        payload: Payload,
         on_message: Callable[[framing.Message], None],
         cgroups: limits_mod.Cgroups | None = None,
     ) -> launch.Outcome:
@@ -270,7 +270,7 @@ class SessionState:
         on_gone = None if cgroups is None else functools.partial(self.remove_cgroups, cgroups)
         return launch.run(spec, payload, on_message, self.crash, self.reaper, on_gone)
 
-    # -- prepared containers (see child.zygote_main)
+    # -- prepared containers (see zygote.zygote_main)
     def preparing(self, options: Options) -> bool:
         """Whether a container of ``options`` is prepared ahead: not for the ones whose
         init does more than build and reap (a named network's relay, cgroups), nor when
@@ -293,7 +293,7 @@ class SessionState:
     def run_prepared(
         self,
         item: pytest.Item,
-        spec: child.ChildSpec,
+        spec: ChildSpec,
         job: framing.Message,
         ack_fd: int,
         on_message: Callable[[framing.Message], None],
@@ -432,7 +432,7 @@ class SessionState:
         ro = [*self._python_paths(), *self._basetemp()] + ([rootdir] if rootdir else [])
         if item is not None:  # its directory, when outside the project (one plan per place)
             directory = str(item.path.parent)
-            if not rootdir or not rootfs.is_under(directory, rootdir):
+            if not rootdir or not mountplan.is_under(directory, rootdir):
                 ro.append(directory)
         # writable: absolute, or relative to the project's root ("." is the project)
         writable = tuple(
@@ -444,7 +444,7 @@ class SessionState:
         if plan is None:
             ro = [p for p in ro if os.path.realpath(p) != "/"]
             if self.state_dir is None:
-                self.state_dir = _new_state_dir()
+                self.state_dir = statedir.new_state_dir()
             plan = rootfs.build_plan(
                 rootfs=options.rootfs,
                 ident=self.identity,
@@ -470,7 +470,7 @@ class SessionState:
         item: pytest.Item | None,
         rw_binds: tuple[str, ...] = (),
         cgroups: limits_mod.Cgroups | None = None,
-    ) -> child.ChildSpec:
+    ) -> ChildSpec:
         self._here()
         limits = (
             limits_mod.ProcessLimits.of(self.limits_backend(), options)
@@ -478,7 +478,7 @@ class SessionState:
             else limits_mod.ProcessLimits()
         )
         cwd = os.getcwd()
-        return child.ChildSpec(
+        return ChildSpec(
             plan=self.plan(options, item, cwd),
             rw_binds=rw_binds,
             report_writes=self.report_writes and item is not None,
@@ -514,12 +514,12 @@ def _host_state(item: pytest.Item, state: SessionState) -> object:
 _NO_PLAN = mountplan.Plan(ops=(), home="")
 
 
-def _spec_key(spec: child.ChildSpec) -> str:
+def _spec_key(spec: ChildSpec) -> str:
     """Which prepared container ``spec`` asks for. Plans are made once per session and
     never change: the plan by its identity (kept alive in SessionState.plans), the rest
     (a few small fields) by value."""
     rest = dataclasses.replace(spec, plan=_NO_PLAN)
-    data = json.dumps(child.spec_data(rest), sort_keys=True).encode()
+    data = json.dumps(spec_data(rest), sort_keys=True).encode()
     return f"{id(spec.plan):x}-{hashlib.sha256(data).hexdigest()}"
 
 
@@ -529,7 +529,7 @@ SESSION_COUNTS = ("testsfailed", "shouldstop", "shouldfail")
 
 def _job_payload(
     session: pytest.Session, state: SessionState, job: dict[str, Any], ack_fd: int
-) -> child.Payload:
+) -> Payload:
     """In a prepared container's init (a copy of the zygote): what its test process runs,
     from the host's description of the test."""
     item = session.items[int(job["item"])]
@@ -541,7 +541,7 @@ def _job_payload(
         setattr(session, name, job["session"][name])
     tmp = job.get("tmp")
     prepared = TmpPath(str(tmp[0]), str(tmp[1]), bool(tmp[2])) if tmp else None
-    options = child.spec_from_data(job["options"], Options)
+    options = spec_from_data(job["options"], Options)
     notes = _limit_notes(options, state.limits or limits_mod.detect())
     return functools.partial(_container_protocol, item, prepared, notes, ack_fd)
 
@@ -571,35 +571,6 @@ class TmpPath:
 
 #: Fixtures that make temporary directories (pytester's use tmp_path_factory).
 TMP_FIXTURES = frozenset({"tmp_path", "tmpdir", "tmp_path_factory", "tmpdir_factory"})
-
-STATE_PREFIX = "pytest-rootless-"
-
-
-def state_parent() -> str:
-    """Where prepared roots live: a tmpfs if there is one (a prepared root is ~60
-    directories, files and symlinks, and metadata operations on a disk file system can
-    cost 15 times as much), else the temporary directory."""
-    shm = "/dev/shm"
-    if os.path.isdir(shm) and os.access(shm, os.W_OK | os.X_OK):
-        return shm
-    return tempfile.gettempdir()
-
-
-def _new_state_dir() -> str:
-    """A private directory for this session's prepared roots, named after this pid. Those
-    left by sessions that were killed (no unconfigure ran) are removed first."""
-    parent = state_parent()
-    for entry in os.scandir(parent):
-        owner = entry.name.removeprefix(STATE_PREFIX).split("-")[0]
-        if entry.name.startswith(STATE_PREFIX) and owner.isdigit() and entry.is_dir():
-            try:
-                if entry.stat().st_uid == os.getuid():
-                    os.kill(int(owner), 0)
-            except ProcessLookupError:
-                shutil.rmtree(entry.path, ignore_errors=True)
-            except OSError:
-                continue
-    return tempfile.mkdtemp(prefix=f"{STATE_PREFIX}{os.getpid()}-", dir=parent)
 
 
 def pytest_fds(config: pytest.Config | None) -> frozenset[int]:
@@ -1288,7 +1259,7 @@ def _run_in_container(
                 "nodeid": item.nodeid,
                 "session": {name: getattr(item.session, name) for name in SESSION_COUNTS},
                 "tmp": dataclasses.astuple(prepared) if prepared else None,
-                "options": child.spec_data(options),
+                "options": spec_data(options),
             }
             outcome = state.run_prepared(item, spec, job, ack_r, on_message, ahead)
         if outcome is None:

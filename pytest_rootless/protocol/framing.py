@@ -11,7 +11,9 @@ from __future__ import annotations
 
 import json
 import os
+import socket
 import struct
+from collections.abc import Sequence
 from typing import Any, Final
 
 #: The largest frame the host accepts; a claim above it is a protocol error, not an
@@ -120,3 +122,20 @@ class Decoder:
     def pending(self) -> int:
         """Bytes of an incomplete frame still buffered (non-zero at EOF means truncation)."""
         return len(self._buffer)
+
+
+# --- packets: one frame per SOCK_SEQPACKET packet, fds alongside (unix(7), SCM_RIGHTS) -------
+
+
+def send_packet(sock: socket.socket, message: Message, fds: Sequence[int] = ()) -> None:
+    """Send ``message`` as one frame in one packet, with ``fds`` passed along."""
+    socket.send_fds(sock, [encode(message)], list(fds))
+
+
+def decode_packet(packet: bytes) -> Message:
+    """The one frame a packet holds; ProtocolError if it holds anything else."""
+    decoder = Decoder()
+    messages = decoder.feed(packet)
+    if len(messages) != 1 or decoder.pending:
+        raise ProtocolError("a packet does not hold exactly one frame")
+    return messages[0]

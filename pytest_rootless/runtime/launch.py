@@ -25,6 +25,8 @@ from dataclasses import dataclass
 from ..kernel import syscalls as sc
 from ..protocol import framing
 from .child import init as child
+from .child import relay, zygote
+from .spec import CLONE_FLAGS, ChildSpec, JobPayload, Payload, spec_data
 
 #: Extra time the host gives a container past its timeout before killing it itself
 #: (init normally ends it first, after the stack dump).
@@ -172,8 +174,8 @@ class PreparedInit(Init):
 
 
 def _clone_init(
-    spec: child.ChildSpec,
-    payload: child.Payload,
+    spec: ChildSpec,
+    payload: Payload,
     crash: CrashChannel,
     child_closes: socket.socket | None = None,
 ) -> tuple[int, int, bool]:
@@ -189,9 +191,9 @@ def _clone_init(
     # A container on a named network is cloned from inside the network's user namespace:
     # a relay enters it (setns(2)), since pytest itself could never leave it again.
     relayed = spec.network is not None or not _single_threaded()
-    entry = child.relay_main if relayed else child.container_main
+    entry = relay.relay_main if relayed else child.container_main
     try:
-        pid = sc.clone(child.CLONE_FLAGS) if entry is child.container_main else sc.fork()
+        pid = sc.clone(CLONE_FLAGS) if entry is child.container_main else sc.fork()
     except BaseException:
         gc.unfreeze()
         os.close(read_fd)
@@ -206,12 +208,12 @@ def _clone_init(
             entry(spec, write_fd, crash.fd, payload)
     gc.unfreeze()
     os.close(write_fd)
-    return pid, read_fd, entry is child.relay_main
+    return pid, read_fd, entry is relay.relay_main
 
 
 def run(
-    spec: child.ChildSpec,
-    payload: child.Payload,
+    spec: ChildSpec,
+    payload: Payload,
     on_message: Callable[[framing.Message], None],
     crash: CrashChannel,
     reaper: Reaper,
@@ -228,7 +230,7 @@ def run(
 def _follow(
     init: Init,
     read_fd: int,
-    spec: child.ChildSpec,
+    spec: ChildSpec,
     on_message: Callable[[framing.Message], None],
     crash: CrashChannel,
     reaper: Reaper,
@@ -259,7 +261,7 @@ def _follow(
 def run_prepared(
     zygote: Zygote,
     key: str,
-    spec: child.ChildSpec,
+    spec: ChildSpec,
     job: framing.Message,
     ack_fd: int,
     on_message: Callable[[framing.Message], None],
@@ -276,7 +278,7 @@ def run_prepared(
     read_fd, write_fd = os.pipe2(os.O_CLOEXEC)
     fds = (write_fd, crash.fd, ack_fd)
     try:
-        # with the numbers they have here, for the test process (see child.prepared_main)
+        # with the numbers they have here, for the test process (see zygote.prepared_main)
         init = zygote.start(key, spec, {**job, "fds": fds}, fds)
     except BaseException:
         os.close(read_fd)
@@ -298,13 +300,13 @@ def run_prepared(
 
 class Zygote:
     """A copy of pytest that clones containers' inits ahead of their tests (see
-    child.zygote_main). Made for one state of the host: ``fingerprint`` says which."""
+    zygote.zygote_main). Made for one state of the host: ``fingerprint`` says which."""
 
     #: How long a container may take to be built before the zygote counts as stuck.
     BUILD_TIMEOUT = 60.0
 
     def __init__(
-        self, job_payload: child.JobPayload, fingerprint: object, keep_fds: frozenset[int]
+        self, job_payload: JobPayload, fingerprint: object, keep_fds: frozenset[int]
     ) -> None:
         self.fingerprint = fingerprint
         self.prepared: set[str] = set()  # keys of the containers being prepared
@@ -322,24 +324,24 @@ class Zygote:
             try:
                 self.control.close()
             finally:
-                child.zygote_main(theirs.detach(), keep_fds, job_payload)
+                zygote.zygote_main(theirs.detach(), keep_fds, job_payload)
         gc.unfreeze()
         theirs.close()
         self.pid = pid
 
-    def prepare(self, key: str, spec: child.ChildSpec) -> None:
+    def prepare(self, key: str, spec: ChildSpec) -> None:
         """Have the container for ``key`` built now, while something else runs."""
-        self._send({"kind": "prepare", "key": key, "spec": child.spec_data(spec)}, ())
+        self._send({"kind": "prepare", "key": key, "spec": spec_data(spec)}, ())
         self.prepared.add(key)
 
     def start(
-        self, key: str, spec: child.ChildSpec, job: framing.Message, fds: tuple[int, int, int]
+        self, key: str, spec: ChildSpec, job: framing.Message, fds: tuple[int, int, int]
     ) -> PreparedInit | None:
         """Hand the test (``job``; its result, crash and ack fds) to the init prepared for
         ``key``; None if building the container failed."""
         request: framing.Message = {"kind": "start", "key": key, "job": job}
         if key not in self.prepared:  # else the zygote has it: spare a few KiB of JSON
-            request["spec"] = child.spec_data(spec)
+            request["spec"] = spec_data(spec)
         self.prepared.clear()  # the zygote drops what it prepared for other tests
         self._send(request, fds)
         # Building the container (which the zygote waits for) is bounded like the rest
@@ -469,7 +471,7 @@ class ContainerError(RuntimeError):
 
 
 def _start_init(
-    spec: child.ChildSpec, payload: child.Payload, crash: CrashChannel
+    spec: ChildSpec, payload: Payload, crash: CrashChannel
 ) -> tuple[int, int, socket.socket, bool]:
     """Clone the init of a live container: returns (pid, events fd, control socket, and
     whether a relay process stands between)."""
@@ -492,7 +494,7 @@ class LiveContainer:
     #: How long the host waits for a new container to be built.
     START_TIMEOUT = 60.0
 
-    def __init__(self, spec: child.ChildSpec, payload: child.Payload) -> None:
+    def __init__(self, spec: ChildSpec, payload: Payload) -> None:
         self.crash = CrashChannel()
         self.pid, self._events, self._control, self.relayed = _start_init(spec, payload, self.crash)
         self.trace: list[str] = []
@@ -535,7 +537,7 @@ class LiveContainer:
     @property
     def init_pid(self) -> int:
         """The host pid of the container's init. Where pytest had other threads a relay
-        process cloned it (see child.relay_main) and reports its pid on the control
+        process cloned it (see relay.relay_main) and reports its pid on the control
         socket."""
         deadline = time.monotonic() + 5
         while self.relayed and self._init_pid is None and time.monotonic() < deadline:

@@ -160,3 +160,11 @@ class Plan:
     #: A directory holding a whole root (an image's): the root is a copy-on-write view
     #: of it, mounts on top, then read-only; there is no skeleton then.
     image: str | None = None
+
+
+#: Where the new root is assembled before pivot_root (covered only in our mount namespace).
+BUILD_BASE = "/tmp"
+
+
+def is_under(path: str, parent: str) -> bool:
+    return parent == "/" or path == parent or path.startswith(parent.rstrip("/") + "/")

@@ -38,18 +38,19 @@ from __future__ import annotations
 
 import ipaddress
 import os
-import select
 import shutil
 import signal
 import socket
-import tempfile
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from ..kernel import libc, netlink
 from ..kernel import syscalls as sc
-from ..kernel.syscalls import CloneFlag as NS
 from ..protocol import framing
+from . import statedir
+from .child import holder as holder_side
+from .child.holder import TIMEOUT, NetworkError, has_ipv6
+from .spec import Join
 
 #: The block the networks' IPv4 subnets come from (RFC 2544, RFC 6890: not routed).
 IPV4_BLOCK = ipaddress.IPv4Network("198.18.0.0/15")
@@ -57,38 +58,8 @@ IPV4_BLOCK = ipaddress.IPv4Network("198.18.0.0/15")
 IPV6_BLOCK = ipaddress.IPv6Network("fd52:6f6f:746c::/48")
 #: Hosts per network: .2 to .254 of a /24.
 MAX_MEMBERS = 253
-BRIDGE = "br0"
-IFNAME = "eth0"
-#: How long the host and a joining init wait for the holder's answer.
-TIMEOUT = 30.0
 
 HOSTS_HEADER = "127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\n"
-
-
-class NetworkError(RuntimeError):
-    """A private network could not be made or changed."""
-
-
-def has_ipv6() -> bool:
-    """Whether this kernel has IPv6 (it is missing when booted with ``ipv6.disable=1``)."""
-    return os.path.isdir("/proc/sys/net/ipv6")
-
-
-@dataclass(frozen=True)
-class Join:
-    """What a container's init needs to join a network (part of its ChildSpec)."""
-
-    network: str
-    index: int
-    #: The holder's user namespace: the relay setns()es into it before cloning init.
-    userns_fd: int
-    #: Init's end of a socket to the holder.
-    channel_fd: int
-    hosts_file: str
-    address: str  # "198.18.0.2/24"
-    address6: str | None
-    #: The holder's own steps, shown in the trace of the first container to join.
-    holder_trace: tuple[str, ...] = ()
 
 
 @dataclass
@@ -100,176 +71,7 @@ class Member:
     connected: bool = True
 
 
-# --- in the container's init (after its network namespace exists) ------------------------------
-
-
-def note_cloned_inside(spec: Join) -> None:
-    """For the trace: the relay entered the network's user namespace before it cloned
-    this init (its own trace is not sent anywhere)."""
-    libc.trace_note(
-        f"setns(<user namespace of network {spec.network!r}>, CLONE_NEWUSER) "
-        "[by the relay, before clone]"
-    )
-
-
-def join(spec: Join) -> None:
-    """Hand this network namespace to the holder, which plugs a veth pair into it, then
-    give ``eth0`` its addresses, bring it up, add the route to the subnet."""
-    for line in spec.holder_trace:
-        libc.trace_note(f"[network {spec.network!r}] {line}")
-    channel = socket.socket(fileno=spec.channel_fd)
-    try:
-        netns = os.open("/proc/self/ns/net", os.O_RDONLY | os.O_CLOEXEC)
-        try:
-            socket.send_fds(channel, [framing.encode({"kind": "join"})], [netns])
-        finally:
-            os.close(netns)
-        reply = _receive(channel, TIMEOUT, f"network {spec.network!r}: the holder")[0]
-    finally:
-        channel.close()
-    for line in reply.get("trace", []):
-        libc.trace_note(f"[network {spec.network!r}] {line}")
-    if reply["kind"] != "joined":
-        raise NetworkError(f"network {spec.network!r}: {reply.get('message', reply)}")
-    addresses = [ipaddress.ip_interface(spec.address)]
-    if spec.address6 is not None:
-        addresses.append(ipaddress.ip_interface(spec.address6))
-    with netlink.Netlink() as nl:
-        for address in addresses:
-            nl.add_address(IFNAME, address)
-        nl.set_up(IFNAME)
-        for address in addresses:
-            nl.add_subnet_route(IFNAME, address)
-
-
-# --- the holder (a forked child of pytest; entered through child.holder_main) -----------------
-
-
-def hold(control_fd: int, trace: bool) -> int:
-    """The holder's life: make ``H`` and ``B`` and the bridge, send an fd of ``H`` to the
-    host, then plug in members and switch their links until the host closes the socket."""
-    # A fork of pytest holds every fd pytest had, among them the host's ends of other
-    # containers' sockets: keep none, or those containers would not see their EOF.
-    for low, high in ((3, control_fd - 1), (control_fd + 1, 0xFFFFFFFF)):
-        if low <= high:
-            sc.close_range(low, high)
-    libc.set_tracing(trace)
-    uid, gid = os.geteuid(), os.getegid()
-    sc.unshare(NS.NEWUSER | NS.NEWNET)
-    sc.write_id_maps(uid, uid, gid, gid)
-    ipv6 = has_ipv6()
-    control = socket.socket(fileno=control_fd)
-    with netlink.Netlink() as nl:
-        nl.add_bridge(BRIDGE)
-        if ipv6:
-            nl.set_addr_gen_mode_none(BRIDGE)
-        nl.set_up(BRIDGE)
-        userns = os.open("/proc/self/ns/user", os.O_RDONLY | os.O_CLOEXEC)
-        _send(control, {"kind": "ready", "trace": _steps()}, [userns])
-        os.close(userns)
-        members: dict[int, int] = {}  # channel fd -> member index
-        poller = select.poll()
-        poller.register(control_fd, select.POLLIN)
-        while True:
-            for fd, _ in poller.poll():
-                if fd == control_fd:
-                    if not _control_request(nl, control, members, poller):
-                        return 0
-                else:
-                    poller.unregister(fd)
-                    _plug(nl, fd, members.pop(fd), ipv6)
-
-
-def _steps() -> list[str]:
-    lines = list(libc.TRACE)
-    libc.TRACE.clear()
-    return lines
-
-
-def _control_request(
-    nl: netlink.Netlink,
-    control: socket.socket,
-    members: dict[int, int],
-    poller: select.poll,
-) -> bool:
-    """One request of the host's; False when it closed the socket."""
-    data, fds, _, _ = socket.recv_fds(control, 1 << 16, 4, socket.MSG_CMSG_CLOEXEC)
-    if not data:
-        return False
-    message = _decode(data)
-    if message["kind"] == "member" and len(fds) == 1:
-        members[fds[0]] = int(message["index"])
-        poller.register(fds[0], select.POLLIN)
-        return True
-    for fd in fds:
-        os.close(fd)
-    try:
-        if message["kind"] != "link":
-            raise NetworkError(f"unknown request {message['kind']!r}")
-        nl.set_up(f"veth{int(message['index'])}", bool(message["up"]))
-        reply: framing.Message = {"kind": "done", "trace": _steps()}
-    except Exception as exc:
-        reply = {"kind": "error", "message": str(exc), "trace": _steps()}
-    _send(control, reply)
-    return True
-
-
-def _plug(nl: netlink.Netlink, channel_fd: int, index: int, ipv6: bool) -> None:
-    """Plug a member in: a veth pair from the bridge into the network namespace whose fd
-    its init sends. A failure is the member's, told to it: the holder goes on."""
-    with socket.socket(fileno=channel_fd) as channel:
-        try:
-            data, fds, _, _ = socket.recv_fds(channel, 1 << 16, 1, socket.MSG_CMSG_CLOEXEC)
-        except OSError:
-            return  # its init is gone
-        try:
-            if not data or _decode(data)["kind"] != "join" or len(fds) != 1:
-                raise NetworkError("a member sent no network namespace")
-            veth = f"veth{index}"
-            nl.add_veth(veth, IFNAME, fds[0], "the container's network namespace")
-            if ipv6:
-                nl.set_addr_gen_mode_none(veth)
-            nl.set_master(veth, BRIDGE)
-            nl.set_up(veth)
-            reply: framing.Message = {"kind": "joined", "trace": _steps()}
-        except Exception as exc:
-            reply = {"kind": "error", "message": str(exc), "trace": _steps()}
-        finally:
-            for fd in fds:
-                os.close(fd)
-        try:
-            _send(channel, reply)
-        except OSError:
-            pass
-
-
 # --- messages: one _wire frame per SOCK_SEQPACKET packet, fds alongside ----------------------
-
-
-def _send(sock: socket.socket, message: framing.Message, fds: list[int] | None = None) -> None:
-    socket.send_fds(sock, [framing.encode(message)], fds or [])
-
-
-def _decode(packet: bytes) -> framing.Message:
-    messages = framing.Decoder().feed(packet)
-    if len(messages) != 1:
-        raise NetworkError("a malformed message")
-    return messages[0]
-
-
-def _receive(sock: socket.socket, timeout: float, who: str) -> tuple[framing.Message, list[int]]:
-    ready, _, _ = select.select([sock], [], [], timeout)
-    if not ready:
-        raise NetworkError(f"{who} did not answer within {timeout:g} s")
-    data, fds, _, _ = socket.recv_fds(sock, 1 << 20, 4, socket.MSG_CMSG_CLOEXEC)
-    if not data:
-        raise NetworkError(f"{who} is gone")
-    try:
-        return _decode(data), fds
-    except NetworkError:
-        for fd in fds:
-            os.close(fd)
-        raise
 
 
 # --- the host's side ------------------------------------------------------------------------
@@ -279,18 +81,17 @@ class Holder:
     """The host's handle on a holder process."""
 
     def __init__(self, trace: bool) -> None:
-        from .child import init as child
 
         host_end, holder_end = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
         pid = sc.fork()
         if pid == 0:
-            child.holder_main(holder_end.fileno(), trace)  # never returns
+            holder_side.holder_main(holder_end.fileno(), trace)  # never returns
         holder_end.close()
         self.pid = pid
         self.sock = host_end
         self.userns_fd = -1
         try:
-            message, fds = _receive(host_end, TIMEOUT, "the network's holder")
+            message, fds = holder_side.receive(host_end, TIMEOUT, "the network's holder")
             if message["kind"] != "ready" or len(fds) != 1:
                 for fd in fds:
                     os.close(fd)
@@ -301,11 +102,11 @@ class Holder:
         self.userns_fd = fds[0]
         self.trace = tuple(str(line) for line in message.get("trace", []))
 
-    def request(self, message: framing.Message, fds: list[int] | None = None) -> framing.Message:
-        _send(self.sock, message, fds)
+    def request(self, message: framing.Message, fds: Sequence[int] = ()) -> framing.Message:
+        framing.send_packet(self.sock, message, fds)
         if message["kind"] == "member":
             return {"kind": "done"}
-        reply, extra = _receive(self.sock, TIMEOUT, "the network's holder")
+        reply, extra = holder_side.receive(self.sock, TIMEOUT, "the network's holder")
         for fd in extra:
             os.close(fd)
         return reply
@@ -445,12 +246,8 @@ class Networks:
             if len(self.networks) >= 512:  # the /24s of 198.18.0.0/15
                 raise ValueError("a test can have at most 512 named networks")
             if self._directory is None:
-                from ..plugin.host_item import STATE_PREFIX, state_parent
-
                 # named like the session's state, so a killed session's is cleaned up too
-                self._directory = tempfile.mkdtemp(
-                    prefix=f"{STATE_PREFIX}{os.getpid()}-net-", dir=state_parent()
-                )
+                self._directory = statedir.new_state_dir("net-")
             network = Network(name, len(self.networks), self._directory, self.trace)
             self.networks[name] = network
         return network
@@ -475,4 +272,4 @@ class Networks:
         }
 
 
-__all__ = ["Join", "Member", "Network", "NetworkError", "Networks", "hold", "join", "release"]
+__all__ = ["Member", "Network", "Networks", "release"]

@@ -31,10 +31,8 @@ from .mountplan import (
     ReadOnlyCover,
     Symlink,
     Tmpfs,
+    is_under,
 )
-
-#: Where the new root is assembled before pivot_root (covered only in our mount namespace).
-BUILD_BASE = "/tmp"
 
 # /etc is built from an allow-list: what programs need to run, never secrets
 # (shadow, gshadow, sudoers, ssh host keys) nor host identity beyond the user.
@@ -129,10 +127,6 @@ def host_identity() -> Identity:
     except KeyError:
         group = f"group{gid}"
     return Identity(uid, gid, user, group, os.environ.get("HOME") or home, home)
-
-
-def is_under(path: str, parent: str) -> bool:
-    return parent == "/" or path == parent or path.startswith(parent.rstrip("/") + "/")
 
 
 def outermost(paths: Iterable[str]) -> list[str]:

@@ -27,6 +27,7 @@ from ...kernel import libc
 from ...kernel import mount as mnt
 from ...kernel.mount import MountFlag as MS
 from ..mountplan import (
+    BUILD_BASE,
     Bind,
     Devpts,
     Dir,
@@ -40,9 +41,8 @@ from ..mountplan import (
     ReadOnlyCover,
     Symlink,
     Tmpfs,
+    is_under,
 )
-from ..rootfs import BUILD_BASE, is_under
-
 
 
 class RootfsError(OSError):

@@ -1,0 +1,254 @@
+"""Prepared containers: the zygote, and the init it clones ahead of its test.
+
+A container costs two forks of pytest (init, which must be PID 1 of the new PID namespace,
+then the test process it forks) plus the namespaces and the root: most of it can be done
+before the test's turn. The *zygote* is a copy of pytest, forked once for a state of the
+host (what is set up there, see _runner.SessionState.run_prepared); it clones the next
+test's init while the current test runs. That init builds the container and waits; when
+the test's turn comes, the host hands it the test (which item, and the channels), and it
+forks the test process as every init does. What is left on the test's path is one fork.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import gc
+import json
+import os
+import select
+import signal
+import socket
+from dataclasses import dataclass
+from typing import NoReturn
+
+from ...kernel import syscalls as sc
+from ...protocol import framing
+from ..spec import CLONE_FLAGS, ChildSpec, JobPayload, TestChannels, spec_from_data
+from .init import _close_inherited_fds, _init, _status_fields
+from .leave import EXIT_SETUP_FAILED, _leave, _parent_gone
+
+
+def zygote_main(control_fd: int, keep_fds: frozenset[int], job_payload: JobPayload) -> NoReturn:
+    """Entry point of the zygote, right after fork. Never returns.
+
+    Requests come over ``control_fd`` (SOCK_SEQPACKET, one :mod:`._wire` frame a message):
+    ``{"kind": "prepare", "key": k, "spec": ...}`` clones an init that builds the container
+    and waits; ``{"kind": "start", "key": k, "job": ...}`` (with the spec too if none was
+    prepared) and three fds (the test's result channel, crash channel, ack pipe) answers
+    ``{"kind": "started", "pid": init}`` with a pidfd of the init prepared for ``k`` once
+    it is ready, then hands it the test; or answers the init's setup-error frame. When an
+    init that was handed a test ends, its status goes to that test's channel
+    (``init-exit``). ``keep_fds`` are pytest's own fds, which test processes keep.
+    """
+    _leave("zygote", control_fd, lambda: _zygote(control_fd, keep_fds, job_payload))
+
+
+@dataclass
+class _Prepared:
+    key: str
+    pid: int
+    #: pidfd_open(2) of the init, made at once: it is our child, so its pid cannot be
+    #: reused before we reap it, and the pidfd stays right after that.
+    pidfd: int
+    go: socket.socket  # the zygote's end of the socket the init waits on
+
+    def kill(self) -> None:
+        try:
+            signal.pidfd_send_signal(self.pidfd, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+
+    def close(self) -> None:
+        self.go.close()
+        os.close(self.pidfd)
+
+
+def _zygote(control_fd: int, keep_fds: frozenset[int], job_payload: JobPayload) -> int:
+    sc.prctl(sc.PR_SET_PDEATHSIG, signal.SIGKILL, "PR_SET_PDEATHSIG")
+    if _parent_gone(control_fd):
+        return EXIT_SETUP_FAILED
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    # Nothing of pytest's but what its test processes keep (stdio, capture files): not
+    # the pipes of the test running now, not a socket of a plugin's.
+    _close_inherited_fds(set(keep_fds) | {0, 1, 2, control_fd})
+    # Every object pytest had stays out of the collector: no collection here or in the
+    # inits and test processes cloned from here ever copies their pages (see _spawn).
+    gc.freeze()
+    control = socket.socket(fileno=control_fd)
+    wake_r, wake_w = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
+    signal.signal(signal.SIGCHLD, lambda signum, frame: None)
+    signal.set_wakeup_fd(wake_w)
+    poller = select.poll()
+    poller.register(control_fd, select.POLLIN)
+    poller.register(wake_r, select.POLLIN)
+    prepared: list[_Prepared] = []
+    started: dict[int, int] = {}  # init's pid -> our copy of its test's result channel
+    try:
+        while True:
+            for fd, _ in poller.poll():
+                if fd == wake_r:
+                    _drain(wake_r)
+                    continue
+                try:
+                    data, fds, _, _ = socket.recv_fds(control, 1 << 20, 3, socket.MSG_CMSG_CLOEXEC)
+                except ConnectionError:
+                    return 0
+                if not data:
+                    return 0  # the host is done with us
+                decoder = framing.Decoder()
+                for request in decoder.feed(data):
+                    _zygote_request(request, fds, prepared, started, control, job_payload)
+                if decoder.error is not None:
+                    raise decoder.error
+            _reap_inits(started)
+    finally:
+        for entry in prepared:
+            entry.kill()
+
+
+def _drain(fd: int) -> None:
+    while True:
+        try:
+            os.read(fd, 512)
+        except BlockingIOError:
+            return
+
+
+def _zygote_request(
+    request: framing.Message,
+    fds: list[int],
+    prepared: list[_Prepared],
+    started: dict[int, int],
+    control: socket.socket,
+    job_payload: JobPayload,
+) -> None:
+    key = str(request["key"])
+    if request["kind"] == "prepare":
+        prepared.append(
+            _clone_prepared(key, spec_from_data(request["spec"], ChildSpec), job_payload)
+        )
+        return
+    # "start": the prepared init for this key, the others were for tests that did not come.
+    entry = next((p for p in prepared if p.key == key), None)
+    for other in [p for p in prepared if p is not entry]:
+        other.kill()
+        other.close()
+        prepared.remove(other)
+    try:
+        if entry is None and "spec" not in request:
+            control.send(framing.encode(_not_prepared("no container was prepared for it")))
+            return
+        if entry is None:
+            entry = _clone_prepared(key, spec_from_data(request["spec"], ChildSpec), job_payload)
+        else:
+            prepared.remove(entry)
+        failed = _await_ready(entry.go)
+        if failed is not None:
+            control.send(framing.encode(failed))
+            return
+        # "started" first: once the test is handed over, the host must never build its
+        # container again (the test may have run), whatever becomes of us.
+        reply = {"kind": "started", "pid": entry.pid}
+        socket.send_fds(control, [framing.encode(reply)], [entry.pidfd])
+        started[entry.pid] = os.dup(fds[0])
+        socket.send_fds(entry.go, [json.dumps(request["job"]).encode()], fds)
+    finally:
+        if entry is not None:
+            entry.close()
+        for fd in fds:
+            os.close(fd)
+
+
+def _not_prepared(reason: str) -> framing.Message:
+    return {"kind": "setup-error", "stage": "init", "message": f"a prepared init failed: {reason}"}
+
+
+def _await_ready(go: socket.socket) -> framing.Message | None:
+    """Wait until a prepared init has built its container: None, or the frame it sent
+    when building failed (it then exits)."""
+    try:
+        data = go.recv(1 << 20)
+    except OSError as exc:
+        data, reason = b"", str(exc)
+    else:
+        reason = "it ended while building the container"
+    messages = framing.Decoder().feed(data)
+    if messages and messages[0].get("kind") == "ready":
+        return None
+    if messages and messages[0].get("kind") == "setup-error":
+        return messages[0]
+    return _not_prepared(reason)
+
+
+def _clone_prepared(key: str, spec: ChildSpec, job_payload: JobPayload) -> _Prepared:
+    ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+    try:
+        pid = sc.clone(CLONE_FLAGS)  # the zygote has one thread: see _syscalls.clone
+    except BaseException:
+        ours.close()
+        theirs.close()
+        raise
+    if pid == 0:
+        go_fd = theirs.detach()
+        try:
+            signal.set_wakeup_fd(-1)  # the zygote's, not ours
+            signal.signal(signal.SIGCHLD, signal.SIG_DFL)
+            # Nothing of the zygote's: its control socket, the channels of tests it
+            # started (their hosts wait for every copy to close). Only pytest's own.
+            _close_inherited_fds(set(spec.keep_fds) | {0, 1, 2, go_fd})
+        finally:
+            prepared_main(spec, go_fd, job_payload)
+    theirs.close()
+    return _Prepared(key, pid, os.pidfd_open(pid), ours)
+
+
+def prepared_main(spec: ChildSpec, go_fd: int, job_payload: JobPayload) -> NoReturn:
+    """Entry point of a prepared container's init, right after clone(2): build the
+    container, say so on ``go_fd``, then wait there for the test. Never returns."""
+    channel = [go_fd]  # where a failure is reported: the zygote, then the test's host
+
+    def await_test() -> TestChannels | None:
+        framing.send(go_fd, {"kind": "ready"})
+        with socket.socket(fileno=os.dup(go_fd)) as go:
+            data, fds, _, _ = socket.recv_fds(go, 1 << 20, 3, socket.MSG_CMSG_CLOEXEC)
+        if not data or len(fds) != 3:
+            for fd in fds:
+                os.close(fd)
+            return None
+        channel[0] = fds[0]  # from here on a failure is the test's
+        job = json.loads(data)
+        # Above the numbers the host has them at (F_DUPFD takes the lowest *free* number
+        # from there, so nothing of ours is overwritten), then, in the test process, moved
+        # to those numbers: the test holds the very fd numbers a container cloned from
+        # pytest gives it, and none at a number pytest uses for something else (which a
+        # test may know and probe); no move lands on an fd still to be moved.
+        above = max([*fds, *job["fds"]]) + 1
+        moved = [fcntl.fcntl(fd, fcntl.F_DUPFD_CLOEXEC, above) for fd in fds]
+        for fd in fds:
+            os.close(fd)
+        os.close(go_fd)
+        channel[0] = moved[0]
+        where = [int(n) for n in job["fds"]]
+        payload = job_payload(job, where[2])
+        moves = tuple(zip(moved, where, strict=True))
+        return TestChannels(moved[0], moved[1], payload, frozenset({where[2]}), moves)
+
+    _leave("init", lambda: channel[0], lambda: _init(spec, go_fd, await_test))
+
+
+def _reap_inits(started: dict[int, int]) -> None:
+    """Reap the inits that ended; tell the test of each what its init's status was."""
+    while True:
+        try:
+            pid, wait_status = os.waitpid(-1, os.WNOHANG)
+        except ChildProcessError:
+            return
+        if pid == 0:
+            return
+        fd = started.pop(pid, None)
+        if fd is not None:
+            try:
+                framing.send(fd, {"kind": "init-exit", **_status_fields(wait_status)})
+            except OSError:
+                pass  # the host stopped reading: the test was done
+            os.close(fd)
