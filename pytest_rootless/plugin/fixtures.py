@@ -28,7 +28,7 @@ import cloudpickle  # type: ignore[import-untyped]
 import pytest
 
 from ..protocol import errors, framing, values
-from ..runtime import launch, limits, network
+from ..runtime import launch, limits, live, network
 from ..runtime.child.changes import CHANGE_KINDS
 from ..runtime.options import Options, validate
 from ..runtime.probe import UnsupportedHost
@@ -43,7 +43,7 @@ class Process:
 
     def __init__(
         self,
-        live: launch.LiveContainer,
+        live: live.LiveInit,
         ident: int,
         channel: socket.socket,
         explain: Callable[[int | None, BaseException | None], list[str]] = lambda s, e: [],
@@ -307,7 +307,7 @@ class Container:
     ) -> None:
         self._options = options
         self._state = state
-        self._live: launch.LiveContainer | None = None
+        self._live: live.LiveInit | None = None
         self._cgroups: limits.Cgroups | None = None
         self._closed = False
         self._baseline: dict[str, list[Any]] = {}
@@ -322,7 +322,7 @@ class Container:
             self._network = networks.get(options.network)
             self._member = self._network.add(options.hostname)
 
-    def _container(self) -> launch.LiveContainer:
+    def _container(self) -> live.LiveInit:
         if self._closed:
             raise launch.ContainerError("the container is closed")
         if self._live is None:
@@ -336,7 +336,7 @@ class Container:
             if self._network is not None and self._member is not None:
                 spec = dataclasses.replace(spec, network=self._network.join(self._member))
             try:
-                self._live = launch.LiveContainer(spec, _serve_call)
+                self._live = live.LiveInit(spec, _serve_call)
             finally:
                 network.release(spec.network)
             if self._state.trace:

@@ -59,7 +59,7 @@ import pytest
 from ..kernel import libc
 from ..kernel import syscalls as sc
 from ..protocol import framing
-from ..runtime import launch, mountplan, rootfs, statedir
+from ..runtime import launch, mountplan, prepared, rootfs, statedir
 from ..runtime import limits as limits_mod
 from ..runtime import probe as probe_mod
 from ..runtime.child.changes import CHANGE_KINDS
@@ -193,7 +193,7 @@ class SessionState:
     cgroups_left: list[limits_mod.Cgroups] = field(default_factory=list)
     containers: int = 0  # containers made, to name their cgroups
     #: Clones the inits of the next tests' containers ahead of them (see zygote.zygote_main).
-    zygote: launch.Zygote | None = None
+    zygote: prepared.Zygote | None = None
     #: Prepare containers ahead of their tests (off: --rootless-no-prepare).
     prepare: bool = True
     #: Tests pytest ran itself (not isolated): each may change what a copy of it holds.
@@ -317,13 +317,13 @@ class SessionState:
             return None
         if self.zygote is None:
             try:
-                self.zygote = launch.Zygote(
+                self.zygote = prepared.Zygote(
                     functools.partial(_job_payload, item.session, self), state, self._fds()
                 )
             except OSError:  # no fork for it now: the container is cloned from pytest
                 return None
         try:
-            outcome = launch.run_prepared(
+            outcome = prepared.run_prepared(
                 self.zygote,
                 _spec_key(spec),
                 spec,
