@@ -1,10 +1,11 @@
 """Check the links of the README and of docs/, and (with --since) that no text was lost.
 
-Links: every ``[text](target)`` in README.md, SECURITY.md and docs/*.md whose target is
-relative must name a file or directory that exists, resolved from the page's own
-directory as GitHub resolves it; a ``#anchor`` must be the GitHub slug of one of the
-target page's headings (lowercase, spaces to '-', punctuation other than '-' and '_'
-removed; a repeated heading gets '-1', '-2', ...). Links inside code are not links.
+Links: every ``[text](target)`` in README.md, SECURITY.md, CHANGELOG.md, docs/*.md and
+examples/README.md whose target is relative must name a file or directory that exists,
+resolved from the page's own directory as GitHub resolves it; a ``#anchor`` must be the
+GitHub slug of one of the target page's headings (lowercase, spaces to '-', punctuation
+other than '-' and '_' removed; a repeated heading gets '-1', '-2', ...). Links inside
+code are not links.
 
 --since REV: every fenced code block and every table row of README.md and SECURITY.md
 as they were at REV must appear, unchanged, in the current README.md, SECURITY.md or
@@ -32,7 +33,9 @@ HEADING = re.compile(r"^(#{1,6})[ \t]+(.+?)[ \t]*#*[ \t]*$", re.MULTILINE)
 
 
 def pages() -> list[Path]:
-    return [ROOT / "README.md", ROOT / "SECURITY.md", *sorted((ROOT / "docs").glob("*.md"))]
+    top = [ROOT / name for name in ("README.md", "SECURITY.md", "CHANGELOG.md")]
+    found = [*top, *sorted((ROOT / "docs").glob("*.md")), ROOT / "examples" / "README.md"]
+    return [page for page in found if page.exists()]
 
 
 def without_code(text: str) -> str:
