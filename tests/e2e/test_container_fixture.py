@@ -229,17 +229,26 @@ def test_changes_and_per_call_timeout(pytester: pytest.Pytester) -> None:
     result.assert_outcomes(passed=3)
 
 
-def test_the_readme_example_runs(pytester: pytest.Pytester) -> None:
+@pytest.mark.parametrize(
+    ("page", "heading", "tests"),
+    [
+        ("README.md", "## The `container` fixture", 1),
+        ("docs/container-fixture.md", "## A live container a test can drive", 3),
+    ],
+)
+def test_the_documented_example_runs(
+    pytester: pytest.Pytester, page: str, heading: str, tests: int
+) -> None:
     import re
     from pathlib import Path
 
-    readme = (Path(__file__).parents[2] / "README.md").read_text()
-    section = readme.split("### A live container a test can drive", 1)[1]
+    text = (Path(__file__).parents[2] / page).read_text()
+    section = text.split(heading + "\n", 1)[1]
     code = re.search(r"```python\n(.*?)```", section, re.DOTALL)
     assert code is not None
     pytester.makepyfile(test_readme=code.group(1))
     result = pytester.runpytest_subprocess("-p", "rootless")
-    result.assert_outcomes(passed=3)
+    result.assert_outcomes(passed=tests)
 
 
 def test_many_calls_in_one_container(pytester: pytest.Pytester) -> None:

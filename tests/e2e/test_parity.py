@@ -4,7 +4,7 @@ text, captured sections, user properties, warnings (in order), the terminal outp
 --durations and the junitxml file. Only addresses, timings and paths are normalised.
 
 A difference that cannot be removed is declared below as an :class:`Expected` with its
-reason (and listed in the README's "Limits and known gaps"): the harness takes it out of
+reason (and listed in docs/limits.md, "Limits and known gaps"): the harness takes it out of
 both runs before comparing, and checks that it still occurs, so that a fix shows up as a
 failure asking to remove the declaration. Nothing is skipped silently.
 
@@ -380,7 +380,7 @@ def test_isolated_runs_report_what_plain_runs_report(corpus: pytest.Pytester, na
             f"{name}: {nodeid} differs:\n{_diff(records, right['reports'][nodeid])}"
         )
 
-    # Each declared difference still occurs (else: remove it here and in the README) and
+    # Each declared difference still occurs (else: remove it here and in docs/limits.md) and
     # the tests it covers say what they must.
     for known in variant.expected:
         for nodeid in known.nodeids:
