@@ -6,7 +6,8 @@ Load it with ``pytest -p rootless`` (it also autoloads once installed); mark tes
 
 from __future__ import annotations
 
-from .plugin.fixtures import Container, Process, run_isolated
+from .plugin.container import Container, Process
+from .plugin.fixtures import run_isolated
 from .protocol.errors import RemoteError
 from .runtime.options import OptionError
 from .runtime.probe import UnsupportedHost

@@ -324,16 +324,18 @@ def run_variant(v: Variant, env: dict[str, str], results: Path) -> float | None:
 # Whatever pytest does in the forked test process costs the same in all three.
 FLOOR = r"""
 import json, os, sys, time
-from pytest_rootless import _runner, _spawn, _wire
-from pytest_rootless._options import Options
+from pytest_rootless.protocol import framing
+from pytest_rootless.runtime import prepared as prepared_containers
+from pytest_rootless.runtime.options import Options
+from pytest_rootless.runtime.session import ContainerSession
 
 size, count = int(sys.argv[1]), int(sys.argv[2])
 ballast = bytearray(size)
 for i in range(0, size, 4096):
     ballast[i] = 1
-state = _runner.SessionState(None)
-spec = state.child_spec(Options(), None)
-state.crash = _spawn.CrashChannel()
+containers = ContainerSession()
+spec = containers.spec(Options(), [os.getcwd()])
+crash = containers.crash_channel()
 
 
 def bare_fork():
@@ -344,24 +346,24 @@ def bare_fork():
 
 
 def built():
-    outcome = state.run_container(spec, lambda fd: 0, lambda message: None)
+    outcome = containers.run(spec, lambda fd: 0, lambda message: None)
     assert outcome.status == 0, outcome
 
 
 def done(fd):  # what a test process sends last
-    _wire.send(fd, {"kind": "done", "status": 0})
+    framing.send(fd, {"kind": "done", "status": 0})
     return 0
 
 
-zygote = _spawn.Zygote(lambda job, ack_fd: done, None, state._fds())
-key = _runner._spec_key(spec)
+zygote = prepared_containers.Zygote(lambda job, ack_fd: done, None, containers.keep())
+key = "floor"
 ack_r, ack_w = os.pipe()
 zygote.prepare(key, spec)
 
 
 def prepared():
-    outcome = _spawn.run_prepared(
-        zygote, key, spec, {}, ack_r, lambda message: None, state.crash, state.reaper,
+    outcome = prepared_containers.run_prepared(
+        zygote, key, spec, {}, ack_r, lambda message: None, crash, containers.reaper,
         then=lambda: zygote.prepare(key, spec),
     )
     assert outcome is not None and outcome.status == 0, outcome
@@ -382,7 +384,7 @@ for round in range(count):
     prepared()
 times["prepared"] = [(time.perf_counter() - began) / count]
 zygote.close()
-state.close()
+containers.close()
 print(json.dumps({key_: sorted(v)[len(v) // 2] for key_, v in times.items()}))
 """
 

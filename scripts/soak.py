@@ -254,7 +254,7 @@ def _tagged_after_exit(token: str) -> list[int]:
 
 def _max_pending() -> int:
     try:
-        from pytest_rootless._spawn import Reaper
+        from pytest_rootless.runtime.launch import Reaper
     except ImportError:
         return 8  # its value when this was written
     return Reaper.MAX_PENDING

@@ -41,6 +41,7 @@ from ..kernel import mount as mnt
 from ..kernel import syscalls as sc
 from ..runtime import limits as limits_mod
 from ..runtime import probe
+from ..runtime.session import ContainerSession
 
 OK, MISSING, OPTIONAL, UNTRIED = "ok", "missing", "optional", "untried"
 
@@ -293,13 +294,11 @@ def _with_scratch(steps: Callable[[str], None]) -> Trial:
 
 
 def _try_container() -> Trial:
-    from ..plugin.host_item import SessionState
-
-    state = SessionState(None)
+    containers = ContainerSession()
     try:
-        support = state.probe()
+        support = containers.probe()
     finally:
-        state.close()
+        containers.close()
     return Trial(support.ok, message=support.reason)
 
 

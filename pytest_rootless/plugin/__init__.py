@@ -6,26 +6,31 @@ decided by :mod:`._probe`, and an isolated item runs through :mod:`._runner`.
 
 from __future__ import annotations
 
-from collections.abc import Generator, Mapping
+from collections.abc import Generator
 from typing import Any
 
 import pytest
 
 from ..runtime import options as optionrules
+from ..runtime.session import ContainerSession
 from . import hookspecs, host_item
+from .config import (
+    _INI,
+    CONTAINER_MARKER,
+    ISOLATED_MARKER,
+    OPTIONS_KEY,
+    _ini_options,
+    _wants_isolation,
+    require,
+    resolve_options,
+)
+from .coverage import COVERAGE
 from .fixtures import container, container_factory
+from .in_container import INSIDE_KEY
+from .session import STATE_KEY, SessionState
 
 __all__ = ["container", "container_factory"]  # fixtures, found here by pytest
 
-STATE_KEY = pytest.StashKey[host_item.SessionState]()
-OPTIONS_KEY = pytest.StashKey[optionrules.Options]()
-
-ISOLATED_MARKER = (
-    "isolated(**options): run the test in a fresh rootless container (own user, mount, "
-    "PID, network, UTS and IPC namespaces over a minimal read-only root). Options: "
-    "network, rootfs, hostname, root, timeout, env, mounts (see pytest-rootless)."
-)
-CONTAINER_MARKER = "container(**options): options of the `container` fixture's container."
 
 HELP_ROOTLESS = "run every test as if it carried @pytest.mark.isolated."
 HELP_OFF = "run tests marked isolated WITHOUT isolation (for debugging); warns in the summary."
@@ -52,20 +57,6 @@ HELP_DOCTOR = (
     "print what this host allows for isolated tests and the fix for what it lacks, then "
     "exit (1 when isolation cannot work); same as `python -m pytest_rootless doctor`."
 )
-
-_INI: dict[str, tuple[str, str]] = {
-    "network": ("string", "default network of isolated tests: none or host"),
-    "rootfs": ("string", "default root filesystem: minimal or host"),
-    "hostname": ("string", "default hostname inside containers"),
-    "root": ("bool", "default for root=: uid 0 inside the container"),
-    "timeout": ("string", "default timeout of a container, in seconds"),
-    "memory": ("string", "default memory limit of a container (bytes, 512M, 2G)"),
-    "pids": ("string", "default maximum number of processes in a container"),
-    "cpu": ("string", "default CPU-time limit of a container, in seconds"),
-    "env": ("linelist", "variables set inside containers, one NAME=value per line"),
-    "mounts": ("linelist", "extra read-only binds, one /inside=/host/path per line"),
-    "writable": ("linelist", "paths writable inside containers, one per line"),
-}
 
 
 def pytest_addhooks(pluginmanager: pytest.PytestPluginManager) -> None:
@@ -105,16 +96,16 @@ def pytest_cmdline_main(config: pytest.Config) -> int | None:
 def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line("markers", ISOLATED_MARKER)
     config.addinivalue_line("markers", CONTAINER_MARKER)
-    state = host_item.SessionState(
+    state = SessionState(
         config,
-        trace=bool(config.getoption("rootless_trace")),
+        ContainerSession(trace=bool(config.getoption("rootless_trace"))),
         report_writes=bool(config.getoption("rootless_report_writes")),
         prepare=not config.getoption("rootless_no_prepare"),
     )
     size = config.getini("rootless_tmpfs_size")
     if size:
         try:
-            state.tmpfs_size = optionrules.parse_size(size)
+            state.containers.tmpfs_size = optionrules.parse_size(size)
         except ValueError:
             raise pytest.UsageError(
                 f"ini rootless_tmpfs_size={size!r} is invalid: accepted a size like 512M or 2G"
@@ -126,81 +117,6 @@ def pytest_unconfigure(config: pytest.Config) -> None:
     state = config.stash.get(STATE_KEY, None)
     if state is not None:
         state.close()
-
-
-def _ini_options(config: pytest.Config) -> dict[str, Any]:
-    """Options set in the ini file, parsed from their text form (unset ones omitted)."""
-    raw: dict[str, Any] = {}
-    for name, (kind, _) in _INI.items():
-        value = config.getini(f"rootless_{name}")
-        if kind == "bool":
-            if value:
-                raw[name] = True
-        elif kind == "linelist":
-            if not value:
-                continue
-            if name == "writable":
-                raw[name] = list(value)
-                continue
-            pairs = {}
-            for line in value:
-                key, sep, val = line.partition("=")
-                if not sep:
-                    raise optionrules.OptionError(
-                        f"ini rootless_{name}: {line!r} is not of the form NAME=value"
-                    )
-                pairs[key.strip()] = val.strip()
-            raw[name] = pairs
-        elif value:
-            raw[name] = _ini_scalar(name, value)
-    return raw
-
-
-def _ini_scalar(name: str, value: str) -> Any:
-    if name == "pids":
-        try:
-            return int(value)
-        except ValueError:
-            raise optionrules.OptionError(
-                f"ini rootless_pids = {value!r}: accepted a positive whole number"
-            ) from None
-    if name in ("timeout", "cpu"):
-        try:
-            return float(value)
-        except ValueError:
-            raise optionrules.OptionError(
-                f"ini rootless_{name} = {value!r}: accepted a positive number of seconds"
-            ) from None
-    return value
-
-
-def _wants_isolation(item: pytest.Item) -> bool:
-    if item.config.getoption("rootless"):
-        return True
-    return item.get_closest_marker("isolated") is not None
-
-
-def resolve_options(
-    config: pytest.Config,
-    item: pytest.Item | None,
-    markers: list[pytest.Mark],
-    given: Mapping[str, Any] | None = None,
-) -> optionrules.Options:
-    """ini defaults, then markers (closest first wins per option), then options ``given``
-    directly (container_factory), then the hook."""
-    raw = _ini_options(config)
-    from_markers: dict[str, Any] = {}
-    for mark in markers:
-        if mark.args:
-            raise optionrules.OptionError(
-                f"@pytest.mark.{mark.name} takes keyword options only, got {mark.args!r}"
-            )
-        for key, value in mark.kwargs.items():
-            from_markers.setdefault(key, value)
-    raw.update(from_markers)
-    raw.update(given or {})
-    config.hook.pytest_rootless_options(config=config, item=item, options=raw)
-    return optionrules.validate(raw)
 
 
 @pytest.hookimpl(trylast=True)
@@ -223,17 +139,13 @@ def pytest_collection_modifyitems(
     state.isolated = len(isolated)
     if not isolated or config.getoption("rootless_off"):
         return
-    support = state.probe()
-    if support.ok or _require(config):
+    support = state.containers.probe()
+    if support.ok or require(config):
         return
     state.unsupported = len(isolated)
     for item in isolated:
         item.add_marker(pytest.mark.skip(reason=f"rootless: {support.reason}"))
         del item.stash[OPTIONS_KEY]
-
-
-def _require(config: pytest.Config) -> bool:
-    return bool(config.getoption("rootless_require") or config.getini("rootless_require"))
 
 
 @pytest.hookimpl(wrapper=True, trylast=True)
@@ -243,19 +155,19 @@ def pytest_runtestloop(session: pytest.Session) -> Generator[None, object, objec
     try:
         return (yield)
     finally:
-        host_item.COVERAGE.flush()
+        COVERAGE.flush()
 
 
 @pytest.hookimpl(tryfirst=True)
 def pytest_runtest_protocol(item: pytest.Item, nextitem: pytest.Item | None) -> bool | None:
     options = item.stash.get(OPTIONS_KEY, None)
-    if item.stash.get(host_item.INSIDE_KEY, False):
+    if item.stash.get(INSIDE_KEY, False):
         return None  # in its container already: pytest's own protocol
     state = item.config.stash[STATE_KEY]
     if options is None:  # not isolated: pytest's own protocol, here
-        state.local_runs += 1
+        state.keeper.local_runs += 1
         return None
-    support = state.probe()
+    support = state.containers.probe()
     if not support.ok:
         host_item.fail_without_running(
             item, f"rootless: isolation is required (--rootless-require) but {support.reason}"
@@ -283,7 +195,7 @@ def pytest_report_header(config: pytest.Config) -> list[str]:
     lines = [line]
     state = config.stash.get(STATE_KEY, None)
     if state is not None and not config.getoption("rootless_off"):
-        lines.append(f"rootless: {state.limits_backend().header()}")
+        lines.append(f"rootless: {state.containers.limits_backend().header()}")
     for extra in config.hook.pytest_rootless_report_header(config=config):
         lines.extend(extra)
     return lines
@@ -300,10 +212,11 @@ def pytest_terminal_summary(terminalreporter: Any, exitstatus: int, config: pyte
             "WITHOUT it, on the host.",
             yellow=True,
         )
-    elif state.unsupported and state.support is not None:
+    elif state.unsupported and state.containers.support is not None:
         terminalreporter.write_sep("=", "rootless", yellow=True)
         terminalreporter.write_line(
-            f"{state.unsupported} isolated test(s) skipped: {state.support.reason}", yellow=True
+            f"{state.unsupported} isolated test(s) skipped: {state.containers.support.reason}",
+            yellow=True,
         )
     if state.report_writes:
         _report_writes(terminalreporter, state.writes)

@@ -71,7 +71,7 @@ class ContainerSession:
     plans: dict[tuple[Any, ...], Plan] = field(default_factory=dict)
     python_paths: tuple[tuple[tuple[str, ...], int], list[str]] | None = None
     state_dir: str | None = None
-    limits: limits.Backend | None = None
+    backend: limits.Backend | None = None
     #: cgroups of reaped containers that would not go yet (retried, and at the end)
     cgroups_left: list[limits.Cgroups] = field(default_factory=list)
     containers: int = 0  # containers made, to name their cgroups
@@ -86,7 +86,7 @@ class ContainerSession:
             return False
         self.owner = os.getpid()
         self.support = self.crash = self.keep_fds = self.python_paths = self.state_dir = None
-        self.limits = None
+        self.backend = None
         self.cgroups_left = []
         self.reaper = launch.Reaper()
         self.identity = rootfs.host_identity()
@@ -149,9 +149,9 @@ class ContainerSession:
     # -- limits
     def limits_backend(self) -> limits.Backend:
         self.here()
-        if self.limits is None:
-            self.limits = limits.detect()
-        return self.limits
+        if self.backend is None:
+            self.backend = limits.detect()
+        return self.backend
 
     def cgroups_for(self, options: Options) -> limits.Cgroups | None:
         """The cgroups a container of ``options`` runs in, made now; None if it needs

@@ -67,7 +67,7 @@ from string import Template
 
 import pytest
 
-from pytest_rootless import _rootfs
+from pytest_rootless.runtime import mountplan
 
 TIMEOUT = 120
 #: How long a process of a finished container may take to be gone (the kernel reaps a
@@ -563,11 +563,11 @@ def test_submounts_of_read_only_binds_are_read_only(
     else:
         # Not those the container replaces or masks: fresh /proc, /dev and /tmp, the
         # user's home (an empty tmpfs), /run.
-        hidden = (*REPLACED, *_rootfs.HOST_MASKED_DIRS, pwd.getpwuid(os.getuid()).pw_dir)
+        hidden = (*REPLACED, *rootfs.HOST_MASKED_DIRS, pwd.getpwuid(os.getuid()).pw_dir)
         submounts = sorted(
             p
             for p in set(host_mount_points())
-            if p != "/" and not any(_rootfs.is_under(p, h) for h in hidden) and os.path.isdir(p)
+            if p != "/" and not any(mountplan.is_under(p, h) for h in hidden) and os.path.isdir(p)
         )
         assert submounts, "a Linux host has submounts of / (/sys at least)"
     write_attack(pytester, SUBMOUNTS, root=root, rootfs=rootfs, submounts=submounts, probe=probe)

@@ -21,15 +21,15 @@ from pathlib import Path
 
 import pytest
 
-from pytest_rootless import _limits
-from pytest_rootless._options import validate
+from pytest_rootless.runtime import limits
+from pytest_rootless.runtime.options import validate
 
 EXAMPLES = Path(__file__).parents[2] / "examples"
 LESSONS = sorted(p.name for p in EXAMPLES.glob("test_*.py"))
 
 #: Where pytest runs as real root without a writable pids cgroup, a pids limit cannot be
 #: enforced: lesson 10's fork bomb then errors at setup, saying so (docs/filesystems-and-limits.md).
-PIDS_REFUSED = _limits.detect().check(validate({"pids": 16}))
+PIDS_REFUSED = limits.detect().check(validate({"pids": 16}))
 
 #: The names the lessons give what they write in /tmp (with or without isolation).
 TMP_NAMES = re.compile(r"rootless-example|lesson", re.IGNORECASE)

@@ -10,7 +10,7 @@ import os
 
 import pytest
 
-from pytest_rootless import _runner
+from pytest_rootless.runtime import statedir
 
 # In the test process the only pipe open for writing above stdio is the result channel.
 FIND_CHANNEL = """
@@ -151,7 +151,7 @@ def test_state_of_a_killed_session_is_removed_by_the_next(pytester: pytest.Pytes
 
     finished = subprocess.Popen(["true"])
     finished.wait()
-    parent = _runner.state_parent()
+    parent = statedir.state_parent()
     stale = tempfile.mkdtemp(prefix=f"pytest-rootless-{finished.pid}-", dir=parent)
     os.mkdir(os.path.join(stale, "root-x"))
     alive = tempfile.mkdtemp(prefix=f"pytest-rootless-{os.getpid()}-", dir=parent)

@@ -10,12 +10,12 @@ import subprocess
 
 import pytest
 
-from pytest_rootless import _limits
-from pytest_rootless._options import validate
+from pytest_rootless.runtime import limits
+from pytest_rootless.runtime.options import validate
 
 #: Real root with no writable pids cgroup cannot have a pids limit (RLIMIT_NPROC does not
 #: bind it): those runs check the refusal instead of the limit.
-PIDS_REFUSED = _limits.detect().check(validate({"pids": 8}))
+PIDS_REFUSED = limits.detect().check(validate({"pids": 8}))
 needs_pids = pytest.mark.skipif(PIDS_REFUSED is not None, reason=str(PIDS_REFUSED))
 
 BOMBS = """
@@ -161,7 +161,7 @@ def test_limits_of_a_live_container(pytester: pytest.Pytester) -> None:
 
 
 def test_no_cgroup_is_left_behind(pytester: pytest.Pytester) -> None:
-    backend = _limits.detect()
+    backend = limits.detect()
     parents = {h.parent for h in (backend.memory, backend.pids) if h is not None}
     if not parents:
         pytest.skip("no writable cgroup here: limits are rlimits, nothing to leave behind")
@@ -171,8 +171,7 @@ def test_no_cgroup_is_left_behind(pytester: pytest.Pytester) -> None:
         name
         for parent in parents
         for name in os.listdir(parent)
-        if name.startswith(_limits.PREFIX)
-        and not name.startswith(f"{_limits.PREFIX}{os.getpid()}-")
+        if name.startswith(limits.PREFIX) and not name.startswith(f"{limits.PREFIX}{os.getpid()}-")
     ]
     alive = [name for name in ours if os.path.exists(f"/proc/{name.split('-')[2]}")]
     assert sorted(set(ours) - set(alive)) == []

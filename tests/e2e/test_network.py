@@ -21,7 +21,7 @@ from typing import Any
 
 import pytest
 
-from pytest_rootless._runner import STATE_PREFIX, state_parent
+from pytest_rootless.runtime.statedir import STATE_PREFIX, state_parent
 
 #: Helpers of the inner test files: what a container sees of its network, and pytest's
 #: own children (the networks' holders and the relays that clone containers).
@@ -31,7 +31,7 @@ import pytest
 
 
 def seen():
-    from pytest_rootless._netlink import Netlink
+    from pytest_rootless.kernel.netlink import Netlink
 
     with Netlink() as nl:
         return {
@@ -375,7 +375,7 @@ def test_root_in_a_member_administers_its_own_interface_only(pytester: pytest.Py
         """
 def add_address(address):
     import errno, ipaddress
-    from pytest_rootless._netlink import Netlink
+    from pytest_rootless.kernel.netlink import Netlink
 
     try:
         with Netlink() as nl:

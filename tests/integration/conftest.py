@@ -12,49 +12,54 @@ from typing import Any, Protocol
 
 import pytest
 
-from pytest_rootless import _options, _rootfs, _runner, _spawn, _wire
+from pytest_rootless.plugin import session
+from pytest_rootless.protocol import framing
+from pytest_rootless.runtime import launch, mountplan
+from pytest_rootless.runtime.options import Options, validate
+from pytest_rootless.runtime.session import ContainerSession
 
 
 class RunInContainer(Protocol):
     last_trace: list[str]  # what --rootless-trace would print for the last container
-    last_plan: _rootfs.Plan | None
+    last_plan: mountplan.Plan | None
 
     def __call__(
         self,
         fn: Callable[[], Any],
         *,
-        options: _options.Options | None = None,
+        options: Options | None = None,
         trace: bool = False,
         **raw: Any,
-    ) -> tuple[_spawn.Outcome, Any]: ...
+    ) -> tuple[launch.Outcome, Any]: ...
 
 
 @pytest.fixture
 def run_in_container(pytestconfig: pytest.Config) -> Iterator[RunInContainer]:
-    state = _runner.SessionState(pytestconfig, keep_fds=frozenset({0, 1, 2}))
-    support = state.probe()
+    state = session.SessionState(pytestconfig, ContainerSession())
+    state.containers.keep_fds = frozenset({0, 1, 2})
+    support = state.containers.probe()
     if not support.ok:
         pytest.skip(f"rootless: {support.reason}")
 
     def run(
         fn: Callable[[], Any],
         *,
-        options: _options.Options | None = None,
+        options: Options | None = None,
         trace: bool = False,
         **raw: Any,
-    ) -> tuple[_spawn.Outcome, Any]:
+    ) -> tuple[launch.Outcome, Any]:
         values: list[Any] = []
 
         def payload(fd: int) -> int:
             try:
                 value = fn()
             except BaseException:
-                _wire.send(fd, {"kind": "value", "error": traceback.format_exc()})
+                framing.send(fd, {"kind": "value", "error": traceback.format_exc()})
                 return 1
-            _wire.send(fd, {"kind": "value", "value": value})
+            framing.send(fd, {"kind": "value", "value": value})
             return 0
 
-        def on_message(message: _wire.Message) -> None:
+        def on_message(message: framing.Message) -> None:
             if message["kind"] == "trace":
                 run.last_trace += [str(line) for line in message["lines"]]
             if message["kind"] == "value":
@@ -62,10 +67,10 @@ def run_in_container(pytestconfig: pytest.Config) -> Iterator[RunInContainer]:
                     pytest.fail(f"in the container:\n{message['error']}")
                 values.append(message["value"])
 
-        state.trace = trace
-        spec = state.child_spec(options or _options.validate(raw), None)
+        state.containers.trace = trace
+        spec = state.spec(options or validate(raw), None)
         run.last_trace, run.last_plan = [], spec.plan
-        outcome = state.run_container(spec, payload, on_message)
+        outcome = state.containers.run(spec, payload, on_message)
         return outcome, values[0] if values else None
 
     run.last_trace, run.last_plan = [], None  # type: ignore[attr-defined]

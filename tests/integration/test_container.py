@@ -15,8 +15,8 @@ from pathlib import Path
 
 import pytest
 
-from pytest_rootless import _options
-from pytest_rootless._child import EXIT_SETUP_FAILED
+from pytest_rootless.runtime.child.leave import EXIT_SETUP_FAILED
+from pytest_rootless.runtime.options import Options
 
 from .conftest import RunInContainer
 
@@ -290,19 +290,16 @@ def test_sigkill_to_the_host_process_leaves_nothing(tmp_path: Path) -> None:
         textwrap.dedent(f"""
         import os, subprocess, sys, time
         import pytest
-        from pytest_rootless import _options, _runner
+        from pytest_rootless.runtime.options import Options
+        from pytest_rootless.runtime.session import ContainerSession
 
-        class Config:  # the few things SessionState asks of pytest's config
-            rootpath = {str(tmp_path)!r}
-            pluginmanager = type("PM", (), {{"getplugin": staticmethod(lambda name: None)}})()
-
-        state = _runner.SessionState(Config(), keep_fds=frozenset({{0, 1, 2}}))
+        containers = ContainerSession(fds=lambda: frozenset({{0, 1, 2}}))
         def payload(fd):
             subprocess.Popen(["sh", "-c", "sleep 300; true", {token!r}])
             print("started", flush=True)
             time.sleep(300)
             return 0
-        state.run_container(state.child_spec(_options.Options(), None), payload,
+        containers.run(containers.spec(Options(), [{str(tmp_path)!r}]), payload,
                             lambda m: None)
     """)
     )
@@ -343,7 +340,7 @@ def test_a_failing_build_step_is_an_error_naming_it(
     run_in_container: RunInContainer, tmp_path: Path
 ) -> None:
     # Validation refuses a missing host path; here it vanishes after validation.
-    options = _options.Options(mounts=(("/data", str(tmp_path / "gone")),))
+    options = Options(mounts=(("/data", str(tmp_path / "gone")),))
     outcome, value = run_in_container(lambda: "ran", options=options)
     assert value is None
     assert outcome.setup_error is not None
@@ -358,13 +355,15 @@ def test_the_host_session_keyring_is_out_of_reach(tmp_path: Path) -> None:
         textwrap.dedent(
             f"""
             import ctypes, json, os
-            from pytest_rootless import _options, _runner, _wire
-            from pytest_rootless import _syscalls as sc
+            from pytest_rootless.kernel import libc as kernel_libc
+            from pytest_rootless.protocol import framing
+            from pytest_rootless.runtime.options import Options
+            from pytest_rootless.runtime.session import ContainerSession
 
             libc = ctypes.CDLL(None, use_errno=True)
             KEYCTL_JOIN_SESSION_KEYRING, KEYCTL_SEARCH, SESSION = 1, 10, -3
             NR_ADD_KEY = {{"x86_64": 248, "aarch64": 217}}[os.uname().machine]
-            NR_KEYCTL = sc._nr("keyctl")
+            NR_KEYCTL = kernel_libc.nr("keyctl")
             assert libc.syscall(NR_KEYCTL, KEYCTL_JOIN_SESSION_KEYRING, b"rootless-test") > 0
             secret = b"s3cr3t-ticket"
             key = libc.syscall(NR_ADD_KEY, b"user", b"rootless-secret", secret,
@@ -377,19 +376,15 @@ def test_the_host_session_keyring_is_out_of_reach(tmp_path: Path) -> None:
 
             assert search() == key  # the host process finds it
 
-            class Config:
-                rootpath = {str(tmp_path)!r}
-                pluginmanager = type("PM", (), {{"getplugin": staticmethod(lambda n: None)}})()
-
-            state = _runner.SessionState(Config(), keep_fds=frozenset({{0, 1, 2}}))
+            containers = ContainerSession(fds=lambda: frozenset({{0, 1, 2}}))
             found = []
 
             def payload(fd):
                 result = search()
-                _wire.send(fd, {{"kind": "v", "found": result, "errno": ctypes.get_errno()}})
+                framing.send(fd, {{"kind": "v", "found": result, "errno": ctypes.get_errno()}})
                 return 0
 
-            state.run_container(state.child_spec(_options.Options(), None), payload,
+            containers.run(containers.spec(Options(), [{str(tmp_path)!r}]), payload,
                                 found.append)
             print(json.dumps(found[0]))
             """

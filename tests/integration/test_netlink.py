@@ -17,9 +17,9 @@ from typing import Any
 
 import pytest
 
-from pytest_rootless import _netlink
-from pytest_rootless import _syscalls as sc
-from pytest_rootless._syscalls import CloneFlag as NS
+from pytest_rootless.kernel import netlink
+from pytest_rootless.kernel import syscalls as sc
+from pytest_rootless.kernel.syscalls import CloneFlag as NS
 
 
 def in_new_netns(fn: Callable[[], Any]) -> Any:
@@ -51,28 +51,28 @@ def in_new_netns(fn: Callable[[], Any]) -> Any:
 
 
 def test_attributes_are_padded_and_parsed_back() -> None:
-    packed = _netlink.attr(3, b"eth0\0") + _netlink.attr(5, b"abcd") + _netlink.attr(7, b"x")
-    assert len(_netlink.attr(3, b"eth0\0")) == 12  # 4-byte header, 5 bytes, 3 of padding
-    assert _netlink.parse_attrs(packed) == {3: b"eth0\0", 5: b"abcd", 7: b"x"}
-    nested = _netlink.nested(18, _netlink.attr(1, b"veth\0"))
-    assert _netlink.parse_attrs(nested) == {18: _netlink.attr(1, b"veth\0")}
+    packed = netlink.attr(3, b"eth0\0") + netlink.attr(5, b"abcd") + netlink.attr(7, b"x")
+    assert len(netlink.attr(3, b"eth0\0")) == 12  # 4-byte header, 5 bytes, 3 of padding
+    assert netlink.parse_attrs(packed) == {3: b"eth0\0", 5: b"abcd", 7: b"x"}
+    nested = netlink.nested(18, netlink.attr(1, b"veth\0"))
+    assert netlink.parse_attrs(nested) == {18: netlink.attr(1, b"veth\0")}
 
 
 def _bridge_and_pair() -> dict[str, Any]:
     """A bridge here, a veth pair from it into a second namespace, each side as the kernel
     reports it, and the second side's addresses and routes once set."""
     first = os.open("/proc/self/ns/net", os.O_RDONLY | os.O_CLOEXEC)
-    with _netlink.Netlink() as nl:
+    with netlink.Netlink() as nl:
         nl.add_bridge("br0")
         nl.set_up("br0")
     sc.unshare(NS.NEWNET)  # a second namespace: the pair is made from here
-    with _netlink.Netlink() as nl:
+    with netlink.Netlink() as nl:
         nl.add_veth("port", "eth0", first, "the first namespace")
         here = sorted(nl.links())
     sc.setns(first, NS.NEWNET, "the first namespace")
     v4 = ipaddress.ip_interface("10.9.0.2/24")
     v6 = ipaddress.ip_interface("fd00:9::2/64")
-    with _netlink.Netlink() as nl:
+    with netlink.Netlink() as nl:
         nl.set_master("eth0", "br0")
         nl.set_up("eth0")
         for address in (v4, v6):
@@ -82,7 +82,7 @@ def _bridge_and_pair() -> dict[str, Any]:
         return {
             "second": here,
             "first": sorted(links),
-            "eth0_up": bool(links["eth0"][1] & _netlink.IFF_UP),
+            "eth0_up": bool(links["eth0"][1] & netlink.IFF_UP),
             "addresses": sorted(a for a in nl.addresses() if a[0] == "eth0"),
             "routes4": nl.routes(socket.AF_INET),
             "routes6": [r for r in nl.routes(socket.AF_INET6) if r[0].startswith("fd00")],
@@ -101,7 +101,7 @@ def test_a_bridge_a_veth_pair_across_namespaces_addresses_and_routes() -> None:
 
 
 def _twice() -> None:
-    with _netlink.Netlink() as nl:
+    with netlink.Netlink() as nl:
         nl.add_bridge("br0")
         nl.add_bridge("br0")
 
@@ -115,7 +115,7 @@ def test_a_refusal_names_the_request_and_the_errno() -> None:
 def test_without_capabilities_the_kernel_refuses() -> None:
     def unprivileged() -> None:
         sc.cap_drop_all(sc.cap_last_cap())
-        with _netlink.Netlink() as nl:
+        with netlink.Netlink() as nl:
             nl.add_bridge("br0")
 
     name, err, _ = in_new_netns(unprivileged)["raised"]
@@ -125,11 +125,11 @@ def test_without_capabilities_the_kernel_refuses() -> None:
 def test_links_can_go_down_and_up() -> None:
     def flap() -> list[bool]:
         states = []
-        with _netlink.Netlink() as nl:
+        with netlink.Netlink() as nl:
             nl.add_bridge("br0")
             for up in (True, False, True):
                 nl.set_up("br0", up)
-                states.append(bool(nl.links()["br0"][1] & _netlink.IFF_UP))
+                states.append(bool(nl.links()["br0"][1] & netlink.IFF_UP))
         return states
 
     assert in_new_netns(flap)["value"] == [True, False, True]
@@ -139,7 +139,7 @@ def test_links_can_go_down_and_up() -> None:
 def test_addrgenmode_none_leaves_a_port_without_a_link_local_address() -> None:
     def ports() -> list[list[str]]:
         here = os.open("/proc/self/ns/net", os.O_RDONLY | os.O_CLOEXEC)
-        with _netlink.Netlink() as nl:
+        with netlink.Netlink() as nl:
             nl.add_veth("quiet", "chatty", here, "this namespace")  # a pair: both have carrier
             nl.set_addr_gen_mode_none("quiet")
             nl.set_up("quiet")

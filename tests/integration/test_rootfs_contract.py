@@ -14,7 +14,8 @@ from pathlib import Path
 
 import pytest
 
-from pytest_rootless import _rootfs
+from pytest_rootless.runtime import mountplan, rootfs
+from pytest_rootless.runtime.child import mounts
 
 from ..unit.fakes import FakeKernel
 from .conftest import RunInContainer
@@ -45,7 +46,7 @@ def test_fake_and_kernel_make_the_same_calls(
 ) -> None:
     outcome, _ = run_in_container(lambda: None, trace=True)
     assert outcome.status == 0
-    real = _from_trace(run_in_container.last_trace, _rootfs.BUILD_BASE)
+    real = _from_trace(run_in_container.last_trace, mountplan.BUILD_BASE)
     assert len(real) > 20, real  # every bind, tmpfs, cover, the pivot
 
     # the same plan, through the fake
@@ -53,13 +54,13 @@ def test_fake_and_kernel_make_the_same_calls(
     assert plan is not None
     base = str(tmp_path / "root")
     os.makedirs(base)
-    for name in _rootfs.PROC_COVERS:  # what the fresh proc shows in the real container
+    for name in rootfs.PROC_COVERS:  # what the fresh proc shows in the real container
         if os.path.lexists(f"/proc/{name}"):
             os.makedirs(f"{base}/proc/{name}", exist_ok=True)
     kernel = FakeKernel()
-    monkeypatch.setattr(_rootfs, "sc", kernel)
+    monkeypatch.setattr(mounts, "mnt", kernel)
     monkeypatch.chdir(tmp_path)
-    _rootfs.apply(plan, base=base)
+    mounts.apply(plan, base=base)
     faked = []
     for call in kernel.calls:
         if call[0] in CALLS:

@@ -11,7 +11,7 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass, field
 
-from pytest_rootless import _syscalls
+from pytest_rootless.kernel import libc, mount
 
 
 @dataclass
@@ -19,8 +19,8 @@ class FakeKernel:
     calls: list[tuple[str, ...]] = field(default_factory=list)
     sources: dict[int, str] = field(default_factory=dict)
 
-    MOUNT_ATTR_RDONLY = _syscalls.MOUNT_ATTR_RDONLY
-    MNT_DETACH = _syscalls.MNT_DETACH
+    MOUNT_ATTR_RDONLY = mount.MOUNT_ATTR_RDONLY
+    MNT_DETACH = mount.MNT_DETACH
 
     def mount(
         self,
@@ -45,10 +45,10 @@ class FakeKernel:
         self.calls.append(("open_path", path))
         return fd
 
-    SyscallError = _syscalls.SyscallError
+    SyscallError = libc.SyscallError
 
     def open_dir_nofollow(self, path: str) -> int:
-        return _syscalls.open_dir_nofollow(path)  # a lookup only: real, as it changes nothing
+        return mount.open_dir_nofollow(path)  # a lookup only: real, as it changes nothing
 
     def fd_path(self, fd: int) -> str:
         return f"/proc/self/fd/{fd}"

@@ -16,12 +16,13 @@ from pathlib import Path
 
 import pytest
 
-from pytest_rootless import _doctor, _limits, _probe
 from pytest_rootless.__main__ import main
-from pytest_rootless._doctor import MISSING, OK, OPTIONAL, UNTRIED, Check, Host, Trial
+from pytest_rootless.doctor import checks as doctor_checks
+from pytest_rootless.doctor.checks import MISSING, OK, OPTIONAL, UNTRIED, Check, Host, Trial
+from pytest_rootless.runtime import limits, probe
 
 ALL_CAPS = "000001ffffffffff"
-NO_SETFCAP = f"{int(ALL_CAPS, 16) & ~(1 << _probe.CAP_SETFCAP):016x}"
+NO_SETFCAP = f"{int(ALL_CAPS, 16) & ~(1 << probe.CAP_SETFCAP):016x}"
 USER_CGROUP = "/user.slice/user-1000.slice/user@1000.service/app.slice/run.scope"
 
 HEALTHY = {
@@ -62,7 +63,7 @@ def checks_of(
     root: str, uid: int = 1000, answers: dict[str, Trial] | None = None
 ) -> dict[str, Check]:
     host = Host(root=root, uid=uid, gid=uid, live=False)
-    return {check.name: check for check in _doctor.run_checks(host, answers)}
+    return {check.name: check for check in doctor_checks.run_checks(host, answers)}
 
 
 def test_a_healthy_host_has_nothing_missing(tmp_path: Path) -> None:
@@ -79,7 +80,7 @@ def test_a_healthy_host_has_nothing_missing(tmp_path: Path) -> None:
         "resource limits": OK,
     }
     assert "not tried" in checks["user namespaces"].found
-    assert _doctor.exit_code(list(checks.values())) == 0
+    assert doctor_checks.exit_code(list(checks.values())) == 0
 
 
 # --- user namespaces -------------------------------------------------------------------------
@@ -122,7 +123,7 @@ def test_a_sysctl_that_forbids_user_namespaces_is_named_with_its_fix(
     # what needs a user namespace is not tried, rather than reported missing a second time
     assert checks["id maps"].status == UNTRIED
     assert checks["fresh /proc"].found == "needs user namespaces (above)"
-    assert _doctor.exit_code(list(checks.values())) == 1
+    assert doctor_checks.exit_code(list(checks.values())) == 1
 
 
 def test_apparmor_restriction_does_not_apply_to_root(tmp_path: Path) -> None:
@@ -255,7 +256,7 @@ def test_the_kernels_answer_wins_over_mountinfo(tmp_path: Path) -> None:
 def test_mountinfo_escapes_are_decoded(tmp_path: Path) -> None:
     line = "50 22 0:70 / /mnt/with\\040space rw - tmpfs tmpfs rw\n"
     root = simulate(tmp_path, {"proc/self/mountinfo": HEALTHY["proc/self/mountinfo"] + line})
-    points = [m.point for m in _doctor.mountinfo(Host(root=root, live=False))]
+    points = [m.point for m in doctor_checks.mountinfo(Host(root=root, live=False))]
     assert "/mnt/with space" in points
 
 
@@ -294,7 +295,7 @@ def test_the_trial_containers_reason_is_split_into_cause_and_fix(tmp_path: Path)
 
 def test_the_trial_container_does_not_repeat_a_cause_shown_above(tmp_path: Path) -> None:
     root = simulate(tmp_path, {"proc/sys/user/max_user_namespaces": "0"})
-    reason = str(_probe.userns_sysctls(root)[0])
+    reason = str(probe.userns_sysctls(root)[0])
     container = checks_of(root, answers={"container": Trial(False, message=reason)})
     assert container["trial container"].found == "refused, as user namespaces (above) says"
 
@@ -350,8 +351,8 @@ def test_root_needs_no_subordinate_ids(tmp_path: Path) -> None:
 # --- resource limits ---------------------------------------------------------------------------
 
 
-def backend(root: str, uid: int = 1000) -> _doctor.Limits:
-    return _doctor.limit_backend(Host(root=root, uid=uid, live=False))
+def backend(root: str, uid: int = 1000) -> doctor_checks.Limits:
+    return doctor_checks.limit_backend(Host(root=root, uid=uid, live=False))
 
 
 def test_a_delegated_cgroup_v2_with_controllers_for_children(tmp_path: Path) -> None:
@@ -435,21 +436,21 @@ def test_no_cgroups_at_all_means_rlimits(tmp_path: Path) -> None:
 def test_the_runtimes_own_choice_wins_over_the_files(tmp_path: Path) -> None:
     """Live, the runtime's detection (it makes a trial cgroup) decides; the files of a
     healthy cgroup v2 host cannot make the doctor promise more than the runtime does."""
-    memory_only = _limits.Backend(
-        memory=_limits.Hierarchy("memory", 2, f"/sys/fs/cgroup{USER_CGROUP}"),
+    memory_only = limits.Backend(
+        memory=limits.Hierarchy("memory", 2, f"/sys/fs/cgroup{USER_CGROUP}"),
         pids=None,
         nproc_works=True,
     )
-    limits = _doctor.limit_backend(Host(root=simulate(tmp_path), live=False), memory_only)
-    assert limits.backend == "memory by cgroup v2, pids by rlimits"
-    assert "a trial cgroup could not be made" in limits.found
+    found = doctor_checks.limit_backend(Host(root=simulate(tmp_path), live=False), memory_only)
+    assert found.backend == "memory by cgroup v2, pids by rlimits"
+    assert "a trial cgroup could not be made" in found.found
 
 
 def test_real_root_without_a_pids_cgroup_is_told_pids_is_refused(tmp_path: Path) -> None:
-    nothing = _limits.Backend(memory=None, pids=None, nproc_works=False)
-    limits = _doctor.limit_backend(Host(root=simulate(tmp_path), uid=0, live=False), nothing)
-    assert limits.backend == "rlimits"
-    assert limits.found.endswith("but not real root's: a pids limit is refused")
+    nothing = limits.Backend(memory=None, pids=None, nproc_works=False)
+    found = doctor_checks.limit_backend(Host(root=simulate(tmp_path), uid=0, live=False), nothing)
+    assert found.backend == "rlimits"
+    assert found.found.endswith("but not real root's: a pids limit is refused")
 
 
 # --- the report and the command -----------------------------------------------------------------
@@ -458,9 +459,9 @@ def test_real_root_without_a_pids_cgroup_is_told_pids_is_refused(tmp_path: Path)
 def test_the_report_is_one_line_per_check_then_why_and_fix_indented(tmp_path: Path) -> None:
     root = simulate(tmp_path, {"proc/sys/user/max_user_namespaces": "0"})
     out = io.StringIO()
-    assert _doctor.doctor(Host(root=root, uid=1000, live=False), out) == 1
+    assert doctor_checks.doctor(Host(root=root, uid=1000, live=False), out) == 1
     lines = out.getvalue().splitlines()
-    assert all(len(line) <= _doctor.WIDTH for line in lines)
+    assert all(len(line) <= doctor_checks.WIDTH for line in lines)
     at = lines.index(
         "missing   user namespaces: user namespaces are disabled (user.max_user_namespaces = 0)"
     )

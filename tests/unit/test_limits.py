@@ -9,8 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from pytest_rootless import _limits
-from pytest_rootless._options import validate
+from pytest_rootless.runtime import limits
+from pytest_rootless.runtime.options import validate
 
 MOUNTINFO = """\
 31 23 0:28 / /sys/fs/cgroup rw,relatime - tmpfs tmpfs rw,mode=755
@@ -35,11 +35,11 @@ def host(tmp_path: Path) -> Path:
 
 def test_candidates_are_v2_first_then_v1_under_our_own_cgroup(host: Path) -> None:
     cg = host / "cg"
-    assert list(_limits._candidates("memory", str(host))) == [
+    assert list(limits._candidates("memory", str(host))) == [
         (2, f"{cg}/unified/user@1000.service/app.slice"),
         (1, f"{cg}/memory/box/inner"),
     ]
-    assert list(_limits._candidates("pids", str(host))) == [
+    assert list(limits._candidates("pids", str(host))) == [
         (2, f"{cg}/unified/user@1000.service/app.slice"),
         (1, f"{cg}/pids"),
     ]
@@ -47,7 +47,7 @@ def test_candidates_are_v2_first_then_v1_under_our_own_cgroup(host: Path) -> Non
 
 def test_a_plain_directory_is_not_a_usable_cgroup(tmp_path: Path) -> None:
     # mkdir works, but no limit file appears in it: the kernel did not make it
-    assert not _limits._usable("memory", 1, str(tmp_path))
+    assert not limits._usable("memory", 1, str(tmp_path))
     assert list(tmp_path.iterdir()) == []  # the trial cgroup is removed
 
 
@@ -61,10 +61,10 @@ def test_a_plain_directory_is_not_a_usable_cgroup(tmp_path: Path) -> None:
 def test_cgroup_made_limited_counted_and_removed(
     tmp_path: Path, version: int, limit: str, events: str, line: str
 ) -> None:
-    backend = _limits.Backend(
-        memory=_limits.Hierarchy("memory", version, str(tmp_path)), pids=None, nproc_works=True
+    backend = limits.Backend(
+        memory=limits.Hierarchy("memory", version, str(tmp_path)), pids=None, nproc_works=True
     )
-    cgroups = _limits.Cgroups.make(backend, validate({"memory": "64M"}), "7")
+    cgroups = limits.Cgroups.make(backend, validate({"memory": "64M"}), "7")
     [path] = cgroups.paths.values()
     assert (Path(path) / limit).read_text() == str(64 << 20)
     assert cgroups.procs_files == (f"{path}/cgroup.procs",)
@@ -78,16 +78,19 @@ def test_cgroup_made_limited_counted_and_removed(
 
 
 def test_rlimits_where_no_cgroup_is_writable() -> None:
-    backend = _limits.Backend(memory=None, pids=None, nproc_works=True)
-    limits = _limits.ProcessLimits.of(backend, validate({"memory": "1G", "pids": 9, "cpu": 2.5}))
-    assert limits == _limits.ProcessLimits(data_growth=1 << 30, nproc=9, cpu=2.5)
+    backend = limits.Backend(memory=None, pids=None, nproc_works=True)
+    process_limits = limits.ProcessLimits.of(
+        backend, validate({"memory": "1G", "pids": 9, "cpu": 2.5})
+    )
+    expected = limits.ProcessLimits(data_growth=1 << 30, nproc=9, cpu=2.5)
+    assert process_limits == expected
     assert "memory by RLIMIT_DATA, per process" in backend.header()
 
 
 def test_a_limit_that_cannot_be_enforced_is_an_error_not_ignored() -> None:
     """Real root is exempt from RLIMIT_NPROC (kernel/fork.c): without a cgroup, a pids
     limit must be refused."""
-    backend = _limits.Backend(memory=None, pids=None, nproc_works=False)
+    backend = limits.Backend(memory=None, pids=None, nproc_works=False)
     problem = backend.check(validate({"pids": 10}))
     assert problem is not None
     assert "pids=10 cannot be enforced" in problem
@@ -95,17 +98,17 @@ def test_a_limit_that_cannot_be_enforced_is_an_error_not_ignored() -> None:
 
 
 def test_explanations_name_the_limit_and_its_value() -> None:
-    backend = _limits.Backend(memory=None, pids=None, nproc_works=True)
+    backend = limits.Backend(memory=None, pids=None, nproc_works=True)
     options = validate({"memory": "64M", "pids": 8, "cpu": 2})
-    assert _limits.explain(options, backend, {}, exception=MemoryError()) == [
+    assert limits.explain(options, backend, {}, exception=MemoryError()) == [
         "the memory limit memory=64M was reached (RLIMIT_DATA, per process): an allocation failed"
     ]
-    assert _limits.explain(options, backend, {"pids": 4}) == [
+    assert limits.explain(options, backend, {"pids": 4}) == [
         "the pids limit pids=8 was reached (RLIMIT_NPROC, the whole container): 4 fork(s) refused"
     ]
-    assert _limits.explain(options, backend, {}, signum=signal.SIGXCPU) == [
+    assert limits.explain(options, backend, {}, signum=signal.SIGXCPU) == [
         "the cpu limit cpu=2s was reached (RLIMIT_CPU, per process)"
     ]
     eagain = BlockingIOError(errno.EAGAIN, "Resource temporarily unavailable")
-    assert "pids=8" in _limits.explain(options, backend, {}, exception=eagain)[0]
-    assert _limits.explain(validate({}), backend, {}, exception=eagain) == []
+    assert "pids=8" in limits.explain(options, backend, {}, exception=eagain)[0]
+    assert limits.explain(validate({}), backend, {}, exception=eagain) == []

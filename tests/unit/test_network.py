@@ -7,13 +7,14 @@ from collections.abc import Iterator
 
 import pytest
 
-from pytest_rootless import _network
-from pytest_rootless._options import OptionError, refuse_named_network, validate
+from pytest_rootless.runtime import network
+from pytest_rootless.runtime.child import holder
+from pytest_rootless.runtime.options import OptionError, refuse_named_network, validate
 
 
 @pytest.fixture
-def networks() -> Iterator[_network.Networks]:
-    made = _network.Networks()
+def networks() -> Iterator[network.Networks]:
+    made = network.Networks()
     yield made
     made.close()
 
@@ -30,7 +31,7 @@ def test_a_name_is_a_valid_network_and_refused_for_an_isolated_test() -> None:
 
 
 def test_members_get_addresses_in_order_and_networks_get_subnets(
-    networks: _network.Networks,
+    networks: network.Networks,
 ) -> None:
     lab = networks.get("lab")
     first, second = lab.add("a"), lab.add("b")
@@ -42,17 +43,17 @@ def test_members_get_addresses_in_order_and_networks_get_subnets(
         "198.18.1.2/24",
     ]
     for member in (first, second, other):
-        assert member.address.network.subnet_of(_network.IPV4_BLOCK)
-    if _network.has_ipv6():
+        assert member.address.network.subnet_of(network.IPV4_BLOCK)
+    if holder.has_ipv6():
         assert str(second.address6) == "fd52:6f6f:746c::3/64"
         assert str(other.address6) == "fd52:6f6f:746c:1::2/64"
     assert networks.describe()["lab"]["members"] == {"a": "198.18.0.2", "b": "198.18.0.3"}
 
 
-def test_the_hosts_file_lists_every_member_and_only_grows(networks: _network.Networks) -> None:
+def test_the_hosts_file_lists_every_member_and_only_grows(networks: network.Networks) -> None:
     lab = networks.get("lab")
     with open(lab.hosts_file) as f:
-        assert f.read() == _network.HOSTS_HEADER
+        assert f.read() == network.HOSTS_HEADER
     lab.add("server")
     with open(lab.hosts_file) as f:
         before = f.read()
@@ -70,14 +71,14 @@ def test_the_hosts_file_lists_every_member_and_only_grows(networks: _network.Net
         assert "server" not in f.read()
 
 
-def test_a_hostname_twice_on_one_network_is_refused(networks: _network.Networks) -> None:
+def test_a_hostname_twice_on_one_network_is_refused(networks: network.Networks) -> None:
     lab = networks.get("lab")
     lab.add("sandbox")
     with pytest.raises(ValueError, match="has a container named 'sandbox' already"):
         lab.add("sandbox")
 
 
-def test_closing_removes_the_hosts_files(networks: _network.Networks) -> None:
+def test_closing_removes_the_hosts_files(networks: network.Networks) -> None:
     path = networks.get("lab").hosts_file
     networks.close()
     assert not os.path.exists(path)

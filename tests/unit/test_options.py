@@ -6,7 +6,7 @@ from typing import Any
 
 import pytest
 
-from pytest_rootless._options import DEFAULTS, OptionError, Options, parse_size, validate
+from pytest_rootless.runtime.options import DEFAULTS, OptionError, Options, parse_size, validate
 
 
 def test_defaults() -> None:

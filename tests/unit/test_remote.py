@@ -18,16 +18,18 @@ from typing import Any, NamedTuple
 
 import pytest
 
-from pytest_rootless import _wire
-from pytest_rootless._remote import (
-    ENCODING_VERSION,
-    MAX_DEPTH,
+from pytest_rootless.protocol import framing
+from pytest_rootless.protocol.errors import (
     MAX_GROUP_DEPTH,
-    EncodeError,
     RemoteError,
     decode_exception,
-    decode_value,
     encode_exception,
+)
+from pytest_rootless.protocol.values import (
+    ENCODING_VERSION,
+    MAX_DEPTH,
+    EncodeError,
+    decode_value,
     encode_value,
 )
 
@@ -215,8 +217,8 @@ def test_aware_datetimes_keep_their_offset() -> None:
 
 def test_through_the_wire_framing() -> None:
     value = {"x": (1, {2}), 3: [b"\xff", math.nan]}
-    (message,) = _wire.Decoder().feed(
-        _wire.encode({"kind": "result", "value": encode_value(value)})
+    (message,) = framing.Decoder().feed(
+        framing.encode({"kind": "result", "value": encode_value(value)})
     )
     assert_same(decode_value(message["value"]), value)
 
@@ -713,7 +715,7 @@ def test_names_from_the_container_are_never_imported_or_called(module: str, name
 def test_remote_traceback_shows_in_pytest_output(pytester: pytest.Pytester) -> None:
     pytester.makepyfile(
         """
-        from pytest_rootless._remote import decode_exception, encode_exception
+        from pytest_rootless.protocol.errors import decode_exception, encode_exception
 
         class Boom(Exception):
             pass
@@ -768,7 +770,7 @@ def test_groups_nested_too_deep() -> None:
 
 
 def test_changes_diff_names_each_kind() -> None:
-    from pytest_rootless.fixtures import diff
+    from pytest_rootless.plugin.container import diff
 
     before = {"/tmp/a": ["file", 0o644, 1, 10], "/tmp/b": ["dir", 0o755], "/tmp/c": ["link", "x"]}
     now = {"/tmp/a": ["file", 0o644, 2, 11], "/tmp/c": ["link", "x"], "/tmp/d": ["dir", 0o700]}

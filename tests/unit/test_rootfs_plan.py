@@ -7,15 +7,16 @@ from pathlib import Path
 
 import pytest
 
-from pytest_rootless import _rootfs
-from pytest_rootless._rootfs import Bind, Dir, File, Proc, ReadOnlyCover, Symlink, Tmpfs
+from pytest_rootless.runtime import mountplan, rootfs
+from pytest_rootless.runtime.child import mounts
+from pytest_rootless.runtime.mountplan import Bind, Dir, File, Proc, ReadOnlyCover, Symlink, Tmpfs
 
 from .fakes import FakeKernel
 
-IDENT = _rootfs.Identity(uid=1000, gid=1000, user="alice", group="alice", home="/home/alice")
+IDENT = rootfs.Identity(uid=1000, gid=1000, user="alice", group="alice", home="/home/alice")
 
 
-def plan(**kwargs: object) -> _rootfs.Plan:
+def plan(**kwargs: object) -> mountplan.Plan:
     args: dict[str, object] = {
         "rootfs": "minimal",
         "ident": IDENT,
@@ -25,11 +26,11 @@ def plan(**kwargs: object) -> _rootfs.Plan:
         "state_dir": "/nonexistent",
     }
     args.update(kwargs)
-    return _rootfs.build_plan(**args)  # type: ignore[arg-type]
+    return rootfs.build_plan(**args)  # type: ignore[arg-type]
 
 
 def test_outermost_drops_nested_paths() -> None:
-    assert _rootfs.outermost(["/a/b", "/a", "/c", "/ab", "/a/b/c"]) == ["/a", "/ab", "/c"]
+    assert rootfs.outermost(["/a/b", "/a", "/c", "/ab", "/a/b/c"]) == ["/a", "/ab", "/c"]
 
 
 def test_minimal_root_contents() -> None:
@@ -86,7 +87,7 @@ def test_parents_come_before_children() -> None:
     assert order.index("/proc") < order.index("/proc/sys")
     # the read-only remount of /dev comes after everything inside it
     assert order.index("/dev/shm") < max(
-        i for i, op in enumerate(p.ops) if isinstance(op, _rootfs.ReadOnly)
+        i for i, op in enumerate(p.ops) if isinstance(op, mountplan.ReadOnly)
     )
 
 
@@ -97,13 +98,13 @@ def test_host_root_binds_everything_read_only(tmp_path: Path) -> None:
     etc = {op.target for op in p.ops if isinstance(op, Bind) and op.target.startswith("/etc")}
     assert {"/etc/hostname", "/etc/hosts"} <= etc
     masked = {op.target for op in p.ops if isinstance(op, Bind) and op.source.endswith("empty")}
-    assert masked == {f for f in _rootfs.HOST_MASKED_FILES if os.path.isfile(f)}
+    assert masked == {f for f in rootfs.HOST_MASKED_FILES if os.path.isfile(f)}
     if os.path.isdir("/run"):  # host daemons' sockets: connect(2) ignores read-only mounts
         assert Tmpfs("/run", 0o755) in p.ops
 
 
 def test_prepare_writes_the_skeleton_once(tmp_path: Path) -> None:
-    p = _rootfs.prepare(plan(), str(tmp_path / "skel"))
+    p = rootfs.prepare(plan(), str(tmp_path / "skel"))
     skel = tmp_path / "skel"
     assert (skel / "etc/hostname").read_text() == "sandbox\n"
     assert (skel / "dev/null").is_file()  # mount point for the host's node
@@ -121,11 +122,11 @@ def test_apply_order_with_the_recording_fake(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     kernel = FakeKernel()
-    monkeypatch.setattr(_rootfs, "sc", kernel)
+    monkeypatch.setattr(mounts, "mnt", kernel)
     monkeypatch.chdir(tmp_path)
     skeleton = str(tmp_path / "skel")
-    p = _rootfs.prepare(
-        _rootfs.Plan(
+    p = rootfs.prepare(
+        mountplan.Plan(
             (
                 Bind("/usr", "/usr"),
                 Symlink("/bin", "usr/bin"),
@@ -142,7 +143,7 @@ def test_apply_order_with_the_recording_fake(
     # The fake mounts nothing: build on the skeleton itself, stand in for the fresh proc.
     base = skeleton
     os.makedirs(skeleton + "/proc/sys")
-    _rootfs.apply(p, base=base)
+    mounts.apply(p, base=base)
     names = kernel.names()
     # propagation first, sources pinned before the new root covers them
     assert kernel.calls[0][:3] == ("mount", "None", "/")
@@ -171,17 +172,17 @@ def test_apply_order_with_the_recording_fake(
 def test_a_symlink_never_redirects_a_mount_point(tmp_path: Path) -> None:
     escape = tmp_path / "outside"
     escape.mkdir()
-    p = _rootfs.Plan((Symlink("/lib", str(escape)), Dir("/lib/evil")), home="/h")
-    with pytest.raises(_rootfs.RootfsError, match="symlink"):
-        _rootfs.prepare(p, str(tmp_path / "skel"))
+    p = mountplan.Plan((Symlink("/lib", str(escape)), Dir("/lib/evil")), home="/h")
+    with pytest.raises(mounts.RootfsError, match="symlink"):
+        rootfs.prepare(p, str(tmp_path / "skel"))
     assert not (escape / "evil").exists()
 
 
 def test_apply_refuses_an_unprepared_plan(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     kernel = FakeKernel()
-    monkeypatch.setattr(_rootfs, "sc", kernel)
-    with pytest.raises(_rootfs.RootfsError, match="not prepared"):
-        _rootfs.apply(_rootfs.Plan((), home="/h"), base=str(tmp_path))
+    monkeypatch.setattr(mounts, "mnt", kernel)
+    with pytest.raises(mounts.RootfsError, match="not prepared"):
+        mounts.apply(mountplan.Plan((), home="/h"), base=str(tmp_path))
     assert kernel.calls == []  # refused before the first mount
 
 
@@ -209,6 +210,6 @@ def test_cwd_that_is_a_bound_project_needs_no_dir() -> None:
 def test_an_existing_mount_point_behind_a_symlink_is_refused(tmp_path: Path) -> None:
     (tmp_path / "real" / "mnt").mkdir(parents=True)
     (tmp_path / "link").symlink_to(tmp_path / "real")
-    with pytest.raises(_rootfs.RootfsError, match="symlink"):
-        _rootfs._makedirs(str(tmp_path / "link" / "mnt"))
-    _rootfs._makedirs(str(tmp_path / "real" / "mnt"))  # the same directory, directly: fine
+    with pytest.raises(mounts.RootfsError, match="symlink"):
+        mounts._makedirs(str(tmp_path / "link" / "mnt"))
+    mounts._makedirs(str(tmp_path / "real" / "mnt"))  # the same directory, directly: fine

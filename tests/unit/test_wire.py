@@ -8,13 +8,13 @@ from pathlib import Path
 
 import pytest
 
-from pytest_rootless import _wire
+from pytest_rootless.protocol import framing
 
 
 def test_round_trip_in_pieces() -> None:
     messages = [{"kind": "a", "n": 1}, {"kind": "b", "text": "é" * 1000}]
-    data = b"".join(_wire.encode(m) for m in messages)
-    decoder = _wire.Decoder()
+    data = b"".join(framing.encode(m) for m in messages)
+    decoder = framing.Decoder()
     out = []
     for i in range(0, len(data), 7):
         out += decoder.feed(data[i : i + 7])
@@ -23,20 +23,20 @@ def test_round_trip_in_pieces() -> None:
 
 
 def test_keys_json_cannot_hold_become_text() -> None:
-    (decoded,) = _wire.Decoder().feed(_wire.encode({"kind": "x", "m": {(0, 1): 0.5}}))
+    (decoded,) = framing.Decoder().feed(framing.encode({"kind": "x", "m": {(0, 1): 0.5}}))
     assert decoded["m"] == {"(0, 1)": 0.5}
 
 
 def test_values_json_cannot_hold_are_sent_as_text() -> None:
     message = {"kind": "x", "path": Path("/a"), "set": {1}, "obj": object()}
-    (decoded,) = _wire.Decoder().feed(_wire.encode(message))
+    (decoded,) = framing.Decoder().feed(framing.encode(message))
     assert decoded["path"] == "/a"
     assert decoded["set"] == [1]
     assert decoded["obj"].startswith("<object object")
 
 
 def decode_error(data: bytes) -> str:
-    decoder = _wire.Decoder()
+    decoder = framing.Decoder()
     assert decoder.feed(data) == []
     assert decoder.error is not None
     return str(decoder.error)
@@ -48,8 +48,8 @@ def test_oversized_claim_is_refused_before_allocation() -> None:
 
 
 def test_frames_before_a_bad_one_still_arrive() -> None:
-    decoder = _wire.Decoder()
-    good = _wire.encode({"kind": "a"})
+    decoder = framing.Decoder()
+    good = framing.encode({"kind": "a"})
     assert decoder.feed(good + b"\x00\x00\x00\x02no" + good) == [{"kind": "a"}]
     assert decoder.error is not None
     assert decoder.feed(good) == []  # nothing after the error
@@ -82,11 +82,11 @@ def test_a_pickle_is_never_loaded() -> None:
 def test_send_over_a_pipe() -> None:
     r, w = os.pipe()
     try:
-        _wire.send(w, {"kind": "report", "data": "x" * 30_000})
+        framing.send(w, {"kind": "report", "data": "x" * 30_000})
         os.close(w)
         data = b""
         while chunk := os.read(r, 65536):
             data += chunk
     finally:
         os.close(r)
-    assert _wire.Decoder().feed(data) == [{"kind": "report", "data": "x" * 30_000}]
+    assert framing.Decoder().feed(data) == [{"kind": "report", "data": "x" * 30_000}]

@@ -1,0 +1,100 @@
+"""The host's end of coverage measured in containers (the test process's end is
+:mod:`.in_container_coverage`)."""
+
+from __future__ import annotations
+
+import atexit
+import os
+import sys
+from typing import Any
+
+from ..protocol import framing
+from .in_container_coverage import ContainerCoverage
+
+
+class CoverageSink:
+    """The host's end of ContainerCoverage: lines and arcs measured in test processes and
+    container calls, checked, and kept in memory until they join the data of the
+    Coverage measuring pytest (see flush): pytest-cov saves and combines that data as it
+    always does (xdist workers' too), ``coverage run`` saves it at exit. No file is
+    written from a container, and none of ours is left beside coverage.py's."""
+
+    def __init__(self) -> None:
+        self.data: Any = None
+        self.arcs: bool | None = None
+        self.owner = os.getpid()
+
+    def add(self, message: framing.Message) -> None:
+        """Take one frame: ``{"arcs": bool, "contexts": {context: {path: lines or
+        arcs}}}``, the lines (or arcs) measured under each dynamic context."""
+        arcs, contexts = message.get("arcs"), message.get("contexts")
+        if not isinstance(arcs, bool) or not isinstance(contexts, dict):
+            raise framing.ProtocolError("a coverage frame is malformed")
+        checked = {context: _checked_coverage(files, arcs) for context, files in contexts.items()}
+        data = self._data(arcs)
+        if data is None:
+            return
+        nested = data is not self.data  # the live measurement of a test process
+        for context, files in checked.items():
+            if not nested:
+                data.set_context(context)
+            if arcs:
+                data.add_arcs(files)
+            else:
+                data.add_lines(files)
+
+    def _data(self, arcs: bool) -> Any:
+        if self.owner != os.getpid():  # a test process's copy: it runs containers itself
+            self.owner, self.data, self.arcs = os.getpid(), None, None
+        module: Any = sys.modules.get("coverage")
+        current = module.Coverage.current() if module is not None else None
+        if current is None:
+            return None  # pytest is not measured any more (or never was)
+        if ContainerCoverage.active is current:  # nested: into what goes up from here
+            return current.get_data()
+        if self.data is None:
+            self.data = module.CoverageData(no_disk=True)
+            self.arcs = arcs
+            # Where pytest's session does not flush (run_isolated in a script):
+            # before coverage.py's own exit handler, registered earlier so run later.
+            atexit.register(self.flush)
+        if self.arcs != arcs:
+            raise framing.ProtocolError("a coverage frame mixes lines and arcs")
+        return self.data
+
+    def flush(self) -> None:
+        """Add what was received to the data of the Coverage measuring pytest, while it
+        still measures: at the end of the test loop, before pytest-cov stops, saves and
+        combines (plugin.py), and at the end of the session and of the process."""
+        if self.owner != os.getpid() or self.data is None:
+            return
+        module: Any = sys.modules.get("coverage")
+        current = module.Coverage.current() if module is not None else None
+        if current is not None:
+            current.get_data().update(self.data)
+            self.data = self.arcs = None
+
+
+def _checked_coverage(files: object, arcs: bool) -> dict[str, list[Any]]:
+    """A coverage frame's ``{path: [line, ...]}`` or ``{path: [[from, to], ...]}``."""
+    if not isinstance(files, dict):
+        raise framing.ProtocolError("a coverage frame is malformed")
+    size = 2 if arcs else 1
+    checked: dict[str, list[Any]] = {}
+    for path, entries in files.items():
+        if not isinstance(path, str) or not isinstance(entries, list):
+            raise framing.ProtocolError("a coverage frame is malformed")
+        for entry in entries:
+            numbers = entry if arcs else [entry]
+            if not (
+                isinstance(numbers, list)
+                and len(numbers) == size
+                and all(isinstance(n, int) and not isinstance(n, bool) for n in numbers)
+            ):
+                raise framing.ProtocolError("a coverage frame is malformed")
+        checked[path] = [tuple(e) for e in entries] if arcs else entries
+    return checked
+
+
+#: This process's sink (the host's), for isolated tests and live containers alike.
+COVERAGE = CoverageSink()

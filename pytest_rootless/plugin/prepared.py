@@ -1,0 +1,206 @@
+"""Prepared containers, as pytest sees them: which tests get one, when the zygote (see
+:mod:`pytest_rootless.runtime.child.zygote`) must be made again because the host changed,
+and what a prepared init's test process runs."""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+import hashlib
+import json
+import os
+from collections.abc import Callable
+from typing import Any
+
+import pytest
+
+from ..protocol import framing
+from ..runtime import launch, limits, mountplan, prepared
+from ..runtime.options import Options
+from ..runtime.session import ContainerSession
+from ..runtime.spec import ChildSpec, Payload, spec_data, spec_from_data
+from .in_container import _container_protocol, _limit_notes
+from .shared import TmpPath
+
+
+class ZygoteKeeper:
+    """Keeps a zygote for the host as it is now, and has it prepare the next test's
+    container while the current test runs."""
+
+    def __init__(
+        self,
+        containers: ContainerSession,
+        prepare: bool,
+        tmp_path_for: Callable[[pytest.Item], TmpPath | None] = lambda item: None,
+        spec_for: Callable[[Options, pytest.Item, tuple[str, ...]], ChildSpec] | None = None,
+    ) -> None:
+        self.containers = containers
+        self.prepare = prepare
+        self.tmp_path_for = tmp_path_for
+        self.spec_for = spec_for
+        self.zygote: prepared.Zygote | None = None
+        #: Tests pytest ran itself (not isolated): each may change what a copy of it holds.
+        self.local_runs = 0
+        #: tmp_path directories made for the next test along with its prepared container.
+        self.tmp_ahead: dict[str, TmpPath] = {}
+        #: Where each item is in session.items (a request names the item by its index).
+        self.item_index: dict[int, int] = {}
+        self.owner = os.getpid()
+
+    def _here(self) -> None:
+        """A forked copy (an isolated test making containers itself) has no zygote: the
+        one it inherited is the host's."""
+        if self.owner != os.getpid():
+            self.owner = os.getpid()
+            self.zygote = None
+            self.tmp_ahead = {}
+
+    def close(self) -> None:
+        if self.owner != os.getpid():
+            return
+        if self.zygote is not None:
+            self.zygote.close()
+            self.zygote = None
+        for made in self.tmp_ahead.values():  # for tests that did not come (-x, Ctrl-C)
+            made.tidy_unused()
+        self.tmp_ahead = {}
+
+    def preparing(self, options: Options) -> bool:
+        """Whether a container of ``options`` is prepared ahead: not for the ones whose
+        init does more than build and reap (a named network's relay, cgroups), nor when
+        the trace shows every step of each container as it happens."""
+        return (
+            self.prepare
+            and not self.containers.trace
+            and options.network in ("none", "host")
+            and options.memory is None
+            and options.pids is None
+        )
+
+    def index_of(self, item: pytest.Item) -> int | None:
+        """Where ``item`` is in session.items (None: not there, a plugin's own item)."""
+        if id(item) not in self.item_index:
+            self.item_index = {id(it): n for n, it in enumerate(item.session.items)}
+        return self.item_index.get(id(item))
+
+    def run(
+        self,
+        item: pytest.Item,
+        spec: ChildSpec,
+        job: framing.Message,
+        ack_fd: int,
+        on_message: Callable[[framing.Message], None],
+        ahead: tuple[pytest.Item, Options] | None,
+    ) -> launch.Outcome | None:
+        """Run the test in a prepared container, and have the next test's prepared
+        meanwhile; None if there is no zygote for the host as it is now and making one
+        would not pay (or the container could not be prepared): the caller builds it."""
+        self._here()
+        containers = self.containers
+        crash = containers.crash_channel()
+        state = _host_state(item, self.local_runs, containers.keep())
+        if self.zygote is not None and self.zygote.fingerprint != state:
+            self.zygote.close()  # made before the host changed: it would run stale copies
+            self.zygote = None
+        # The host changes when the next test has other nodes to set up (another module,
+        # class): a zygote made for this test alone would cost one more fork of pytest.
+        if ahead is not None and ahead[0].parent is not item.parent:
+            ahead = None
+        if self.zygote is None and ahead is None:
+            return None
+        if self.zygote is None:
+            try:
+                self.zygote = prepared.Zygote(
+                    functools.partial(_job_payload, item.session, containers.backend),
+                    state,
+                    containers.keep(),
+                )
+            except OSError:  # no fork for it now: the container is cloned from pytest
+                return None
+        try:
+            outcome = prepared.run_prepared(
+                self.zygote,
+                _spec_key(spec),
+                spec,
+                job,
+                ack_fd,
+                on_message,
+                crash,
+                containers.reaper,
+                then=lambda: self._try_preparing_ahead(ahead),
+            )
+        except launch.ContainerError:  # the zygote is gone: before the test was handed over
+            self.zygote.close()
+            self.zygote = None
+            return None
+        return outcome
+
+    def _prepare_ahead(self, ahead: tuple[pytest.Item, Options] | None) -> None:
+        """Have the zygote build the next test's container (its test is running now)."""
+        if ahead is None or self.zygote is None or not self.preparing(ahead[1]):
+            return
+        if self.spec_for is None:
+            return
+        item, options = ahead
+        made = self.tmp_ahead.get(item.nodeid) or self.tmp_path_for(item)
+        if made is not None:
+            self.tmp_ahead[item.nodeid] = made
+        spec = self.spec_for(options, item, (made.path,) if made else ())
+        self.zygote.prepare(_spec_key(spec), spec)
+
+    def _try_preparing_ahead(self, ahead: tuple[pytest.Item, Options] | None) -> None:
+        """Best effort, while the current test runs: what fails here (the zygote gone, its
+        tmp_path or root not made) happens again when the next test comes, which then
+        reports it, as its own."""
+        try:
+            self._prepare_ahead(ahead)
+        except Exception:
+            pass
+
+
+def _host_state(item: pytest.Item, local_runs: int, fds: frozenset[int]) -> object:
+    """What a copy of pytest must have to run ``item`` as a copy made now would: the
+    nodes set up on the host and their finalizers (each time a fixture is set up there,
+    a parametrized one again included, its node gets one more: FixtureDef.execute), the
+    tests pytest ran itself, the fds its test processes keep, and the list of items
+    (a request names its item by index; see run_prepared). What the logging hooks change
+    on the host is not in it: the session's counts go with each test (see _job_payload)."""
+    stack = item.session._setupstate.stack
+    nodes = tuple((id(node), len(entry[0])) for node, entry in stack.items())
+    items = item.session.items
+    return nodes, local_runs, fds, id(items), len(items)
+
+
+_NO_PLAN = mountplan.Plan(ops=(), home="")
+
+
+def _spec_key(spec: ChildSpec) -> str:
+    """Which prepared container ``spec`` asks for. Plans are made once per session and
+    never change: the plan by its identity (kept alive in ContainerSession.plans), the rest
+    (a few small fields) by value."""
+    rest = dataclasses.replace(spec, plan=_NO_PLAN)
+    data = json.dumps(spec_data(rest), sort_keys=True).encode()
+    return f"{id(spec.plan):x}-{hashlib.sha256(data).hexdigest()}"
+
+
+#: Session attributes the host's logging hooks change (pytest's main.Session).
+SESSION_COUNTS = ("testsfailed", "shouldstop", "shouldfail")
+
+
+def _job_payload(
+    session: pytest.Session, backend: limits.Backend | None, job: dict[str, Any], ack_fd: int
+) -> Payload:
+    """In a prepared container's init (a copy of the zygote): what its test process runs,
+    from the host's description of the test."""
+    item = session.items[int(job["item"])]
+    if item.nodeid != job["nodeid"]:  # the zygote's copy of the session is not pytest's
+        raise RuntimeError(f"pytest-rootless: the prepared copy of pytest has no {job['nodeid']}")
+    # What the host's logging hooks have changed since the zygote was made: the session's
+    # counts (a fixture may skip once a test failed), as a copy made now would hold them.
+    for name in SESSION_COUNTS:
+        setattr(session, name, job["session"][name])
+    tmp = job.get("tmp")
+    prepared = TmpPath(str(tmp[0]), str(tmp[1]), bool(tmp[2])) if tmp else None
+    options = spec_from_data(job["options"], Options)
+    notes = _limit_notes(options, backend or limits.detect())
+    return functools.partial(_container_protocol, item, prepared, notes, ack_fd)
