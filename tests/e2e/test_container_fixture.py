@@ -1,4 +1,5 @@
-"""The container fixture: a live container a test drives (contract, "Fixtures")."""
+"""The container fixture: a live container a test drives (README.md, "A live container a
+test can drive")."""
 
 from __future__ import annotations
 
