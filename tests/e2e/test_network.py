@@ -23,6 +23,8 @@ import pytest
 
 from pytest_rootless._runner import STATE_PREFIX, state_parent
 
+from .. import procscan
+
 #: Helpers of the inner test files: what a container sees of its network, and pytest's
 #: own children (the networks' holders and the relays that clone containers).
 PRELUDE = """
@@ -506,19 +508,6 @@ def test_network(container_factory):
 """
 
 
-def tagged(token: str) -> list[int]:
-    """Pids of the processes whose argv carries ``token`` (every fork of pytest does)."""
-    found = []
-    for pid in filter(str.isdigit, os.listdir("/proc")):
-        try:
-            with open(f"/proc/{pid}/cmdline", "rb") as f:
-                if token.encode() in f.read():
-                    found.append(int(pid))
-        except OSError:
-            continue
-    return found
-
-
 def test_sigkill_to_pytest_leaves_no_holder_nor_member(pytester: pytest.Pytester) -> None:
     token = f"rootless_net_killed_{uuid.uuid4().hex}"  # in the test file's name: in argv
     ready = pytester.path / "ready"
@@ -531,11 +520,8 @@ def test_sigkill_to_pytest_leaves_no_holder_nor_member(pytester: pytest.Pytester
             time.sleep(0.05)
         assert ready.exists()
         # pytest, the holder, and per member a relay, an init and a process inside
-        assert len(tagged(token)) >= 8
+        assert len(procscan.tagged(token)) >= 8
     finally:
         host.send_signal(signal.SIGKILL)
         host.wait()
-    deadline = time.monotonic() + 10
-    while tagged(token) and time.monotonic() < deadline:
-        time.sleep(0.05)
-    assert tagged(token) == []
+    assert procscan.gone(token, 10) == {}
