@@ -54,6 +54,14 @@ def argv(pid: int) -> list[str]:
     return _split(cmdline) if cmdline else []
 
 
+def stat(pid: int) -> list[str] | None:
+    """The fields of ``/proc/<pid>/stat`` after the command name: ``[0]`` is the state,
+    ``[1]`` the parent's pid, ``[19]`` the start time (proc_pid_stat(5), field 22); None
+    once the process is gone."""
+    data = _read(pid, "stat")
+    return None if data is None else data.decode(errors="replace").rsplit(")", 1)[1].split()
+
+
 def tagged(token: str, *, environ: bool = False) -> dict[int, list[str]]:
     """One reading of ``/proc``: the processes, other than this one, whose argv holds
     ``token`` (with ``environ``, or whose environment does: the environment of another

@@ -30,6 +30,7 @@ from .. import procscan
 PRELUDE = """
 import json, os, socket, time
 import pytest
+import procscan
 
 
 def seen():
@@ -46,16 +47,16 @@ def seen():
 
 def children():
     found = {}
-    for name in filter(str.isdigit, os.listdir("/proc")):
+    for pid in procscan.pids():
+        fields = procscan.stat(pid)
+        if fields is None or int(fields[1]) != os.getpid():
+            continue
         try:
-            with open(f"/proc/{name}/stat") as f:
-                fields = f.read().rsplit(")", 1)[1].split()
-            if int(fields[1]) == os.getpid():
-                found[name] = {
-                    "start": fields[19],
-                    "net": os.readlink(f"/proc/{name}/ns/net"),
-                    "user": os.readlink(f"/proc/{name}/ns/user"),
-                }
+            found[str(pid)] = {
+                "start": fields[19],
+                "net": os.readlink(f"/proc/{pid}/ns/net"),
+                "user": os.readlink(f"/proc/{pid}/ns/user"),
+            }
         except OSError:
             continue
     return found
@@ -74,7 +75,7 @@ def connect(host, port, timeout=30.0):
 
 
 def run(pytester: pytest.Pytester, body: str, *args: str) -> pytest.RunResult:
-    pytester.makepyfile(PRELUDE + body)
+    pytester.makepyfile(PRELUDE + body, procscan=procscan.source())
     return pytester.runpytest_subprocess("-p", "rootless", "-p", "no:cacheprovider", *args)
 
 
@@ -91,12 +92,9 @@ def namespaces_in_use(started_before: int) -> set[str]:
     Another user's processes are unreadable to an unprivileged run: they cannot hold
     ours either."""
     found = set()
-    for pid in filter(str.isdigit, os.listdir("/proc")):
-        try:
-            with open(f"/proc/{pid}/stat") as f:
-                if int(f.read().rsplit(")", 1)[1].split()[19]) > started_before:
-                    continue
-        except OSError:
+    for pid in procscan.pids():
+        fields = procscan.stat(pid)
+        if fields is None or int(fields[19]) > started_before:
             continue
         for kind in ("net", "user"):
             try:
@@ -121,12 +119,9 @@ def still_running(processes: dict[str, dict[str, Any]]) -> list[str]:
     """The recorded processes that still exist (the same pid and start time)."""
     left = []
     for pid, facts in processes.items():
-        try:
-            with open(f"/proc/{pid}/stat") as f:
-                if f.read().rsplit(")", 1)[1].split()[19] == facts["start"]:
-                    left.append(pid)
-        except OSError:
-            continue
+        fields = procscan.stat(int(pid))
+        if fields is not None and fields[19] == facts["start"]:
+            left.append(pid)
     return left
 
 
