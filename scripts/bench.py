@@ -16,9 +16,9 @@ something else lands on every variant alike):
 
 Each variant runs once per round (``--rounds``, rotating which goes first); a figure is the
 median over the rounds, with the best round in parentheses. The script then checks the
-targets of issue 8 and prints "met" or "NOT met" with the numbers. It is a measurement: it
-exits 0 whether or not the targets are met, 1 if a run failed (the line says FAILED with
-the error's first line), 2 on a usage error.
+speed targets (the TARGET_* constants below) and prints "met" or "NOT met" with the
+numbers. It is a measurement: it exits 0 whether or not the targets are met, 1 if a run
+failed (the line says FAILED with the error's first line), 2 on a usage error.
 
 Stdlib only. It runs pytest as subprocesses of ``--python`` (default: this interpreter),
 which needs pytest, pytest-rootless, pytest-forked (so pytest < 9: pytest-forked uses a
@@ -46,7 +46,7 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-# The targets of issue 8, as ratios measured in the same run.
+# The speed targets (README, "Performance"), as ratios measured in the same run.
 TARGET_ROOTLESS_VS_FORKED = 1.0  # rootless per-test overhead <= 1.0x pytest-forked's
 TARGET_RUN_VS_FORK = 2.0  # container.run() round trip <= 2x a bare fork + pipe
 TARGET_XDIST_SPEEDUP = 1.6  # -n 2 at least 1.6x faster than -n 0

@@ -1,4 +1,5 @@
-"""The container fixture: a live container a test drives (contract, "Fixtures")."""
+"""The container fixture: a live container a test drives (README.md, "A live container a
+test can drive")."""
 
 from __future__ import annotations
 
@@ -6,11 +7,14 @@ import os
 
 import pytest
 
+from .. import procscan
+
 BODY = """
 import errno, os, socket, subprocess, time
 from pathlib import Path
 import pytest
 import pytest_rootless
+from procscan import pids
 
 
 def test_run_ships_closures_and_returns_data(container):
@@ -27,7 +31,7 @@ def test_state_persists_between_calls(container):
     assert container.read_bytes("/tmp/note.txt") == b"kept"
     pid = container.start(time.sleep, 60)
     assert pid.alive
-    assert container.run(lambda: len([p for p in os.listdir("/proc") if p.isdigit()])) >= 3
+    assert len(container.run(pids)) >= 3
     pid.kill()
 
 
@@ -125,7 +129,7 @@ def test_run_isolated_without_pytest_machinery():
 
 
 def test_container_fixture(pytester: pytest.Pytester) -> None:
-    pytester.makepyfile(BODY)
+    pytester.makepyfile(BODY, procscan=procscan.source())
     result = pytester.runpytest_subprocess("-p", "rootless", "-v")
     result.assert_outcomes(passed=BODY.count("\ndef test_"))
 
@@ -155,13 +159,14 @@ def test_no_pickle_comes_back(pytester: pytest.Pytester) -> None:
 NESTED = """
 import os, socket, subprocess, sys
 import pytest
+from procscan import pids
 
 @pytest.mark.isolated
 def test_container_inside_an_isolated_test(container):
     assert container.run(os.getppid) == 1
     assert container.run(socket.gethostname) == "sandbox"
-    pids = container.run(lambda: sorted(int(p) for p in os.listdir("/proc") if p.isdigit()))
-    assert pids[0] == 1 and len(pids) == 2  # its own PID namespace inside ours
+    listed = container.run(pids)
+    assert listed[0] == 1 and len(listed) == 2  # its own PID namespace inside ours
 
 @pytest.mark.isolated
 def test_isolated_tests_inside_an_isolated_test(tmp_path):
@@ -184,7 +189,7 @@ def test_containers_nest(pytester: pytest.Pytester) -> None:
     """Rootless users can make containers inside containers. A run as real root cannot:
     a uid 0 without CAP_SETFCAP may not map uid 0 into a new user namespace (Linux
     5.12+), and the nested tests say so instead of running without isolation."""
-    pytester.makepyfile(NESTED)
+    pytester.makepyfile(NESTED, procscan=procscan.source())
     result = pytester.runpytest_subprocess("-p", "rootless", "-rs")
     if os.geteuid() == 0:
         result.assert_outcomes(skipped=1, failed=1)

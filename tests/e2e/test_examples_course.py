@@ -13,7 +13,6 @@ import os
 import re
 import shutil
 import socket
-import time
 import uuid
 import xml.etree.ElementTree as ET
 from dataclasses import dataclass
@@ -23,6 +22,8 @@ import pytest
 
 from pytest_rootless.runtime import limits
 from pytest_rootless.runtime.options import validate
+
+from .. import procscan
 
 EXAMPLES = Path(__file__).parents[2] / "examples"
 LESSONS = sorted(p.name for p in EXAMPLES.glob("test_*.py"))
@@ -64,22 +65,6 @@ def ipc_ids() -> set[str]:
     return found
 
 
-def tagged(token: str) -> list[str]:
-    """The processes carrying ``token`` in their environment or argv (the inner pytest's
-    children inherit it), as "pid: argv"."""
-    found = []
-    for name in filter(str.isdigit, os.listdir("/proc")):
-        try:
-            data = Path(f"/proc/{name}/environ").read_bytes()
-            data += Path(f"/proc/{name}/cmdline").read_bytes()
-        except OSError:
-            continue
-        if token.encode() in data:
-            argv = Path(f"/proc/{name}/cmdline").read_bytes().replace(b"\0", b" ")
-            found.append(f"{name}: {argv.decode(errors='replace')}")
-    return found
-
-
 @dataclass
 class Host:
     """What the course could leave behind, looked at before and after a run."""
@@ -117,10 +102,9 @@ def run_course(
     monkeypatch.setenv("ROOTLESS_COURSE_RUN", token)
     before = Host.look(course)
     result = pytester.runpytest_subprocess("-p", "rootless", "-p", "no:cacheprovider", *args)
-    deadline = time.monotonic() + GONE_WITHIN
-    while (left := tagged(token)) and time.monotonic() < deadline:
-        time.sleep(0.05)
-    assert left == [], f"processes of the course outlived it: {left}"
+    # the inner pytest's children inherit the token in their environment
+    left = procscan.gone(token, GONE_WITHIN, environ=True)
+    assert left == {}, f"processes of the course outlived it: {left}"
     after = Host.look(course)
     assert after.course == before.course, "the course's own files changed"
     assert after.tmp - before.tmp == set(), "the course left files in /tmp"

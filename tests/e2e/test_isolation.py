@@ -10,6 +10,8 @@ from pathlib import Path
 
 import pytest
 
+from .. import procscan
+
 TIMEOUT = 120
 
 READ_ONLY = """
@@ -133,9 +135,7 @@ PROC = """
 
     import pytest
 
-
-    def listed_pids():
-        return {int(name) for name in os.listdir("/proc") if name.isdigit()}
+    from procscan import pids
 
 
     @pytest.mark.isolated
@@ -146,20 +146,20 @@ PROC = """
         assert not os.path.exists(f"/proc/{host_pytest_pid}")
         with pytest.raises(ProcessLookupError):
             os.kill(host_pytest_pid, 0)
-        assert listed_pids() == {1, 2}
+        assert pids() == [1, 2]
         child = subprocess.Popen(["cat"], stdin=subprocess.PIPE, stdout=subprocess.DEVNULL)
         try:
-            assert listed_pids() == {1, 2, child.pid}
+            assert pids() == [1, 2, child.pid]
         finally:
             child.stdin.close()
             child.wait()
-        assert listed_pids() == {1, 2}
+        assert pids() == [1, 2]
 """
 
 
 def test_proc_shows_only_the_container(pytester: pytest.Pytester) -> None:
     pytester.makeconftest(PROC_CONFTEST)
-    pytester.makepyfile(PROC)
+    pytester.makepyfile(PROC, procscan=procscan.source())
     result = pytester.runpytest_subprocess("-p", "rootless", "-v", timeout=TIMEOUT)
     result.assert_outcomes(passed=1)
     result.stdout.fnmatch_lines(["*::test_cannot_see_pytest PASSED*"])

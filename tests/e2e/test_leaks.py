@@ -7,7 +7,6 @@ show it running first (or the check that it is gone proves nothing).
 
 from __future__ import annotations
 
-import os
 import re
 import signal
 import subprocess
@@ -18,6 +17,8 @@ from pathlib import Path
 
 import pytest
 
+from .. import procscan
+
 SOAK = Path(__file__).parents[2] / "scripts" / "soak.py"
 
 #: How long the kernel may take to tear a container down after its init died. Only an
@@ -25,38 +26,10 @@ SOAK = Path(__file__).parents[2] / "scripts" / "soak.py"
 GONE_WITHIN = 10.0
 
 
-def tagged(token: str) -> list[int]:
-    """Pids of the processes carrying ``token`` in their argv or environment (the
-    environment of another user's process, or a non-dumpable one, is not readable:
-    argv always is)."""
-    found = []
-    for name in os.listdir("/proc"):
-        if not name.isdigit() or int(name) == os.getpid():
-            continue
-        for what in ("cmdline", "environ"):
-            try:
-                with open(f"/proc/{name}/{what}", "rb") as f:
-                    if token.encode() in f.read():
-                        found.append(int(name))
-                        break
-            except OSError:
-                continue
-    return found
-
-
-def argv_of(pid: int) -> str:
-    try:
-        with open(f"/proc/{pid}/cmdline", "rb") as f:
-            return f.read().replace(b"\0", b" ").decode(errors="replace")
-    except OSError:
-        return "(gone)"
-
-
-def wait_until_gone(token: str) -> list[str]:
-    deadline = time.monotonic() + GONE_WITHIN
-    while (left := tagged(token)) and time.monotonic() < deadline:
-        time.sleep(0.05)
-    return [f"{pid}: {argv_of(pid)}" for pid in left]
+def wait_until_gone(token: str) -> dict[int, list[str]]:
+    """The processes carrying ``token`` in their argv or environment once the wait ended
+    (``{}``: none)."""
+    return procscan.gone(token, GONE_WITHIN, environ=True)
 
 
 # The inner tests leave processes in three shapes: a background child, a double-forked
@@ -68,22 +41,16 @@ DAEMONS = """
 import os, subprocess, time
 import pytest
 
+import procscan
+
 TOKEN = {token!r}
 
 
 def tags():
     # The tags ($0 of each shell left) running, as a set: for a moment a process on its
     # way to becoming one of them (setsid before its exec) carries the same tag.
-    found = set()
-    for name in os.listdir("/proc"):
-        if name.isdigit():
-            try:
-                with open(f"/proc/{{name}}/cmdline", "rb") as f:
-                    argv = f.read().decode(errors="replace").split("\\0")
-            except OSError:
-                continue
-            found.update(arg for arg in argv if arg.startswith(TOKEN))
-    return found
+    running = procscan.tagged(TOKEN).values()
+    return {{arg for argv in running for arg in argv if arg.startswith(TOKEN)}}
 
 
 def daemonize(tag):
@@ -109,18 +76,12 @@ def leave(tag):
 def wait_for(*wanted):
     wanted = {{f"{{TOKEN}}-{{tag}}-{{shape}}" for tag in wanted
                for shape in ("child", "daemon", "system")}}
-    deadline = time.monotonic() + 30
     # one reading decides: two can differ (a process in the middle of an exec)
-    while (found := tags()) != wanted and time.monotonic() < deadline:
-        time.sleep(0.05)
-    return found == wanted
+    return procscan.settle(tags, lambda found: found == wanted, 30) == wanted
 
 
 def assert_none_left():
-    deadline = time.monotonic() + {gone_within}
-    while (left := tags()) and time.monotonic() < deadline:
-        time.sleep(0.05)
-    assert left == set()
+    assert procscan.settle(tags, lambda left: not left, {gone_within}) == set()
 
 
 def test_a_container_leaves_daemons(container):
@@ -160,10 +121,10 @@ def test_and_after_the_isolated_test():
 def test_daemons_do_not_outlive_their_container(pytester: pytest.Pytester) -> None:
     token = f"rootless-leak-{uuid.uuid4().hex}"
     body = DAEMONS.format(token=token, gone_within=GONE_WITHIN)
-    pytester.makepyfile(body)
+    pytester.makepyfile(body, procscan=procscan.source())
     result = pytester.runpytest_subprocess("-p", "rootless", "-p", "no:cacheprovider")
     result.assert_outcomes(passed=body.count("\ndef test_"))
-    assert wait_until_gone(token) == []
+    assert wait_until_gone(token) == {}
 
 
 # Killed in the middle: an isolated test, and a test driving a live container. Both left
@@ -224,7 +185,8 @@ def test_sigkill_to_pytest_leaves_no_container_process(
         # One reading decides: two can differ (a process in the middle of an exec, whose
         # argv reads empty for that moment).
         while True:
-            running, daemons = tagged(token), tagged(daemon)
+            running = procscan.tagged(token, environ=True)
+            daemons = procscan.tagged(daemon, environ=True)
             if daemons and len(running) >= everyone:
                 break
             if time.monotonic() >= deadline or host.poll() is not None:
@@ -232,11 +194,11 @@ def test_sigkill_to_pytest_leaves_no_container_process(
             time.sleep(0.05)
         assert daemons, log_path.read_text(errors="replace")
         assert host.pid in running
-        assert len(running) >= everyone, [argv_of(pid) for pid in running]
+        assert len(running) >= everyone, running
     finally:
         host.send_signal(signal.SIGKILL)
         host.wait()
-    assert wait_until_gone(token) == [], log_path.read_text(errors="replace")
+    assert wait_until_gone(token) == {}, log_path.read_text(errors="replace")
 
 
 def test_short_soak(tmp_path: Path) -> None:

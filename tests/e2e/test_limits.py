@@ -1,4 +1,4 @@
-"""Limits on the whole container (issue 4): a fork bomb, a memory bomb and a busy loop are
+"""Limits on the whole container: a fork bomb, a memory bomb and a busy loop are
 each stopped, reported with the limit and its value, and the session goes on. As real root
 here the kernel's cgroups enforce memory and pids; unprivileged, rlimits do. The header
 says which."""

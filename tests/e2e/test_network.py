@@ -23,11 +23,14 @@ import pytest
 
 from pytest_rootless.runtime.statedir import STATE_PREFIX, state_parent
 
+from .. import procscan
+
 #: Helpers of the inner test files: what a container sees of its network, and pytest's
 #: own children (the networks' holders and the relays that clone containers).
 PRELUDE = """
 import json, os, socket, time
 import pytest
+import procscan
 
 
 def seen():
@@ -44,16 +47,16 @@ def seen():
 
 def children():
     found = {}
-    for name in filter(str.isdigit, os.listdir("/proc")):
+    for pid in procscan.pids():
+        fields = procscan.stat(pid)
+        if fields is None or int(fields[1]) != os.getpid():
+            continue
         try:
-            with open(f"/proc/{name}/stat") as f:
-                fields = f.read().rsplit(")", 1)[1].split()
-            if int(fields[1]) == os.getpid():
-                found[name] = {
-                    "start": fields[19],
-                    "net": os.readlink(f"/proc/{name}/ns/net"),
-                    "user": os.readlink(f"/proc/{name}/ns/user"),
-                }
+            found[str(pid)] = {
+                "start": fields[19],
+                "net": os.readlink(f"/proc/{pid}/ns/net"),
+                "user": os.readlink(f"/proc/{pid}/ns/user"),
+            }
         except OSError:
             continue
     return found
@@ -72,7 +75,7 @@ def connect(host, port, timeout=30.0):
 
 
 def run(pytester: pytest.Pytester, body: str, *args: str) -> pytest.RunResult:
-    pytester.makepyfile(PRELUDE + body)
+    pytester.makepyfile(PRELUDE + body, procscan=procscan.source())
     return pytester.runpytest_subprocess("-p", "rootless", "-p", "no:cacheprovider", *args)
 
 
@@ -89,12 +92,9 @@ def namespaces_in_use(started_before: int) -> set[str]:
     Another user's processes are unreadable to an unprivileged run: they cannot hold
     ours either."""
     found = set()
-    for pid in filter(str.isdigit, os.listdir("/proc")):
-        try:
-            with open(f"/proc/{pid}/stat") as f:
-                if int(f.read().rsplit(")", 1)[1].split()[19]) > started_before:
-                    continue
-        except OSError:
+    for pid in procscan.pids():
+        fields = procscan.stat(pid)
+        if fields is None or int(fields[19]) > started_before:
             continue
         for kind in ("net", "user"):
             try:
@@ -119,12 +119,9 @@ def still_running(processes: dict[str, dict[str, Any]]) -> list[str]:
     """The recorded processes that still exist (the same pid and start time)."""
     left = []
     for pid, facts in processes.items():
-        try:
-            with open(f"/proc/{pid}/stat") as f:
-                if f.read().rsplit(")", 1)[1].split()[19] == facts["start"]:
-                    left.append(pid)
-        except OSError:
-            continue
+        fields = procscan.stat(int(pid))
+        if fields is not None and fields[19] == facts["start"]:
+            left.append(pid)
     return left
 
 
@@ -506,19 +503,6 @@ def test_network(container_factory):
 """
 
 
-def tagged(token: str) -> list[int]:
-    """Pids of the processes whose argv carries ``token`` (every fork of pytest does)."""
-    found = []
-    for pid in filter(str.isdigit, os.listdir("/proc")):
-        try:
-            with open(f"/proc/{pid}/cmdline", "rb") as f:
-                if token.encode() in f.read():
-                    found.append(int(pid))
-        except OSError:
-            continue
-    return found
-
-
 def test_sigkill_to_pytest_leaves_no_holder_nor_member(pytester: pytest.Pytester) -> None:
     token = f"rootless_net_killed_{uuid.uuid4().hex}"  # in the test file's name: in argv
     ready = pytester.path / "ready"
@@ -531,11 +515,8 @@ def test_sigkill_to_pytest_leaves_no_holder_nor_member(pytester: pytest.Pytester
             time.sleep(0.05)
         assert ready.exists()
         # pytest, the holder, and per member a relay, an init and a process inside
-        assert len(tagged(token)) >= 8
+        assert len(procscan.tagged(token)) >= 8
     finally:
         host.send_signal(signal.SIGKILL)
         host.wait()
-    deadline = time.monotonic() + 10
-    while tagged(token) and time.monotonic() < deadline:
-        time.sleep(0.05)
-    assert tagged(token) == []
+    assert procscan.gone(token, 10) == {}

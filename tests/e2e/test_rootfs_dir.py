@@ -1,4 +1,4 @@
-"""A directory as the root (issue 7): a root filesystem the test suite builds itself from
+"""A directory as the root: a root filesystem the test suite builds itself from
 the host's /bin/sh and the libraries it needs (no download), with the running Python and
 the project mounted in read-only, and /etc/hosts, hostname and resolv.conf provided."""
 

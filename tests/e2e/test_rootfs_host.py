@@ -9,6 +9,8 @@ from pathlib import Path
 
 import pytest
 
+from .. import procscan
+
 
 def test_host_tree_read_only_with_fresh_scratch(pytester: pytest.Pytester) -> None:
     marker = Path("/tmp") / f"rootless-host-marker-{uuid.uuid4().hex}"
@@ -18,6 +20,7 @@ def test_host_tree_read_only_with_fresh_scratch(pytester: pytest.Pytester) -> No
             f"""
             import errno, os, socket, sys
             import pytest
+            from procscan import pids
 
             @pytest.mark.isolated(rootfs="host", hostname="hosty")
             def test_inside():
@@ -35,12 +38,13 @@ def test_host_tree_read_only_with_fresh_scratch(pytester: pytest.Pytester) -> No
                 assert os.path.exists("/etc/os-release")  # the host's own /etc
                 assert open("/etc/hostname").read().strip() == "hosty"
                 assert socket.gethostname() == "hosty"
-                assert sorted(int(p) for p in os.listdir("/proc") if p.isdigit()) == [1, 2]
+                assert pids() == [1, 2]
                 with pytest.raises(OSError) as exc:
                     open("/etc/rootless-probe", "w")
                 assert exc.value.errno == errno.EROFS
                 import json, decimal  # imports still work
-            """
+            """,
+            procscan=procscan.source(),
         )
         result = pytester.runpytest_subprocess("-p", "rootless")
         result.assert_outcomes(passed=1)

@@ -1,4 +1,4 @@
-"""Copy-on-write views (issue 7): ``writable`` paths are writable inside through an overlay
+"""Copy-on-write views: ``writable`` paths are writable inside through an overlay
 over what the container sees there; the host never sees a write; the upper layers are
 the record of what changed (``container.changes()``, ``--rootless-report-writes``)."""
 

@@ -18,6 +18,7 @@ import pytest
 from pytest_rootless.runtime.child.leave import EXIT_SETUP_FAILED
 from pytest_rootless.runtime.options import Options
 
+from .. import procscan
 from .conftest import RunInContainer
 
 
@@ -31,7 +32,7 @@ def test_pid_namespace(run_in_container: RunInContainer) -> None:
         lambda: (
             os.getpid(),
             os.getppid(),
-            sorted(int(p) for p in os.listdir("/proc") if p.isdigit()),
+            procscan.pids(),
         )
     )
     assert outcome.status == 0
@@ -249,19 +250,6 @@ def test_exit_status_is_passed_on(
     assert outcome.init_status == 0
 
 
-def _alive_with(token: str) -> list[int]:
-    pids = []
-    for name in os.listdir("/proc"):
-        if name.isdigit():
-            try:
-                with open(f"/proc/{name}/cmdline", "rb") as f:
-                    if token.encode() in f.read():
-                        pids.append(int(name))
-            except OSError:
-                continue
-    return pids
-
-
 def test_daemons_do_not_outlive_the_container(run_in_container: RunInContainer) -> None:
     token = f"rootless-daemon-{uuid.uuid4().hex}"
 
@@ -272,15 +260,12 @@ def test_daemons_do_not_outlive_the_container(run_in_container: RunInContainer) 
             ["sh", "-c", f"setsid sh -c 'sleep 300; true' {token} </dev/null >/dev/null 2>&1 &"]
         )
         time.sleep(0.3)
-        return len(_alive_with(token))
+        return len(procscan.tagged(token))
 
     outcome, started = run_in_container(start_daemons)
     assert outcome.status == 0
     assert started == 2
-    deadline = time.monotonic() + 5
-    while _alive_with(token) and time.monotonic() < deadline:
-        time.sleep(0.05)
-    assert _alive_with(token) == []
+    assert procscan.gone(token, 5) == {}
 
 
 def test_sigkill_to_the_host_process_leaves_nothing(tmp_path: Path) -> None:
@@ -307,13 +292,10 @@ def test_sigkill_to_the_host_process_leaves_nothing(tmp_path: Path) -> None:
     try:
         assert host.stdout is not None
         assert host.stdout.readline().strip() == "started"
-        assert _alive_with(token)
+        assert procscan.tagged(token)
         host.kill()
         host.wait()
-        deadline = time.monotonic() + 5
-        while _alive_with(token) and time.monotonic() < deadline:
-            time.sleep(0.05)
-        assert _alive_with(token) == []
+        assert procscan.gone(token, 5) == {}
     finally:
         host.kill()
         host.wait()

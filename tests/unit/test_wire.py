@@ -70,13 +70,32 @@ def test_json_that_breaks_the_parser_is_a_protocol_error(body: bytes) -> None:
     assert "not JSON" in decode_error(len(body).to_bytes(4, "big") + body)
 
 
-def test_a_pickle_is_never_loaded() -> None:
-    class Boom:
-        def __reduce__(self) -> tuple[object, tuple[str]]:
-            return (os.system, ("touch /nonexistent-should-never-run",))
+def leave_trace(path: str) -> dict[str, str]:
+    """What loading the pickle below calls: a file created, and a valid message returned
+    (so a decoder that loaded it would not even fail for want of a 'kind')."""
+    Path(path).touch()
+    return {"kind": "pickled"}
 
-    body = pickle.dumps(Boom())
-    decode_error(len(body).to_bytes(4, "big") + body)
+
+class LeavesATrace:
+    def __init__(self, path: Path) -> None:
+        self.path = path
+
+    def __reduce__(self) -> tuple[object, tuple[str]]:
+        return (leave_trace, (str(self.path),))
+
+
+def test_a_pickle_is_never_loaded(tmp_path: Path) -> None:
+    trace = tmp_path / "loaded"
+    body = pickle.dumps(LeavesATrace(trace))
+    pickle.loads(body)  # the payload works: loading it leaves the trace
+    assert trace.exists()
+    trace.unlink()
+    decoder = _wire.Decoder()
+    messages = decoder.feed(len(body).to_bytes(4, "big") + body)
+    assert not trace.exists(), "the decoder loaded the pickle"
+    assert messages == []
+    assert decoder.error is not None
 
 
 def test_send_over_a_pipe() -> None:
