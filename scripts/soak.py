@@ -15,7 +15,7 @@ process every ``--every`` tests, on the host side:
   test of its own (ids of reported tests, each item's cached node id and location): a
   control session of as many plain tests, without the plugin, measures that, and the
   runtime's share (growth minus the control's) must stay under ``--max-growth`` percent;
-* its zombie children: finished containers are reaped lazily (``_spawn.Reaper``, at most
+* its zombie children: finished containers are reaped lazily (``runtime.launch.Reaper``, at most
   ``MAX_PENDING`` waiting), so a few may exist mid-run, never more, and none once the
   session has ended;
 * leftover container processes: every process a test starts carries ``<token>-<index>``

@@ -1,4 +1,4 @@
-"""Prepared containers (see _child.zygote_main): a test's container is cloned ahead of it
+"""Prepared containers (see pytest_rootless.runtime.child.zygote): a test's container is cloned ahead of it
 from a copy of pytest (the zygote), which must hold exactly what pytest itself holds when
 the test's turn comes. Each test here runs an inner suite both ways, prepared and with
 ``--rootless-no-prepare`` (every container cloned from pytest when its test comes), and
@@ -14,10 +14,10 @@ TIMEOUT = 120
 # state of the host: a new one each time that state changes).
 COUNT_ZYGOTES = """
     import pytest
-    from pytest_rootless import _spawn
+    from pytest_rootless.runtime import prepared as prepared_containers
 
     MADE = []
-    _init = _spawn.Zygote.__init__
+    _init = prepared_containers.Zygote.__init__
 
 
     def counting_init(self, *args, **kwargs):
@@ -25,7 +25,7 @@ COUNT_ZYGOTES = """
         _init(self, *args, **kwargs)
 
 
-    _spawn.Zygote.__init__ = counting_init
+    prepared_containers.Zygote.__init__ = counting_init
 
 
     def pytest_terminal_summary(terminalreporter):

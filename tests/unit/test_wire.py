@@ -91,7 +91,7 @@ def test_a_pickle_is_never_loaded(tmp_path: Path) -> None:
     pickle.loads(body)  # the payload works: loading it leaves the trace
     assert trace.exists()
     trace.unlink()
-    decoder = _wire.Decoder()
+    decoder = framing.Decoder()
     messages = decoder.feed(len(body).to_bytes(4, "big") + body)
     assert not trace.exists(), "the decoder loaded the pickle"
     assert messages == []
