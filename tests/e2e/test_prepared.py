@@ -1,8 +1,9 @@
-"""Prepared containers (see pytest_rootless.runtime.child.zygote): a test's container is cloned ahead of it
-from a copy of pytest (the zygote), which must hold exactly what pytest itself holds when
-the test's turn comes. Each test here runs an inner suite both ways, prepared and with
-``--rootless-no-prepare`` (every container cloned from pytest when its test comes), and
-expects the same outcome, and checks from the inner pytest which way it went."""
+"""Prepared containers (pytest_rootless.runtime.child.zygote): a test's container is cloned
+ahead of it from a copy of pytest (the zygote), which must hold exactly what pytest
+itself holds when the test's turn comes. Each test here runs an inner suite both ways,
+prepared and with ``--rootless-no-prepare`` (every container cloned from pytest when its
+test comes), and expects the same outcome, and checks from the inner pytest which way it
+went."""
 
 from __future__ import annotations
 
