@@ -30,46 +30,22 @@ Everything else is public API and hooks; no ``_pytest`` module is imported.
 from __future__ import annotations
 
 import contextlib
-import dataclasses
 import faulthandler
-import functools
 import io
 import logging
-import os
-import time
 from collections.abc import Callable, Iterator
 
 import pytest
 
-from ..kernel import libc
-from ..protocol import framing
-from ..runtime import limits as limits_mod
 from ..runtime.options import Options
-from ..runtime.spec import spec_data
-from .coverage import COVERAGE
-from .in_container import _container_protocol, _forwarding, _limit_notes
-from .prepared import SESSION_COUNTS
+from .host_container import ContainerRun
 from .reports import (
-    MAX_REPORTS,
-    MAX_WARNING_TEXT,
     MAX_WARNINGS,
-    _apply_cache,
-    _apply_junit,
-    _checked_warning,
-    _checked_writes,
     _failure_report,
-    _follow_terminal_line,
-    _load_report,
     _Received,
     _reissue_warning,
-    _report_missing,
 )
 from .session import SessionState
-from .shared import LIMIT_SECTION, LINE_KEY
-from .trace import _print_trace
-
-# --- session state --------------------------------------------------------------------------
-
 
 # --- the host side of one item ---------------------------------------------------------------
 
@@ -226,7 +202,8 @@ def run_item(
     else:
         _hand_timers_to_the_container(item)
         ahead = (nextitem, next_options) if nextitem is not None and next_options else None
-        _run_in_container(item, options, state, received, capture, setup_call.duration, ahead)
+        run = ContainerRun(item, options, state, received, capture.drain, setup_call.duration)
+        run.run(ahead)
 
     if received.exit_request is not None:
         message = received.exit_request
@@ -302,152 +279,6 @@ def _append_section(report: pytest.TestReport, title: str, text: str) -> None:
             report.sections[index] = (name, content + text)
             return
     report.sections.append((title, text))
-
-
-def _run_in_container(
-    item: pytest.Item,
-    options: Options,
-    state: SessionState,
-    received: _Received,
-    capture: _HostCapture,
-    host_setup_duration: float,
-    ahead: tuple[pytest.Item, Options] | None = None,
-) -> None:
-    ihook = item.ihook
-    writer = item.config.pluginmanager.getplugin("terminalreporter")
-    terminal = item.config.get_terminal_writer()
-
-    def on_message(message: framing.Message) -> None:
-        if received.protocol_error is not None:
-            return
-        try:
-            handle(message)
-        except Exception as exc:  # the container is not trusted: any bad frame ends it
-            received.protocol_error = (
-                str(exc)
-                if isinstance(exc, framing.ProtocolError)
-                else f"{exc!r} on {message!r:.200}"
-            )
-            raise framing.ProtocolError(received.protocol_error) from None
-
-    ack_w = -1  # the host's end of the container's ack pipe, once it exists
-
-    def log_report(message: framing.Message) -> None:
-        received.count += 1
-        if received.count > MAX_REPORTS:
-            raise framing.ProtocolError(f"more than {MAX_REPORTS} reports arrived")
-        data = message.get("data")
-        line = data.pop(LINE_KEY, None) if isinstance(data, dict) else None
-        report = _load_report(item, data)
-        _follow_terminal_line(terminal, line)
-        if type(report) is not pytest.TestReport:
-            # One of a plugin's own (a subtest's): logged in the middle of a phase.
-            ihook.pytest_runtest_logreport(report=report)
-            terminal.flush()
-            return
-        if report.when in received.reports:
-            raise framing.ProtocolError(f"a second {report.when} report arrived")
-        received.reports[report.when] = report
-        if report.when == "setup":  # the host's half of setup counts too
-            report.duration += host_setup_duration
-        if report.when != "teardown":  # held: merged with the host's teardown
-            ihook.pytest_runtest_logreport(report=report)
-            terminal.flush()  # before the container writes more (-s, log_cli)
-
-    def handle(message: framing.Message) -> None:
-        kind = message["kind"]
-        if kind == "report":
-            log_report(message)
-            os.write(ack_w, b"\0")  # logged: the test process goes on
-        elif kind == "warning":
-            warning = _checked_warning(message)
-            received.warnings += 1
-            if received.warnings <= MAX_WARNINGS:
-                _reissue_warning(warning)
-        elif kind == "junitxml":
-            _apply_junit(item, message)
-        elif kind == "cache":
-            _apply_cache(item.config, message)
-        elif kind == "coverage":
-            COVERAGE.add(message)
-        elif kind == "session-stop":
-            name, reason = message.get("attribute"), message.get("reason")
-            if name not in ("shouldstop", "shouldfail") or not isinstance(reason, str):
-                raise framing.ProtocolError("a session-stop frame is malformed")
-            if not getattr(item.session, name):
-                setattr(item.session, name, reason[:MAX_WARNING_TEXT] or True)
-        elif kind == "session-exit":
-            received.exit_request = message
-        elif kind == "interrupt":
-            received.interrupted = True
-        elif kind == "trace" and writer is not None:
-            _print_trace(writer, item, message)
-        elif kind == "writes" and state.report_writes:
-            state.writes[item.nodeid] = _checked_writes(message)
-
-    started = time.monotonic()
-    try:
-        cgroups = state.containers.cgroups_for(options)
-    except limits_mod.CgroupError as exc:
-        text = f"rootless: {exc.strerror}"
-        received.reports["setup"] = report = _failure_report(item, "setup", text, [], 0.0)
-        ihook.pytest_runtest_logreport(report=report)
-        return
-    prepared = state.keeper.tmp_ahead.pop(item.nodeid, None) or state.tmp_path_for(item)
-    spec = state.spec(options, item, rw_binds=(prepared.path,) if prepared else (), cgroups=cgroups)
-    _forwarding()  # made here, once, rather than in every test process
-    # The host's answer to each report: it has been logged (see _Forwarder).
-    ack_r, ack_w = os.pipe2(os.O_CLOEXEC)
-    if state.trace and writer is not None:
-        libc.set_tracing(True)
-    try:
-        notes = _limit_notes(options, state.containers.limits_backend())
-        outcome = None
-        index = state.keeper.index_of(item)
-        if cgroups is None and index is not None and state.keeper.preparing(options):
-            job = {
-                "item": index,
-                "nodeid": item.nodeid,
-                "session": {name: getattr(item.session, name) for name in SESSION_COUNTS},
-                "tmp": dataclasses.astuple(prepared) if prepared else None,
-                "options": spec_data(options),
-            }
-            outcome = state.keeper.run(item, spec, job, ack_r, on_message, ahead)
-        if outcome is None:
-            spec = dataclasses.replace(spec, keep_fds=spec.keep_fds | {ack_r})
-            payload = functools.partial(_container_protocol, item, prepared, notes, ack_r)
-            outcome = state.containers.run(spec, payload, on_message, cgroups)
-    finally:
-        os.close(ack_r)
-        os.close(ack_w)
-        if state.trace and writer is not None:
-            libc.set_tracing(False)
-    hits = cgroups.hits() if cgroups is not None else {}
-    limit_lines = (
-        limits_mod.explain(options, state.containers.limits_backend(), hits, signum=outcome.signal)
-        if options.memory or options.pids or options.cpu
-        else []
-    )
-    received.protocol_error = received.protocol_error or outcome.protocol_error
-    out, err = capture.drain()
-    if prepared is not None:
-        call = received.reports.get("call")
-        prepared.tidy(item.config, passed=call is not None and call.passed)
-    if received.exit_request is not None or received.interrupted:
-        return
-    _report_missing(
-        item, options, outcome, received, (out, err), time.monotonic() - started, limit_lines
-    )
-    # A limit hit that did not end the test process (a child was OOM-killed, a fork
-    # refused) but made it fail: say so under the failure.
-    call = received.reports.get("call")
-    if limit_lines and call is not None and call.failed:
-        # What the kernel counted replaces what the test process could guess.
-        call.sections = [s for s in call.sections if s[0] != LIMIT_SECTION]
-        call.sections.append((LIMIT_SECTION, "\n".join(f"{line}." for line in limit_lines)))
-
-
-# --- the container side of one item (runs in the test process, after isolation) -------------
 
 
 def fail_without_running(item: pytest.Item, text: str) -> None:

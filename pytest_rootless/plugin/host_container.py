@@ -1,0 +1,251 @@
+"""The host's side of one test's container: build (or take a prepared) container, follow
+what it sends with one method per message kind (as pytest-xdist's ``DSession`` has one
+per worker event), and make the reports of whatever it did not send."""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+import os
+import time
+from collections.abc import Callable
+from typing import Any
+
+import pytest
+
+from ..kernel import libc
+from ..protocol import framing
+from ..runtime import launch
+from ..runtime import limits as limits_mod
+from ..runtime.options import Options
+from ..runtime.spec import ChildSpec, spec_data
+from .coverage import COVERAGE
+from .in_container import _container_protocol, _forwarding, _limit_notes
+from .prepared import SESSION_COUNTS
+from .reports import (
+    MAX_REPORTS,
+    MAX_WARNING_TEXT,
+    MAX_WARNINGS,
+    _apply_cache,
+    _apply_junit,
+    _checked_warning,
+    _checked_writes,
+    _failure_report,
+    _follow_terminal_line,
+    _load_report,
+    _Received,
+    _reissue_warning,
+    _report_missing,
+)
+from .session import SessionState
+from .shared import LIMIT_SECTION, LINE_KEY, TmpPath
+from .trace import _print_trace
+
+
+class ContainerRun:
+    """One test's container, seen from the host. ``received`` collects what came up (the
+    item's reports, an exit request); ``drain`` returns what the container wrote into the
+    host's capture files and never collected."""
+
+    def __init__(
+        self,
+        item: pytest.Item,
+        options: Options,
+        state: SessionState,
+        received: _Received,
+        drain: Callable[[], tuple[str, str]],
+        host_setup_duration: float,
+    ) -> None:
+        self.item = item
+        self.options = options
+        self.state = state
+        self.received = received
+        self.drain = drain
+        self.host_setup_duration = host_setup_duration
+        self.writer: Any = item.config.pluginmanager.getplugin("terminalreporter")
+        self.terminal = item.config.get_terminal_writer()
+        self.ack_w = -1  # the host's end of the container's ack pipe, once it exists
+        self.handlers: dict[str, Callable[[framing.Message], None]] = {
+            "report": self.on_report,
+            "warning": self.on_warning,
+            "junitxml": self.on_junitxml,
+            "cache": self.on_cache,
+            "coverage": self.on_coverage,
+            "session-stop": self.on_session_stop,
+            "session-exit": self.on_session_exit,
+            "interrupt": self.on_interrupt,
+            "trace": self.on_trace,
+            "writes": self.on_writes,
+        }
+
+    # -- what the container sends, one method per kind
+    def on_message(self, message: framing.Message) -> None:
+        """Dispatch one frame. The container is not trusted: any bad frame ends it."""
+        received = self.received
+        if received.protocol_error is not None:
+            return
+        handler = self.handlers.get(message["kind"])
+        if handler is None:
+            return
+        try:
+            handler(message)
+        except Exception as exc:
+            received.protocol_error = (
+                str(exc)
+                if isinstance(exc, framing.ProtocolError)
+                else f"{exc!r} on {message!r:.200}"
+            )
+            raise framing.ProtocolError(received.protocol_error) from None
+
+    def on_report(self, message: framing.Message) -> None:
+        """Log a report as it arrives (the teardown's is held: merged with the host's),
+        then let the test process go on."""
+        item, received = self.item, self.received
+        received.count += 1
+        if received.count > MAX_REPORTS:
+            raise framing.ProtocolError(f"more than {MAX_REPORTS} reports arrived")
+        data = message.get("data")
+        line = data.pop(LINE_KEY, None) if isinstance(data, dict) else None
+        report = _load_report(item, data)
+        _follow_terminal_line(self.terminal, line)
+        if type(report) is not pytest.TestReport:
+            # One of a plugin's own (a subtest's): logged in the middle of a phase.
+            item.ihook.pytest_runtest_logreport(report=report)
+            self.terminal.flush()
+        else:
+            if report.when in received.reports:
+                raise framing.ProtocolError(f"a second {report.when} report arrived")
+            received.reports[report.when] = report
+            if report.when == "setup":  # the host's half of setup counts too
+                report.duration += self.host_setup_duration
+            if report.when != "teardown":  # held: merged with the host's teardown
+                item.ihook.pytest_runtest_logreport(report=report)
+                self.terminal.flush()  # before the container writes more (-s, log_cli)
+        os.write(self.ack_w, b"\0")  # logged: the test process goes on
+
+    def on_warning(self, message: framing.Message) -> None:
+        warning = _checked_warning(message)
+        self.received.warnings += 1
+        if self.received.warnings <= MAX_WARNINGS:
+            _reissue_warning(warning)
+
+    def on_junitxml(self, message: framing.Message) -> None:
+        _apply_junit(self.item, message)
+
+    def on_cache(self, message: framing.Message) -> None:
+        _apply_cache(self.item.config, message)
+
+    def on_coverage(self, message: framing.Message) -> None:
+        COVERAGE.add(message)
+
+    def on_session_stop(self, message: framing.Message) -> None:
+        name, reason = message.get("attribute"), message.get("reason")
+        if name not in ("shouldstop", "shouldfail") or not isinstance(reason, str):
+            raise framing.ProtocolError("a session-stop frame is malformed")
+        if not getattr(self.item.session, name):
+            setattr(self.item.session, name, reason[:MAX_WARNING_TEXT] or True)
+
+    def on_session_exit(self, message: framing.Message) -> None:
+        self.received.exit_request = message
+
+    def on_interrupt(self, message: framing.Message) -> None:
+        self.received.interrupted = True
+
+    def on_trace(self, message: framing.Message) -> None:
+        if self.writer is not None:
+            _print_trace(self.writer, self.item, message)
+
+    def on_writes(self, message: framing.Message) -> None:
+        if self.state.report_writes:
+            self.state.writes[self.item.nodeid] = _checked_writes(message)
+
+    # -- the container's life
+    def run(self, ahead: tuple[pytest.Item, Options] | None) -> None:
+        """Run the item in its container (prepared, when one is); ``ahead`` is the next
+        test, whose container is prepared meanwhile."""
+        item, options, state = self.item, self.options, self.state
+        started = time.monotonic()
+        try:
+            cgroups = state.containers.cgroups_for(options)
+        except limits_mod.CgroupError as exc:
+            text = f"rootless: {exc.strerror}"
+            report = _failure_report(item, "setup", text, [], 0.0)
+            self.received.reports["setup"] = report
+            item.ihook.pytest_runtest_logreport(report=report)
+            return
+        tmp = state.keeper.tmp_ahead.pop(item.nodeid, None) or state.tmp_path_for(item)
+        spec = state.spec(options, item, rw_binds=(tmp.path,) if tmp else (), cgroups=cgroups)
+        _forwarding()  # made here, once, rather than in every test process
+        tracing = state.trace and self.writer is not None
+        if tracing:
+            libc.set_tracing(True)
+        try:
+            outcome = self._launch(spec, tmp, cgroups, ahead)
+        finally:
+            if tracing:
+                libc.set_tracing(False)
+        self._finish(outcome, cgroups, tmp, started)
+
+    def _launch(
+        self,
+        spec: ChildSpec,
+        tmp: TmpPath | None,
+        cgroups: limits_mod.Cgroups | None,
+        ahead: tuple[pytest.Item, Options] | None,
+    ) -> launch.Outcome:
+        item, options, state = self.item, self.options, self.state
+        # The host's answer to each report: it has been logged (see _Forwarder).
+        ack_r, self.ack_w = os.pipe2(os.O_CLOEXEC)
+        try:
+            notes = _limit_notes(options, state.containers.limits_backend())
+            index = state.keeper.index_of(item)
+            if cgroups is None and index is not None and state.keeper.preparing(options):
+                job = {
+                    "item": index,
+                    "nodeid": item.nodeid,
+                    "session": {name: getattr(item.session, name) for name in SESSION_COUNTS},
+                    "tmp": dataclasses.astuple(tmp) if tmp else None,
+                    "options": spec_data(options),
+                }
+                outcome = state.keeper.run(item, spec, job, ack_r, self.on_message, ahead)
+                if outcome is not None:
+                    return outcome
+            spec = dataclasses.replace(spec, keep_fds=spec.keep_fds | {ack_r})
+            payload = functools.partial(_container_protocol, item, tmp, notes, ack_r)
+            return state.containers.run(spec, payload, self.on_message, cgroups)
+        finally:
+            os.close(ack_r)
+            os.close(self.ack_w)
+
+    def _finish(
+        self,
+        outcome: launch.Outcome,
+        cgroups: limits_mod.Cgroups | None,
+        tmp: TmpPath | None,
+        started: float,
+    ) -> None:
+        """Tidy the test's tmp_path, and report what the container did not."""
+        item, options, received = self.item, self.options, self.received
+        hits = cgroups.hits() if cgroups is not None else {}
+        backend = self.state.containers.limits_backend
+        limit_lines = (
+            limits_mod.explain(options, backend(), hits, signum=outcome.signal)
+            if options.memory or options.pids or options.cpu
+            else []
+        )
+        received.protocol_error = received.protocol_error or outcome.protocol_error
+        output = self.drain()
+        if tmp is not None:
+            call = received.reports.get("call")
+            tmp.tidy(item.config, passed=call is not None and call.passed)
+        if received.exit_request is not None or received.interrupted:
+            return
+        elapsed = time.monotonic() - started
+        _report_missing(item, options, outcome, received, output, elapsed, limit_lines)
+        # A limit hit that did not end the test process (a child was OOM-killed, a fork
+        # refused) but made it fail: say so under the failure.
+        call = received.reports.get("call")
+        if limit_lines and call is not None and call.failed:
+            # What the kernel counted replaces what the test process could guess.
+            call.sections = [s for s in call.sections if s[0] != LIMIT_SECTION]
+            call.sections.append((LIMIT_SECTION, "\n".join(f"{line}." for line in limit_lines)))
