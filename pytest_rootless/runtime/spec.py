@@ -5,13 +5,12 @@ request to it is JSON, never a pickle)."""
 
 from __future__ import annotations
 
-import dataclasses
 import typing
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, TypeVar
 
 from ..kernel.syscalls import CloneFlag as NS
+from ..protocol.spec_codec import DataclassCodec
 from . import limits, mountplan
 from .options import Options
 
@@ -61,77 +60,15 @@ Payload = Callable[[int], int]
 JobPayload = Callable[[dict[str, object], int], Payload]
 
 
-_T = TypeVar("_T")
-
-
-_DATA_TYPES: dict[str, type] = {
-    cls.__name__: cls
-    for cls in (
-        ChildSpec,
-        mountplan.Plan,
-        limits.ProcessLimits,
-        Options,
-        *typing.get_args(mountplan.Op),
-    )
-}
-
-
-#: Plans already turned into data: a plan is made once a session and never changes, and
-#: turning its ~60 operations into data each time would cost more than the rest of a
-#: request (the plan is kept alive with its data, so its id is not reused).
-_PLAN_DATA: dict[int, tuple[mountplan.Plan, object]] = {}
-
-
-def spec_data(value: object) -> object:
-    """``value`` (a ChildSpec, Options, or a part of one) as JSON-ready data."""
-    if isinstance(value, mountplan.Plan):
-        known = _PLAN_DATA.get(id(value))
-        if known is None:
-            known = _PLAN_DATA[id(value)] = (value, _dataclass_data(value))
-        return known[1]
-    if dataclasses.is_dataclass(value) and not isinstance(value, type):
-        return _dataclass_data(value)
-    if isinstance(value, bytes):
-        return {"@bytes": value.hex()}
-    if isinstance(value, frozenset):
-        return {"@frozenset": sorted(value)}
-    if isinstance(value, tuple | list):
-        return [spec_data(v) for v in value]
-    if value is None or isinstance(value, str | int | float):
-        return value
-    raise TypeError(f"{type(value).__name__} cannot be sent to a prepared container")
-
-
-def _dataclass_data(value: Any) -> object:
-    name = type(value).__name__
-    if _DATA_TYPES.get(name) is not type(value):
-        raise TypeError(f"{name} cannot be sent to a prepared container")
-    fields = {
-        f.name: spec_data(getattr(value, f.name))
-        for f in dataclasses.fields(typing.cast(Any, value))
-    }
-    return {"@": name, **fields}
-
-
-def spec_from_data(data: object, cls: type[_T]) -> _T:
-    """The inverse of :func:`spec_data`, checked to be a ``cls``."""
-    value = _from_data(data)
-    if not isinstance(value, cls):
-        raise TypeError(f"not a {cls.__name__}")
-    return value
-
-
-def _from_data(data: object) -> object:
-    if isinstance(data, list):
-        return tuple(_from_data(v) for v in data)
-    if not isinstance(data, dict):
-        return data
-    if "@bytes" in data:
-        return bytes.fromhex(data["@bytes"])
-    if "@frozenset" in data:
-        return frozenset(data["@frozenset"])
-    cls = _DATA_TYPES[data["@"]]
-    return cls(**{k: _from_data(v) for k, v in data.items() if k != "@"})
+#: The spec as data, for a prepared container's zygote: the classes a spec is made of.
+SPEC_CODEC = DataclassCodec(
+    (ChildSpec, mountplan.Plan, limits.ProcessLimits, Options, *typing.get_args(mountplan.Op)),
+    # a plan is made once a session and never changes, and turning its ~60 operations
+    # into data each time would cost more than the rest of a request
+    once=(mountplan.Plan,),
+)
+spec_data = SPEC_CODEC.to_data
+spec_from_data = SPEC_CODEC.from_data
 
 
 @dataclass(frozen=True)
