@@ -14,10 +14,10 @@ TIMEOUT = 120
 # state of the host: a new one each time that state changes).
 COUNT_ZYGOTES = """
     import pytest
-    from pytest_rootless import _spawn
+    from pytest_rootless.runtime import prepared
 
     MADE = []
-    _init = _spawn.Zygote.__init__
+    _init = prepared.Zygote.__init__
 
 
     def counting_init(self, *args, **kwargs):
@@ -25,7 +25,7 @@ COUNT_ZYGOTES = """
         _init(self, *args, **kwargs)
 
 
-    _spawn.Zygote.__init__ = counting_init
+    prepared.Zygote.__init__ = counting_init
 
 
     def pytest_terminal_summary(terminalreporter):
