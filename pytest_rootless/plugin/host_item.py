@@ -42,7 +42,8 @@ from collections.abc import Callable, Iterator
 import pytest
 
 from ..kernel import libc
-from ..protocol import framing
+from ..protocol import framing, messages
+from ..protocol.messages import Result
 from ..runtime import limits as limits_mod
 from ..runtime.options import Options
 from ..runtime.spec import spec_data
@@ -51,12 +52,9 @@ from .in_container import _container_protocol, _forwarding, _limit_notes
 from .prepared import SESSION_COUNTS
 from .reports import (
     MAX_REPORTS,
-    MAX_WARNING_TEXT,
     MAX_WARNINGS,
     _apply_cache,
     _apply_junit,
-    _checked_warning,
-    _checked_writes,
     _failure_report,
     _follow_terminal_line,
     _load_report,
@@ -356,34 +354,32 @@ def _run_in_container(
 
     def handle(message: framing.Message) -> None:
         kind = message["kind"]
-        if kind == "report":
+        if kind == Result.REPORT:
             log_report(message)
             os.write(ack_w, b"\0")  # logged: the test process goes on
-        elif kind == "warning":
-            warning = _checked_warning(message)
+        elif kind == Result.WARNING:
+            warning = messages.checked_warning(message)
             received.warnings += 1
             if received.warnings <= MAX_WARNINGS:
                 _reissue_warning(warning)
-        elif kind == "junitxml":
+        elif kind == Result.JUNITXML:
             _apply_junit(item, message)
-        elif kind == "cache":
+        elif kind == Result.CACHE:
             _apply_cache(item.config, message)
-        elif kind == "coverage":
+        elif kind == Result.COVERAGE:
             COVERAGE.add(message)
-        elif kind == "session-stop":
-            name, reason = message.get("attribute"), message.get("reason")
-            if name not in ("shouldstop", "shouldfail") or not isinstance(reason, str):
-                raise framing.ProtocolError("a session-stop frame is malformed")
+        elif kind == Result.SESSION_STOP:
+            name, reason = messages.checked_session_stop(message)
             if not getattr(item.session, name):
-                setattr(item.session, name, reason[:MAX_WARNING_TEXT] or True)
-        elif kind == "session-exit":
+                setattr(item.session, name, reason or True)
+        elif kind == Result.SESSION_EXIT:
             received.exit_request = message
-        elif kind == "interrupt":
+        elif kind == Result.INTERRUPT:
             received.interrupted = True
-        elif kind == "trace" and writer is not None:
+        elif kind == Result.TRACE and writer is not None:
             _print_trace(writer, item, message)
-        elif kind == "writes" and state.report_writes:
-            state.writes[item.nodeid] = _checked_writes(message)
+        elif kind == Result.WRITES and state.report_writes:
+            state.writes[item.nodeid] = messages.checked_writes(message)
 
     started = time.monotonic()
     try:
