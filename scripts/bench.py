@@ -325,6 +325,7 @@ def run_variant(v: Variant, env: dict[str, str], results: Path) -> float | None:
 FLOOR = r"""
 import json, os, sys, time
 from pytest_rootless.protocol import framing
+from pytest_rootless.protocol.messages import Result
 from pytest_rootless.runtime import prepared as prepared_containers
 from pytest_rootless.runtime.options import Options
 from pytest_rootless.runtime.session import ContainerSession
@@ -351,7 +352,7 @@ def built():
 
 
 def done(fd):  # what a test process sends last
-    framing.send(fd, {"kind": "done", "status": 0})
+    framing.send(fd, {"kind": Result.DONE, "status": 0})
     return 0
 
 

@@ -24,7 +24,6 @@ it touches no pytest state, reports through a pipe as JSON, and leaves only thro
 from __future__ import annotations
 
 import errno
-import json
 import os
 import platform
 import pwd
@@ -39,6 +38,7 @@ from typing import TextIO
 
 from ..kernel import mount as mnt
 from ..kernel import syscalls as sc
+from ..protocol import framing, messages
 from ..runtime import limits as limits_mod
 from ..runtime import probe
 from ..runtime.session import ContainerSession
@@ -194,20 +194,21 @@ def in_child(steps: Callable[[], None]) -> Trial:
         code = 1
         try:
             os.close(read_fd)
-            os.write(write_fd, json.dumps(asdict(_answer(steps))).encode())
+            framing.send(write_fd, {"kind": messages.Doctor.TRIAL, **asdict(_answer(steps))})
             code = 0
         finally:
             os._exit(code)
     os.close(write_fd)
-    chunks = []
+    decoder = framing.Decoder()
+    found = []
     while chunk := os.read(read_fd, 65536):
-        chunks.append(chunk)
+        found += decoder.feed(chunk)
     os.close(read_fd)
     _, status = os.waitpid(pid, 0)
-    if not chunks:
+    if not found:
         code = os.waitstatus_to_exitcode(status)
         return Trial(False, None, None, f"the trial process ended with status {code} first")
-    return Trial(**json.loads(b"".join(chunks)))
+    return Trial(*messages.checked_trial(found[0]))
 
 
 NS = sc.CloneFlag

@@ -18,6 +18,7 @@ from typing import Any, final
 import cloudpickle  # type: ignore[import-untyped]
 
 from ..protocol import errors, framing, values
+from ..protocol.messages import Call, Live
 from ..runtime import launch, limits, live, network
 from ..runtime.options import Options
 from ..runtime.probe import UnsupportedHost
@@ -82,7 +83,7 @@ class Process:
 
     def _decode(self) -> Any:
         for message in self._messages:
-            if message["kind"] == "result":
+            if message["kind"] == Call.RESULT:
                 if message.get("encoding") != values.ENCODING_VERSION:
                     raise errors.RemoteError(
                         "ProtocolError",
@@ -93,7 +94,7 @@ class Process:
                     return values.decode_value(message.get("value"))
                 except ValueError as exc:
                     raise errors.RemoteError("ProtocolError", str(exc)) from None
-            if message["kind"] == "error":
+            if message["kind"] == Call.ERROR:
                 try:
                     error = errors.decode_exception(message.get("error"))
                 except ValueError as exc:
@@ -153,14 +154,14 @@ class Process:
         if not chunk:
             return True
         for message in self._decoder.feed(chunk):
-            if message["kind"] != "coverage":
+            if message["kind"] != Call.COVERAGE:
                 self._messages.append(message)
                 continue
             try:  # lines the call ran, for coverage.py measuring pytest
                 COVERAGE.add(message)
             except framing.ProtocolError:
                 pass
-        return any(m["kind"] in ("result", "error") for m in self._messages)
+        return any(m["kind"] in (Call.RESULT, Call.ERROR) for m in self._messages)
 
     def _finish(self) -> None:
         self._finished = True
@@ -321,7 +322,7 @@ class Container:
         live = self._container()
         found = diff(self._baseline, self._live_run(_snapshot))
         if self._options.writable:
-            ident, channel = live.call(b"", op="changes")
+            ident, channel = live.call(b"", op=Live.READ_CHANGES)
             try:
                 found.update(_read_changes(channel))
             finally:

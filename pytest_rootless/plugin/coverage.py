@@ -8,7 +8,7 @@ import os
 import sys
 from typing import Any
 
-from ..protocol import framing
+from ..protocol import framing, messages
 from .in_container_coverage import ContainerCoverage
 
 
@@ -26,11 +26,9 @@ class CoverageSink:
 
     def add(self, message: framing.Message) -> None:
         """Take one frame: ``{"arcs": bool, "contexts": {context: {path: lines or
-        arcs}}}``, the lines (or arcs) measured under each dynamic context."""
-        arcs, contexts = message.get("arcs"), message.get("contexts")
-        if not isinstance(arcs, bool) or not isinstance(contexts, dict):
-            raise framing.ProtocolError("a coverage frame is malformed")
-        checked = {context: _checked_coverage(files, arcs) for context, files in contexts.items()}
+        arcs}}}``, the lines (or arcs) measured under each dynamic context (see
+        messages.checked_coverage)."""
+        arcs, checked = messages.checked_coverage(message)
         data = self._data(arcs)
         if data is None:
             return
@@ -73,27 +71,6 @@ class CoverageSink:
         if current is not None:
             current.get_data().update(self.data)
             self.data = self.arcs = None
-
-
-def _checked_coverage(files: object, arcs: bool) -> dict[str, list[Any]]:
-    """A coverage frame's ``{path: [line, ...]}`` or ``{path: [[from, to], ...]}``."""
-    if not isinstance(files, dict):
-        raise framing.ProtocolError("a coverage frame is malformed")
-    size = 2 if arcs else 1
-    checked: dict[str, list[Any]] = {}
-    for path, entries in files.items():
-        if not isinstance(path, str) or not isinstance(entries, list):
-            raise framing.ProtocolError("a coverage frame is malformed")
-        for entry in entries:
-            numbers = entry if arcs else [entry]
-            if not (
-                isinstance(numbers, list)
-                and len(numbers) == size
-                and all(isinstance(n, int) and not isinstance(n, bool) for n in numbers)
-            ):
-                raise framing.ProtocolError("a coverage frame is malformed")
-        checked[path] = [tuple(e) for e in entries] if arcs else entries
-    return checked
 
 
 #: This process's sink (the host's), for isolated tests and live containers alike.

@@ -14,7 +14,8 @@ from typing import Any
 import pytest
 
 from ..kernel import libc
-from ..protocol import framing
+from ..protocol import framing, messages
+from ..protocol.messages import Result
 from ..runtime import launch
 from ..runtime import limits as limits_mod
 from ..runtime.options import Options
@@ -24,12 +25,9 @@ from .in_container import _container_protocol, _forwarding, _limit_notes
 from .prepared import SESSION_COUNTS
 from .reports import (
     MAX_REPORTS,
-    MAX_WARNING_TEXT,
     MAX_WARNINGS,
     _apply_cache,
     _apply_junit,
-    _checked_warning,
-    _checked_writes,
     _failure_report,
     _follow_terminal_line,
     _load_report,
@@ -66,16 +64,16 @@ class ContainerRun:
         self.terminal = item.config.get_terminal_writer()
         self.ack_w = -1  # the host's end of the container's ack pipe, once it exists
         self.handlers: dict[str, Callable[[framing.Message], None]] = {
-            "report": self.on_report,
-            "warning": self.on_warning,
-            "junitxml": self.on_junitxml,
-            "cache": self.on_cache,
-            "coverage": self.on_coverage,
-            "session-stop": self.on_session_stop,
-            "session-exit": self.on_session_exit,
-            "interrupt": self.on_interrupt,
-            "trace": self.on_trace,
-            "writes": self.on_writes,
+            Result.REPORT: self.on_report,
+            Result.WARNING: self.on_warning,
+            Result.JUNITXML: self.on_junitxml,
+            Result.CACHE: self.on_cache,
+            Result.COVERAGE: self.on_coverage,
+            Result.SESSION_STOP: self.on_session_stop,
+            Result.SESSION_EXIT: self.on_session_exit,
+            Result.INTERRUPT: self.on_interrupt,
+            Result.TRACE: self.on_trace,
+            Result.WRITES: self.on_writes,
         }
 
     # -- what the container sends, one method per kind
@@ -124,7 +122,7 @@ class ContainerRun:
         os.write(self.ack_w, b"\0")  # logged: the test process goes on
 
     def on_warning(self, message: framing.Message) -> None:
-        warning = _checked_warning(message)
+        warning = messages.checked_warning(message)
         self.received.warnings += 1
         if self.received.warnings <= MAX_WARNINGS:
             _reissue_warning(warning)
@@ -139,11 +137,9 @@ class ContainerRun:
         COVERAGE.add(message)
 
     def on_session_stop(self, message: framing.Message) -> None:
-        name, reason = message.get("attribute"), message.get("reason")
-        if name not in ("shouldstop", "shouldfail") or not isinstance(reason, str):
-            raise framing.ProtocolError("a session-stop frame is malformed")
+        name, reason = messages.checked_session_stop(message)
         if not getattr(self.item.session, name):
-            setattr(self.item.session, name, reason[:MAX_WARNING_TEXT] or True)
+            setattr(self.item.session, name, reason or True)
 
     def on_session_exit(self, message: framing.Message) -> None:
         self.received.exit_request = message
@@ -157,7 +153,7 @@ class ContainerRun:
 
     def on_writes(self, message: framing.Message) -> None:
         if self.state.report_writes:
-            self.state.writes[self.item.nodeid] = _checked_writes(message)
+            self.state.writes[self.item.nodeid] = messages.checked_writes(message)
 
     # -- the container's life
     def run(self, ahead: tuple[pytest.Item, Options] | None) -> None:

@@ -17,6 +17,7 @@ import pluggy
 import pytest
 
 from ..protocol import framing
+from ..protocol.messages import Result
 from ..runtime import limits as limits_mod
 from ..runtime.options import Options
 from .in_container_coverage import ContainerCoverage
@@ -208,7 +209,7 @@ class _Forwarder:
                 data[LINE_KEY] = self.line = line
             for stream in (sys.stdout, sys.stderr):  # what the test printed (-s) first
                 stream.flush()
-            self.send({"kind": "report", "data": _fit(data)})
+            self.send({"kind": Result.REPORT, "data": _fit(data)})
             if not os.read(self.ack_fd, 1):
                 raise RuntimeError("pytest-rootless: the host closed the container's channel")
         if report.when == "setup" and type(report) is pytest.TestReport:
@@ -227,7 +228,7 @@ class _Forwarder:
             if value and name not in self.stopped:
                 self.stopped.add(name)
                 reason = value if isinstance(value, str) else ""
-                self.send({"kind": "session-stop", "attribute": name, "reason": reason})
+                self.send({"kind": Result.SESSION_STOP, "attribute": name, "reason": reason})
                 stack = session._setupstate.stack
                 for node, known in self.inherited.items():
                     if node is not self.item and node in stack:
@@ -241,7 +242,7 @@ class _Forwarder:
         category = warning_message.category
         self.send(
             {
-                "kind": "warning",
+                "kind": Result.WARNING,
                 "message": str(warning_message.message),
                 "category": category.__name__,
                 "module": category.__module__,
@@ -320,7 +321,7 @@ class _CacheWrites:
         return self.get(key, default)
 
     def message(self) -> framing.Message | None:
-        return {"kind": "cache", "values": self.values} if self.values else None
+        return {"kind": Result.CACHE, "values": self.values} if self.values else None
 
 
 class _JunitRecords:
@@ -348,7 +349,7 @@ class _JunitRecords:
         if not added and not attributes:
             return None
         return {
-            "kind": "junitxml",
+            "kind": Result.JUNITXML,
             "attributes": [[str(k), str(v)] for k, v in attributes.items()],
             "properties": [[str(k), str(v)] for k, v in added],
         }
@@ -404,9 +405,9 @@ def _container_protocol(
         # host tears down higher scopes.
         item.ihook.pytest_runtest_protocol(item=item, nextitem=item.parent)
     except pytest.exit.Exception as exc:
-        send({"kind": "session-exit", "reason": exc.msg, "returncode": exc.returncode})
+        send({"kind": Result.SESSION_EXIT, "reason": exc.msg, "returncode": exc.returncode})
     except KeyboardInterrupt:
-        send({"kind": "interrupt"})
+        send({"kind": Result.INTERRUPT})
     cached = cache.message() if cache is not None else None
     for message in (junit.recorded(item.nodeid), cached, measuring and measuring.finish()):
         if message:
@@ -415,7 +416,7 @@ def _container_protocol(
     # still buffered for the terminal (-s) goes out first.
     for stream in (sys.stdout, sys.stderr):
         stream.flush()
-    send({"kind": "done", "status": 0})
+    send({"kind": Result.DONE, "status": 0})
     return 0
 
 

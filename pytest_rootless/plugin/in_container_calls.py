@@ -14,8 +14,8 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from ..protocol import errors, framing, values
+from ..protocol.messages import CHANGE_KINDS, Call
 from ..runtime import launch
-from ..runtime.child.changes import CHANGE_KINDS
 from .in_container_coverage import ContainerCoverage
 
 
@@ -30,11 +30,11 @@ def _serve_call(fd: int) -> int:
     try:
         fn, args, kwargs = pickle.loads(b"".join(chunks))
         value = values.encode_value(fn(*args, **kwargs))
-        message = {"kind": "result", "encoding": values.ENCODING_VERSION, "value": value}
+        message = {"kind": Call.RESULT, "encoding": values.ENCODING_VERSION, "value": value}
     except values.EncodeError as exc:
-        message = {"kind": "error", "error": errors.encode_exception(TypeError(str(exc)))}
+        message = {"kind": Call.ERROR, "error": errors.encode_exception(TypeError(str(exc)))}
     except BaseException as exc:
-        message = {"kind": "error", "error": errors.encode_exception(exc)}
+        message = {"kind": Call.ERROR, "error": errors.encode_exception(exc)}
     measured = measuring.finish() if measuring is not None else None
     if measured is not None:
         framing.write_all(fd, framing.encode(measured))
@@ -46,7 +46,7 @@ def _serve_call(fd: int) -> int:
             f"result: {len(data)} bytes once encoded, more than the {framing.MAX_FRAME} a "
             "container can return; return less, or write it to a file in tmp_path"
         )
-        data = framing.encode({"kind": "error", "error": errors.encode_exception(too_big)})
+        data = framing.encode({"kind": Call.ERROR, "error": errors.encode_exception(too_big)})
     framing.write_all(fd, data)
     return 0
 
@@ -115,9 +115,9 @@ def _read_changes(channel: socket.socket) -> dict[str, str]:
         messages += decoder.feed(chunk)
     for message in messages:
         changes = message.get("changes")
-        if message["kind"] == "changes" and isinstance(changes, dict):
+        if message["kind"] == Call.CHANGES and isinstance(changes, dict):
             return {str(k): v for k, v in changes.items() if v in CHANGE_KINDS}
-        if message["kind"] == "setup-error":
+        if message["kind"] == Call.SETUP_ERROR:
             raise launch.ContainerError(f"reading the changes failed: {message.get('message')}")
     raise launch.ContainerError("the container sent no changes")
 

@@ -7,6 +7,7 @@ import sys
 from typing import Any
 
 from ..protocol import framing
+from ..protocol.messages import Result
 
 #: coverage.py's [run] options that the measurement in a test process takes from pytest's.
 COVERAGE_OPTIONS = (
@@ -86,4 +87,4 @@ class ContainerCoverage:
             contexts[context] = {path: found for path, found in files.items() if found}
         if not any(contexts.values()):
             return None
-        return {"kind": "coverage", "arcs": arcs, "contexts": contexts}
+        return {"kind": Result.COVERAGE, "arcs": arcs, "contexts": contexts}

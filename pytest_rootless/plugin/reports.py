@@ -13,9 +13,8 @@ from typing import Any
 
 import pytest
 
-from ..protocol import framing
+from ..protocol import framing, messages
 from ..runtime import launch
-from ..runtime.child.changes import CHANGE_KINDS
 from ..runtime.options import Options
 from .shared import MARKUP_KEY, PHASES, Phase, junitxml_plugin
 
@@ -216,27 +215,11 @@ def _follow_terminal_line(terminal: Any, line: object) -> None:
 MAX_TERMINAL_LINE = 64 * 1024
 
 
-#: Values per junitxml frame (attributes and suite properties each).
-MAX_JUNIT_RECORDS = 1000
-
-
 def _apply_junit(item: pytest.Item, message: framing.Message) -> None:
     """Record on the host what the container's ``record_xml_attribute`` and
     ``record_testsuite_property`` recorded, through the junitxml plugin's own methods;
     before the host logs the teardown report, which writes the test case."""
-    pairs: dict[str, list[tuple[str, str]]] = {}
-    for key in ("attributes", "properties"):
-        value = message.get(key)
-        if not (
-            isinstance(value, list)
-            and len(value) <= MAX_JUNIT_RECORDS
-            and all(
-                isinstance(p, list) and len(p) == 2 and all(isinstance(x, str) for x in p)
-                for p in value
-            )
-        ):
-            raise framing.ProtocolError("a junitxml frame is malformed")
-        pairs[key] = [(name, text) for name, text in value]
+    pairs = messages.checked_junit(message)
     xml = junitxml_plugin(item.config)
     if xml is None:
         return
@@ -287,36 +270,6 @@ MAX_WARNINGS = 1000
 
 #: Reports per test (subtests log one each): past this the container is misbehaving.
 MAX_REPORTS = 100_000
-
-
-MAX_WARNING_TEXT = 64 * 1024
-
-
-#: Paths kept per test in the writes report (a test can write millions).
-MAX_WRITES = 1000
-
-
-def _checked_writes(message: framing.Message) -> dict[str, str]:
-    changes = message.get("changes")
-    if not isinstance(changes, dict) or not all(
-        isinstance(k, str) and v in CHANGE_KINDS for k, v in changes.items()
-    ):
-        raise framing.ProtocolError("a writes frame is malformed")
-    kept = dict(list(changes.items())[:MAX_WRITES])
-    if len(changes) > MAX_WRITES:
-        kept[f"... and {len(changes) - MAX_WRITES} more"] = "added"
-    return kept
-
-
-def _checked_warning(message: framing.Message) -> framing.Message:
-    fields = ("message", "category", "module", "filename")
-    if not all(isinstance(message.get(key), str) for key in fields):
-        raise framing.ProtocolError("a warning frame is malformed")
-    if not isinstance(message.get("lineno"), int):
-        raise framing.ProtocolError("a warning frame is malformed")
-    if not message["category"].isidentifier():
-        raise framing.ProtocolError("a warning category is not a name")
-    return {key: message[key][:MAX_WARNING_TEXT] for key in fields} | {"lineno": message["lineno"]}
 
 
 def _report_missing(
@@ -384,18 +337,8 @@ def _report_missing(
         item.ihook.pytest_runtest_logreport(report=report)
 
 
-#: Values a container may set in pytest's cache per test.
-MAX_CACHE_VALUES = 1000
-
-
 def _apply_cache(config: pytest.Config, message: framing.Message) -> None:
-    values = message.get("values")
-    if not (
-        isinstance(values, dict)
-        and len(values) <= MAX_CACHE_VALUES
-        and all(isinstance(key, str) for key in values)
-    ):
-        raise framing.ProtocolError("a cache frame is malformed")
+    values = messages.checked_cache(message)
     cache: Any = getattr(config, "cache", None)
     for key, value in values.items() if cache is not None else ():
         cache.set(key, value)

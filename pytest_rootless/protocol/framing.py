@@ -127,9 +127,12 @@ class Decoder:
 # --- packets: one frame per SOCK_SEQPACKET packet, fds alongside (unix(7), SCM_RIGHTS) -------
 
 
-def send_packet(sock: socket.socket, message: Message, fds: Sequence[int] = ()) -> None:
-    """Send ``message`` as one frame in one packet, with ``fds`` passed along."""
-    socket.send_fds(sock, [encode(message)], list(fds))
+def send_packet(
+    sock: socket.socket, message: Message, fds: Sequence[int] = (), flags: int = 0
+) -> None:
+    """Send ``message`` as one frame in one packet, with ``fds`` passed along (``flags``:
+    send(2)'s, such as MSG_DONTWAIT)."""
+    socket.send_fds(sock, [encode(message)], list(fds), flags)
 
 
 def decode_packet(packet: bytes) -> Message:

@@ -14,14 +14,15 @@ from __future__ import annotations
 import gc
 import os
 import select
-import signal
 import socket
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
+from ..kernel import processes
 from ..kernel import syscalls as sc
 from ..protocol import framing
+from ..protocol.messages import Result
 from .child import init as child
 from .child import relay
 from .spec import CLONE_FLAGS, ChildSpec, Payload
@@ -119,7 +120,7 @@ class Init:
         self.pid = pid
 
     def kill(self) -> None:
-        _kill(self.pid)
+        processes.kill(self.pid)  # PID 1 of the namespace: the kernel kills the rest
 
     def gone(self) -> bool:
         """Reaped now if it has ended (never waits)."""
@@ -130,7 +131,7 @@ class Init:
 
     def wait(self) -> int | None:
         """Its wait status, once it has ended (None: another process reaped it)."""
-        return _waitpid(self.pid)[1]
+        return processes.reap(self.pid)[1]
 
 
 def _clone_init(
@@ -226,23 +227,6 @@ def _single_threaded() -> bool:
     return fields[17] == b"1"
 
 
-def _waitpid(pid: int) -> tuple[int, int]:
-    while True:
-        try:
-            return os.waitpid(pid, 0)
-        except InterruptedError:
-            continue
-        except ChildProcessError:
-            return pid, 0
-
-
-def _kill(pid: int) -> None:
-    try:
-        os.kill(pid, signal.SIGKILL)  # PID 1 of the namespace: the kernel kills the rest
-    except ProcessLookupError:
-        pass
-
-
 def _collect(
     kill: Callable[[], None],
     read_fd: int,
@@ -275,15 +259,15 @@ def _collect(
             continue  # drain until EOF; the container is being killed
         for message in decoder.feed(chunk):
             kind = message["kind"]
-            if kind == "init-exit":  # from the zygote: how a prepared init ended
+            if kind == Result.INIT_EXIT:  # from the zygote: how a prepared init ended
                 outcome.init_status = _int_or_none(message.get("status"))
-            elif kind == "exit":
+            elif kind == Result.EXIT:
                 outcome.status = _int_or_none(message.get("status"))
                 outcome.signal = _int_or_none(message.get("signal"))
                 outcome.timed_out = outcome.timed_out or bool(message.get("timed_out"))
-            elif kind == "setup-error":
+            elif kind == Result.SETUP_ERROR:
                 outcome.setup_error = message
-            elif kind == "done":
+            elif kind == Result.DONE:
                 # The test process sent everything and flushed its output: nothing it
                 # does after this counts. The container ends by itself; see Reaper.
                 outcome.status = _int_or_none(message.get("status"))

@@ -4,15 +4,15 @@ starts a call process for each request (see :func:`.child.init._serve`)."""
 from __future__ import annotations
 
 import dataclasses
-import json
 import os
 import select
-import signal
 import socket
 import time
 
+from ..kernel import processes
 from ..protocol import framing
-from .launch import ContainerError, CrashChannel, _clone_init, _int_or_none, _kill, _waitpid
+from ..protocol.messages import Live, Result
+from .launch import ContainerError, CrashChannel, _clone_init, _int_or_none
 from .spec import ChildSpec, Payload
 
 
@@ -65,11 +65,11 @@ class LiveInit:
             if not chunk:
                 raise ContainerError("the container's init ended before it was ready")
             for message in decoder.feed(chunk):
-                if message["kind"] == "ready":
+                if message["kind"] == Result.READY:
                     return
-                if message["kind"] == "trace" and isinstance(message.get("lines"), list):
+                if message["kind"] == Result.TRACE and isinstance(message.get("lines"), list):
                     self.trace += [str(line) for line in message["lines"]]
-                if message["kind"] == "setup-error":
+                if message["kind"] == Result.SETUP_ERROR:
                     raise ContainerError(
                         f"the container could not be built: {message.get('message')}"
                     )
@@ -105,10 +105,10 @@ class LiveInit:
             return False
         return gone == 0
 
-    def call(self, job: bytes, op: str = "start") -> tuple[int, socket.socket]:
+    def call(self, job: bytes, op: Live = Live.CALL) -> tuple[int, socket.socket]:
         """Start a process that gets ``job``; returns its id and the host's end of its
-        channel (read its frames until EOF). ``op="changes"``: init's own reader of the
-        overlays' upper layers instead, which sends one "changes" frame."""
+        channel (read its frames until EOF). ``op=Live.READ_CHANGES``: init's own reader
+        of the overlays' upper layers instead, which sends one Call.CHANGES frame."""
         if not self.alive:
             raise ContainerError("the container is gone (closed, timed out or killed)")
         self._drain()  # or init blocks on a full socket telling us of ended processes
@@ -117,8 +117,7 @@ class LiveInit:
         self._unsettled.add(ident)
         host_end, process_end = socket.socketpair()
         try:
-            request = json.dumps({"op": op, "id": ident}).encode()
-            socket.send_fds(self._control, [request], [process_end.fileno()])
+            framing.send_packet(self._control, {"kind": op, "id": ident}, [process_end.fileno()])
         except OSError as exc:
             host_end.close()
             raise ContainerError(f"the container is gone: {exc}") from None
@@ -131,11 +130,11 @@ class LiveInit:
     def kill(self, ident: int) -> None:
         """Ask init to SIGKILL a process. Never blocks on a full socket for long: what
         init has to say is read meanwhile, so neither side waits for the other."""
-        request = json.dumps({"op": "kill", "id": ident}).encode()
+        request = {"kind": Live.KILL, "id": ident}
         deadline = time.monotonic() + 10
         while self.alive and time.monotonic() < deadline:
             try:
-                self._control.send(request, socket.MSG_DONTWAIT)
+                framing.send_packet(self._control, request, flags=socket.MSG_DONTWAIT)
                 return
             except BlockingIOError:
                 self._drain()
@@ -159,8 +158,8 @@ class LiveInit:
             return False
         try:
             packet = self._control.recv(4096)
-            message = json.loads(packet)
-            if message.get("kind") == "init-pid":  # a relay (threads) started it
+            message = framing.decode_packet(packet)
+            if message["kind"] == Live.INIT_PID:  # a relay (threads) started it
                 self._init_pid = int(message["pid"])
                 # Not our child: hold it by a pidfd, so that killing it later can never
                 # hit another process that got the same pid after it ended.
@@ -171,7 +170,7 @@ class LiveInit:
                 return True
             ident = int(message["id"])
             status, signum = message.get("status"), message.get("signal")
-        except (OSError, ValueError, KeyError, TypeError):
+        except (OSError, framing.ProtocolError, ValueError, KeyError, TypeError):
             return False
         if ident in self._unsettled:
             self._statuses[ident] = (_int_or_none(status), _int_or_none(signum))
@@ -200,13 +199,10 @@ class LiveInit:
             return
         self._closed = True
         self._control.close()  # init returns when it reads EOF: the container ends
-        _kill(self.pid)  # our child: init, or the relay
+        processes.kill(self.pid)  # our child: init, or the relay
         if self._init_pidfd is not None:
-            try:
-                signal.pidfd_send_signal(self._init_pidfd, signal.SIGKILL)
-            except ProcessLookupError:
-                pass
+            processes.kill_pidfd(self._init_pidfd)
             os.close(self._init_pidfd)
-        _waitpid(self.pid)
+        processes.reap(self.pid)
         os.close(self._events)
         self.crash.close()

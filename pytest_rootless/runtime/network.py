@@ -39,14 +39,14 @@ from __future__ import annotations
 import ipaddress
 import os
 import shutil
-import signal
 import socket
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from ..kernel import processes
 from ..kernel import syscalls as sc
-from ..protocol import framing
+from ..protocol import framing, messages
 from . import statedir
 from .child import holder as holder_side
 from .child.holder import TIMEOUT, NetworkError, has_ipv6
@@ -71,7 +71,8 @@ class Member:
     connected: bool = True
 
 
-# --- messages: one _wire frame per SOCK_SEQPACKET packet, fds alongside ----------------------
+# The holder's messages are protocol.messages.Holder and Member: one frame per SOCK_SEQPACKET
+# packet, fds alongside (protocol.framing.send_packet).
 
 
 # --- the host's side ------------------------------------------------------------------------
@@ -92,7 +93,7 @@ class Holder:
         self.userns_fd = -1
         try:
             message, fds = holder_side.receive(host_end, TIMEOUT, "the network's holder")
-            if message["kind"] != "ready" or len(fds) != 1:
+            if message["kind"] != messages.Holder.NETWORK_UP or len(fds) != 1:
                 for fd in fds:
                     os.close(fd)
                 raise NetworkError(str(message.get("message", message)))
@@ -102,10 +103,13 @@ class Holder:
         self.userns_fd = fds[0]
         self.trace = tuple(str(line) for line in message.get("trace", []))
 
-    def request(self, message: framing.Message, fds: Sequence[int] = ()) -> framing.Message:
+    def tell(self, message: framing.Message, fds: Sequence[int] = ()) -> None:
+        """Send a message the holder does not answer (messages.Holder.MEMBER)."""
         framing.send_packet(self.sock, message, fds)
-        if message["kind"] == "member":
-            return {"kind": "done"}
+
+    def request(self, message: framing.Message) -> framing.Message:
+        """Send a request (messages.Holder.LINK) and return the holder's answer."""
+        framing.send_packet(self.sock, message)
         reply, extra = holder_side.receive(self.sock, TIMEOUT, "the network's holder")
         for fd in extra:
             os.close(fd)
@@ -119,18 +123,7 @@ class Holder:
         if self.userns_fd >= 0:
             os.close(self.userns_fd)
             self.userns_fd = -1
-        try:
-            os.kill(self.pid, signal.SIGKILL)
-        except ProcessLookupError:
-            pass
-        while True:
-            try:
-                os.waitpid(self.pid, 0)
-            except InterruptedError:
-                continue
-            except ChildProcessError:
-                pass
-            return
+        processes.kill_and_reap(self.pid)
 
 
 @dataclass
@@ -188,7 +181,9 @@ class Network:
             self._holder_trace = self.holder.trace
         host_end, init_end = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
         try:
-            self.holder.request({"kind": "member", "index": member.index}, [host_end.fileno()])
+            self.holder.tell(
+                {"kind": messages.Holder.MEMBER, "index": member.index}, [host_end.fileno()]
+            )
         except BaseException:
             init_end.close()
             raise
@@ -211,8 +206,8 @@ class Network:
         down); returns the holder's steps."""
         if self.holder is None:
             raise NetworkError(f"network {self.name!r} has no running container")
-        reply = self.holder.request({"kind": "link", "index": member.index, "up": up})
-        if reply["kind"] != "done":
+        reply = self.holder.request({"kind": messages.Holder.LINK, "index": member.index, "up": up})
+        if reply["kind"] != messages.Holder.LINKED:
             raise NetworkError(f"network {self.name!r}: {reply.get('message', reply)}")
         member.connected = up
         return [str(line) for line in reply.get("trace", [])]

@@ -7,12 +7,12 @@ from __future__ import annotations
 import gc
 import os
 import select
-import signal
 import socket
 from collections.abc import Callable
 
+from ..kernel import processes
 from ..kernel import syscalls as sc
-from ..protocol import framing
+from ..protocol import framing, messages
 from .child import zygote
 from .launch import (
     BACKSTOP_GRACE,
@@ -22,8 +22,6 @@ from .launch import (
     Outcome,
     Reaper,
     _follow,
-    _kill,
-    _waitpid,
 )
 from .spec import ChildSpec, JobPayload, spec_data
 
@@ -38,10 +36,7 @@ class PreparedInit(Init):
 
     def kill(self) -> None:
         if self.pidfd >= 0:
-            try:
-                signal.pidfd_send_signal(self.pidfd, signal.SIGKILL)
-            except ProcessLookupError:
-                pass
+            processes.kill_pidfd(self.pidfd)
 
     def gone(self) -> bool:
         self._ended(0)
@@ -139,7 +134,7 @@ class Zygote:
 
     def prepare(self, key: str, spec: ChildSpec) -> None:
         """Have the container for ``key`` built now, while something else runs."""
-        self._send({"kind": "prepare", "key": key, "spec": spec_data(spec)}, ())
+        self._send({"kind": messages.Zygote.PREPARE, "key": key, "spec": spec_data(spec)}, ())
         self.prepared.add(key)
 
     def start(
@@ -147,7 +142,7 @@ class Zygote:
     ) -> PreparedInit | None:
         """Hand the test (``job``; its result, crash and ack fds) to the init prepared for
         ``key``; None if building the container failed."""
-        request: framing.Message = {"kind": "start", "key": key, "job": job}
+        request: framing.Message = {"kind": messages.Zygote.START, "key": key, "job": job}
         if key not in self.prepared:  # else the zygote has it: spare a few KiB of JSON
             request["spec"] = spec_data(spec)
         self.prepared.clear()  # the zygote drops what it prepared for other tests
@@ -163,11 +158,13 @@ class Zygote:
             data, pidfds, _, _ = socket.recv_fds(self.control, 1 << 20, 1, socket.MSG_CMSG_CLOEXEC)
         except ConnectionError:
             data, pidfds = b"", []
-        messages = framing.Decoder().feed(data)
-        if not messages:
-            raise ContainerError("the zygote that prepares containers is gone")
-        reply = messages[0]
-        if reply.get("kind") != "started" or len(pidfds) != 1:
+        try:
+            reply = framing.decode_packet(data)
+        except framing.ProtocolError:
+            for fd in pidfds:
+                os.close(fd)
+            raise ContainerError("the zygote that prepares containers is gone") from None
+        if reply["kind"] != messages.Zygote.STARTED or len(pidfds) != 1:
             for fd in pidfds:
                 os.close(fd)
             return None
@@ -175,12 +172,11 @@ class Zygote:
 
     def _send(self, request: framing.Message, fds: tuple[int, ...]) -> None:
         try:
-            socket.send_fds(self.control, [framing.encode(request)], list(fds))
+            framing.send_packet(self.control, request, fds)
         except OSError as exc:
             raise ContainerError(f"the zygote that prepares containers is gone: {exc}") from None
 
     def close(self) -> None:
         """End it, and with it (PR_SET_PDEATHSIG) every container it prepared."""
         self.control.close()
-        _kill(self.pid)
-        _waitpid(self.pid)
+        processes.kill_and_reap(self.pid)

@@ -10,8 +10,6 @@ import stat
 from ...kernel import mount as mnt
 from .mounts import Store
 
-#: What :func:`changes` says of a path.
-CHANGE_KINDS = ("added", "modified", "deleted")
 WHITEOUT = (0, 0)  # a character device 0/0 marks a deleted entry (overlayfs.rst)
 
 

@@ -15,6 +15,7 @@ from ...kernel import libc, netlink
 from ...kernel import syscalls as sc
 from ...kernel.syscalls import CloneFlag as NS
 from ...protocol import framing
+from ...protocol.messages import Holder, Member
 from ..spec import Join
 from .leave import _leave
 
@@ -39,7 +40,7 @@ def hold(control_fd: int, trace: bool) -> int:
             nl.set_addr_gen_mode_none(BRIDGE)
         nl.set_up(BRIDGE)
         userns = os.open("/proc/self/ns/user", os.O_RDONLY | os.O_CLOEXEC)
-        framing.send_packet(control, {"kind": "ready", "trace": _steps()}, [userns])
+        framing.send_packet(control, {"kind": Holder.NETWORK_UP, "trace": _steps()}, [userns])
         os.close(userns)
         members: dict[int, int] = {}  # channel fd -> member index
         poller = select.poll()
@@ -71,19 +72,19 @@ def _control_request(
     if not data:
         return False
     message = framing.decode_packet(data)
-    if message["kind"] == "member" and len(fds) == 1:
+    if message["kind"] == Holder.MEMBER and len(fds) == 1:
         members[fds[0]] = int(message["index"])
         poller.register(fds[0], select.POLLIN)
         return True
     for fd in fds:
         os.close(fd)
     try:
-        if message["kind"] != "link":
+        if message["kind"] != Holder.LINK:
             raise NetworkError(f"unknown request {message['kind']!r}")
         nl.set_up(f"veth{int(message['index'])}", bool(message["up"]))
-        reply: framing.Message = {"kind": "done", "trace": _steps()}
+        reply: framing.Message = {"kind": Holder.LINKED, "trace": _steps()}
     except Exception as exc:
-        reply = {"kind": "error", "message": str(exc), "trace": _steps()}
+        reply = {"kind": Holder.FAILED, "message": str(exc), "trace": _steps()}
     framing.send_packet(control, reply)
     return True
 
@@ -97,7 +98,7 @@ def _plug(nl: netlink.Netlink, channel_fd: int, index: int, ipv6: bool) -> None:
         except OSError:
             return  # its init is gone
         try:
-            if not data or framing.decode_packet(data)["kind"] != "join" or len(fds) != 1:
+            if not data or framing.decode_packet(data)["kind"] != Member.JOIN or len(fds) != 1:
                 raise NetworkError("a member sent no network namespace")
             veth = f"veth{index}"
             nl.add_veth(veth, IFNAME, fds[0], "the container's network namespace")
@@ -105,9 +106,9 @@ def _plug(nl: netlink.Netlink, channel_fd: int, index: int, ipv6: bool) -> None:
                 nl.set_addr_gen_mode_none(veth)
             nl.set_master(veth, BRIDGE)
             nl.set_up(veth)
-            reply: framing.Message = {"kind": "joined", "trace": _steps()}
+            reply: framing.Message = {"kind": Member.JOINED, "trace": _steps()}
         except Exception as exc:
-            reply = {"kind": "error", "message": str(exc), "trace": _steps()}
+            reply = {"kind": Member.FAILED, "message": str(exc), "trace": _steps()}
         finally:
             for fd in fds:
                 os.close(fd)
@@ -160,7 +161,7 @@ def join(spec: Join) -> None:
     try:
         netns = os.open("/proc/self/ns/net", os.O_RDONLY | os.O_CLOEXEC)
         try:
-            socket.send_fds(channel, [framing.encode({"kind": "join"})], [netns])
+            framing.send_packet(channel, {"kind": Member.JOIN}, [netns])
         finally:
             os.close(netns)
         reply = receive(channel, TIMEOUT, f"network {spec.network!r}: the holder")[0]
@@ -168,7 +169,7 @@ def join(spec: Join) -> None:
         channel.close()
     for line in reply.get("trace", []):
         libc.trace_note(f"[network {spec.network!r}] {line}")
-    if reply["kind"] != "joined":
+    if reply["kind"] != Member.JOINED:
         raise NetworkError(f"network {spec.network!r}: {reply.get('message', reply)}")
     addresses = [ipaddress.ip_interface(spec.address)]
     if spec.address6 is not None:

@@ -11,7 +11,6 @@ fixture) serves requests instead: each starts a **call process**.
 from __future__ import annotations
 
 import faulthandler
-import json
 import os
 import select
 import signal
@@ -25,6 +24,7 @@ from ...kernel import libc
 from ...kernel import syscalls as sc
 from ...kernel.syscalls import CloneFlag as NS
 from ...protocol import framing
+from ...protocol.messages import Call, Live, Result
 from ..spec import ChildSpec, Payload, Start, TestChannels
 from . import changes, mounts
 from . import holder as network_side
@@ -105,7 +105,7 @@ def _init(spec: ChildSpec, setup_fd: int, start: Start) -> int:
         return 0  # a prepared container nobody will use
     result_fd = channels.result_fd
     if spec.trace:
-        framing.send(result_fd, {"kind": "trace", "stage": "init", "lines": list(libc.TRACE)})
+        framing.send(result_fd, {"kind": Result.TRACE, "stage": "init", "lines": list(libc.TRACE)})
         libc.TRACE.clear()
 
     # PID 1 non-dumpable: the test cannot read /proc/1/fd, /proc/1/environ or open
@@ -153,10 +153,12 @@ def _serve(
     the control socket, reaping every child meanwhile. (A live container's timeout bounds
     each call, on the host.)
 
-    A request is one SOCK_SEQPACKET message ``{"op": "start", "id": n}`` carrying one fd
-    (SCM_RIGHTS): the process's end of a socket pair to the host, over which it reads its
-    job and writes its result (``payload``). ``{"op": "kill", "id": n}`` kills it. Init
-    answers ``{"kind": "exited", "id": n, "status": s}`` when one ends.
+    A request is one frame a SOCK_SEQPACKET packet (see protocol.messages.Live):
+    ``{"kind": "call", "id": n}`` carrying one fd (SCM_RIGHTS), the process's end of a
+    socket pair to the host, over which it reads its job and writes its result
+    (``payload``); ``{"kind": "read-changes", "id": n}`` likewise, for init's reader of
+    the upper layers. ``{"kind": "kill", "id": n}`` kills it. Init answers
+    ``{"kind": "exited", "id": n, "status": s}`` when one ends.
     """
     _close_inherited_fds(set(spec.keep_fds) | {0, 1, 2, result_fd, control_fd} | _store_fds(store))
     control = socket.socket(fileno=control_fd)
@@ -167,8 +169,8 @@ def _serve(
     poller.register(control_fd, select.POLLIN)
     poller.register(wake_r, select.POLLIN)
     running: dict[int, int] = {}  # pid -> request id
-    reports: list[bytes] = []  # for the host; sent when it can take them, never blocking
-    framing.send(result_fd, {"kind": "ready"})
+    reports: list[framing.Message] = []  # for the host; sent when it can take them, never blocking
+    framing.send(result_fd, {"kind": Result.READY})
     while True:
         poller.modify(control_fd, select.POLLIN | (select.POLLOUT if reports else 0))
         events = poller.poll()
@@ -186,7 +188,7 @@ def _serve(
         reports += _reap_children(running)
         while reports:
             try:
-                control.send(reports[0], socket.MSG_DONTWAIT)
+                framing.send_packet(control, reports[0], flags=socket.MSG_DONTWAIT)
             except BlockingIOError:
                 break
             except OSError:
@@ -207,20 +209,21 @@ def _serve_request(
         return False
     if not message:
         return False
-    request = json.loads(message)
-    if request.get("op") in ("start", "changes") and len(fds) == 1:
+    request = framing.decode_packet(message)
+    starts = request["kind"] in (Live.CALL, Live.READ_CHANGES)
+    if starts and len(fds) == 1:
         pid = os.fork()
         if pid == 0:
-            if request["op"] == "changes":
+            if request["kind"] == Live.READ_CHANGES:
                 _changes_process(store, fds[0])  # never returns
             _call_process(spec, fds[0], payload)  # never returns
         os.close(fds[0])
         running[pid] = int(request["id"])
-    elif request.get("op") == "kill":
+    elif request["kind"] == Live.KILL:
         for pid, ident in running.items():
             if ident == request.get("id"):
                 os.kill(pid, signal.SIGKILL)
-    for fd in fds[1:] if request.get("op") in ("start", "changes") else fds:
+    for fd in fds[1:] if starts else fds:
         os.close(fd)
     return True
 
@@ -229,10 +232,10 @@ def events_in(fd: int, mask: int, events: list[tuple[int, int]]) -> bool:
     return any(f == fd and ev & (mask | select.POLLHUP | select.POLLERR) for f, ev in events)
 
 
-def _reap_children(running: dict[int, int]) -> list[bytes]:
+def _reap_children(running: dict[int, int]) -> list[framing.Message]:
     """Reap every child that ended (orphans re-parent to init too); the reports for the
     host on the ones it started."""
-    reports: list[bytes] = []
+    reports: list[framing.Message] = []
     while True:
         try:
             pid, wait_status = os.waitpid(-1, os.WNOHANG)
@@ -242,8 +245,7 @@ def _reap_children(running: dict[int, int]) -> list[bytes]:
             return reports
         ident = running.pop(pid, None)
         if ident is not None:
-            message = {"kind": "exited", "id": ident, **_status_fields(wait_status)}
-            reports.append(json.dumps(message).encode())
+            reports.append({"kind": Live.EXITED, "id": ident, **_status_fields(wait_status)})
 
 
 def _call_process(spec: ChildSpec, channel_fd: int, payload: Payload) -> NoReturn:
@@ -266,7 +268,7 @@ def _changes_process(store: mounts.Store | None, channel_fd: int) -> NoReturn:
 
     def report() -> int:
         found = changes.changes(store) if store is not None else {}
-        framing.send(channel_fd, {"kind": "changes", "changes": found})
+        framing.send(channel_fd, {"kind": Call.CHANGES, "changes": found})
         return 0
 
     _leave("changes", channel_fd, report)
@@ -310,8 +312,10 @@ def _reap(spec: ChildSpec, result_fd: int, test_pid: int, store: mounts.Store | 
     if spec.timeout is not None:
         signal.setitimer(signal.ITIMER_REAL, 0)
     if spec.report_writes:
-        framing.send(result_fd, {"kind": "writes", "changes": _writes(store)})
-    framing.send(result_fd, {"kind": "exit", "timed_out": timed_out, **_status_fields(wait_status)})
+        framing.send(result_fd, {"kind": Result.WRITES, "changes": _writes(store)})
+    framing.send(
+        result_fd, {"kind": Result.EXIT, "timed_out": timed_out, **_status_fields(wait_status)}
+    )
     return 0  # our exit ends every process left in the namespace
 
 
@@ -368,7 +372,8 @@ def _test_process(spec: ChildSpec, channels: TestChannels) -> NoReturn:
         faulthandler.enable(file=crash_fd, all_threads=True)
         faulthandler.register(DUMP_SIGNAL, file=crash_fd, all_threads=True, chain=False)
         if spec.trace:
-            framing.send(result_fd, {"kind": "trace", "stage": "test", "lines": list(libc.TRACE)})
+            trace = {"kind": Result.TRACE, "stage": "test", "lines": list(libc.TRACE)}
+            framing.send(result_fd, trace)
         libc.set_tracing(False)
         return channels.payload(result_fd)
 

@@ -13,6 +13,7 @@ from typing import NoReturn
 
 from ...kernel import libc
 from ...protocol import framing
+from ...protocol.messages import Result
 
 #: Exit status of init when building the container failed (sysexits' EX_SOFTWARE).
 EXIT_SETUP_FAILED = 70
@@ -43,7 +44,7 @@ def _leave(stage: str, result_fd: int | Callable[[], int], body: Callable[[], in
 
 def _error_message(exc: BaseException, stage: str) -> framing.Message:
     return {
-        "kind": "setup-error",
+        "kind": Result.SETUP_ERROR,
         "stage": stage,
         "type": type(exc).__name__,
         "errno": getattr(exc, "errno", None),

@@ -3,7 +3,6 @@ init (on a named network, from inside the network's user namespace)."""
 
 from __future__ import annotations
 
-import json
 import os
 import signal
 import socket
@@ -11,6 +10,8 @@ from typing import NoReturn
 
 from ...kernel import syscalls as sc
 from ...kernel.syscalls import CloneFlag as NS
+from ...protocol import framing
+from ...protocol.messages import Live
 from ..spec import CLONE_FLAGS, ChildSpec, Payload
 from .init import container_main
 from .leave import EXIT_SETUP_FAILED, _leave, _parent_gone
@@ -37,7 +38,7 @@ def relay_main(spec: ChildSpec, result_fd: int, crash_fd: int, payload: Payload)
             container_main(spec, result_fd, crash_fd, payload)
         if spec.control_fd is not None:  # the host's Container.pid is init's, not ours
             with socket.socket(fileno=os.dup(spec.control_fd)) as control:
-                control.send(json.dumps({"kind": "init-pid", "pid": pid}).encode())
+                framing.send_packet(control, {"kind": Live.INIT_PID, "pid": pid})
         os.close(result_fd)
         _, wait_status = os.waitpid(pid, 0)
         status = os.waitstatus_to_exitcode(wait_status)

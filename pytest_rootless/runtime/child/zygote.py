@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import fcntl
 import gc
-import json
 import os
 import select
 import signal
@@ -21,8 +20,10 @@ import socket
 from dataclasses import dataclass
 from typing import NoReturn
 
+from ...kernel import processes
 from ...kernel import syscalls as sc
 from ...protocol import framing
+from ...protocol.messages import Prepared, Result, Zygote
 from ..spec import CLONE_FLAGS, ChildSpec, JobPayload, TestChannels, spec_from_data
 from .init import _close_inherited_fds, _init, _status_fields
 from .leave import EXIT_SETUP_FAILED, _leave, _parent_gone
@@ -31,14 +32,15 @@ from .leave import EXIT_SETUP_FAILED, _leave, _parent_gone
 def zygote_main(control_fd: int, keep_fds: frozenset[int], job_payload: JobPayload) -> NoReturn:
     """Entry point of the zygote, right after fork. Never returns.
 
-    Requests come over ``control_fd`` (SOCK_SEQPACKET, one :mod:`._wire` frame a message):
-    ``{"kind": "prepare", "key": k, "spec": ...}`` clones an init that builds the container
-    and waits; ``{"kind": "start", "key": k, "job": ...}`` (with the spec too if none was
-    prepared) and three fds (the test's result channel, crash channel, ack pipe) answers
-    ``{"kind": "started", "pid": init}`` with a pidfd of the init prepared for ``k`` once
-    it is ready, then hands it the test; or answers the init's setup-error frame. When an
-    init that was handed a test ends, its status goes to that test's channel
-    (``init-exit``). ``keep_fds`` are pytest's own fds, which test processes keep.
+    Requests come over ``control_fd`` (SOCK_SEQPACKET, one :mod:`...protocol.framing`
+    frame a packet, see protocol.messages.Zygote): ``{"kind": "prepare", "key": k,
+    "spec": ...}`` clones an init that builds the container and waits; ``{"kind":
+    "start", "key": k, "job": ...}`` (with the spec too if none was prepared) and three
+    fds (the test's result channel, crash channel, ack pipe) answers ``{"kind":
+    "started", "pid": init}`` with a pidfd of the init prepared for ``k`` once it is
+    ready, then hands it the test; or answers the init's setup-error frame. When an init
+    that was handed a test ends, its status goes to that test's channel (``init-exit``).
+    ``keep_fds`` are pytest's own fds, which test processes keep.
     """
     _leave("zygote", control_fd, lambda: _zygote(control_fd, keep_fds, job_payload))
 
@@ -53,10 +55,7 @@ class _Prepared:
     go: socket.socket  # the zygote's end of the socket the init waits on
 
     def kill(self) -> None:
-        try:
-            signal.pidfd_send_signal(self.pidfd, signal.SIGKILL)
-        except ProcessLookupError:
-            pass
+        processes.kill_pidfd(self.pidfd)
 
     def close(self) -> None:
         self.go.close()
@@ -95,11 +94,8 @@ def _zygote(control_fd: int, keep_fds: frozenset[int], job_payload: JobPayload) 
                     return 0
                 if not data:
                     return 0  # the host is done with us
-                decoder = framing.Decoder()
-                for request in decoder.feed(data):
-                    _zygote_request(request, fds, prepared, started, control, job_payload)
-                if decoder.error is not None:
-                    raise decoder.error
+                request = framing.decode_packet(data)
+                _zygote_request(request, fds, prepared, started, control, job_payload)
             _reap_inits(started)
     finally:
         for entry in prepared:
@@ -123,12 +119,12 @@ def _zygote_request(
     job_payload: JobPayload,
 ) -> None:
     key = str(request["key"])
-    if request["kind"] == "prepare":
+    if request["kind"] == Zygote.PREPARE:
         prepared.append(
             _clone_prepared(key, spec_from_data(request["spec"], ChildSpec), job_payload)
         )
         return
-    # "start": the prepared init for this key, the others were for tests that did not come.
+    # Zygote.START: the prepared init for this key, the others were for tests that did not come.
     entry = next((p for p in prepared if p.key == key), None)
     for other in [p for p in prepared if p is not entry]:
         other.kill()
@@ -136,7 +132,7 @@ def _zygote_request(
         prepared.remove(other)
     try:
         if entry is None and "spec" not in request:
-            control.send(framing.encode(_not_prepared("no container was prepared for it")))
+            framing.send_packet(control, _not_prepared("no container was prepared for it"))
             return
         if entry is None:
             entry = _clone_prepared(key, spec_from_data(request["spec"], ChildSpec), job_payload)
@@ -144,14 +140,13 @@ def _zygote_request(
             prepared.remove(entry)
         failed = _await_ready(entry.go)
         if failed is not None:
-            control.send(framing.encode(failed))
+            framing.send_packet(control, failed)
             return
-        # "started" first: once the test is handed over, the host must never build its
+        # STARTED first: once the test is handed over, the host must never build its
         # container again (the test may have run), whatever becomes of us.
-        reply = {"kind": "started", "pid": entry.pid}
-        socket.send_fds(control, [framing.encode(reply)], [entry.pidfd])
+        framing.send_packet(control, {"kind": Zygote.STARTED, "pid": entry.pid}, [entry.pidfd])
         started[entry.pid] = os.dup(fds[0])
-        socket.send_fds(entry.go, [json.dumps(request["job"]).encode()], fds)
+        framing.send_packet(entry.go, {"kind": Prepared.JOB, "job": request["job"]}, fds)
     finally:
         if entry is not None:
             entry.close()
@@ -160,7 +155,8 @@ def _zygote_request(
 
 
 def _not_prepared(reason: str) -> framing.Message:
-    return {"kind": "setup-error", "stage": "init", "message": f"a prepared init failed: {reason}"}
+    message = f"a prepared init failed: {reason}"
+    return {"kind": Zygote.SETUP_ERROR, "stage": "init", "message": message}
 
 
 def _await_ready(go: socket.socket) -> framing.Message | None:
@@ -172,11 +168,14 @@ def _await_ready(go: socket.socket) -> framing.Message | None:
         data, reason = b"", str(exc)
     else:
         reason = "it ended while building the container"
-    messages = framing.Decoder().feed(data)
-    if messages and messages[0].get("kind") == "ready":
+    try:
+        message = framing.decode_packet(data)
+    except framing.ProtocolError:
+        return _not_prepared(reason)
+    if message["kind"] == Prepared.READY:
         return None
-    if messages and messages[0].get("kind") == "setup-error":
-        return messages[0]
+    if message["kind"] == Prepared.SETUP_ERROR:
+        return message
     return _not_prepared(reason)
 
 
@@ -208,7 +207,7 @@ def prepared_main(spec: ChildSpec, go_fd: int, job_payload: JobPayload) -> NoRet
     channel = [go_fd]  # where a failure is reported: the zygote, then the test's host
 
     def await_test() -> TestChannels | None:
-        framing.send(go_fd, {"kind": "ready"})
+        framing.send(go_fd, {"kind": Prepared.READY})
         with socket.socket(fileno=os.dup(go_fd)) as go:
             data, fds, _, _ = socket.recv_fds(go, 1 << 20, 3, socket.MSG_CMSG_CLOEXEC)
         if not data or len(fds) != 3:
@@ -216,7 +215,10 @@ def prepared_main(spec: ChildSpec, go_fd: int, job_payload: JobPayload) -> NoRet
                 os.close(fd)
             return None
         channel[0] = fds[0]  # from here on a failure is the test's
-        job = json.loads(data)
+        message = framing.decode_packet(data)
+        if message["kind"] != Prepared.JOB:
+            raise framing.ProtocolError(f"a prepared init got {message['kind']!r}, not a job")
+        job = message["job"]
         # Above the numbers the host has them at (F_DUPFD takes the lowest *free* number
         # from there, so nothing of ours is overwritten), then, in the test process, moved
         # to those numbers: the test holds the very fd numbers a container cloned from
@@ -248,7 +250,7 @@ def _reap_inits(started: dict[int, int]) -> None:
         fd = started.pop(pid, None)
         if fd is not None:
             try:
-                framing.send(fd, {"kind": "init-exit", **_status_fields(wait_status)})
+                framing.send(fd, {"kind": Result.INIT_EXIT, **_status_fields(wait_status)})
             except OSError:
                 pass  # the host stopped reading: the test was done
             os.close(fd)
