@@ -19,7 +19,7 @@ from ..protocol.messages import Result
 from ..runtime import launch
 from ..runtime import limits as limits_mod
 from ..runtime.options import Options
-from ..runtime.spec import ChildSpec, spec_data
+from ..runtime.spec import ContainerSpec, spec_data
 from .coverage import COVERAGE
 from .in_container import _container_protocol, _forwarding, _limit_notes
 from .prepared import SESSION_COUNTS
@@ -184,7 +184,7 @@ class ContainerRun:
 
     def _launch(
         self,
-        spec: ChildSpec,
+        spec: ContainerSpec,
         tmp: TmpPath | None,
         cgroups: limits_mod.Cgroups | None,
         ahead: tuple[pytest.Item, Options] | None,

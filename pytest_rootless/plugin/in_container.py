@@ -109,7 +109,7 @@ def _tear_down_what_the_container_added(item: pytest.Item, inherited: dict[objec
     stack[item][0].insert(1, finish)
 
 
-def _use_prepared_tmp_path(config: pytest.Config, prepared: TmpPath | None) -> None:
+def _use_host_tmp_path(config: pytest.Config, prepared: TmpPath | None) -> None:
     """In the container only the directory made on the host for this test is writable in
     basetemp. The tmp_path fixture gets it; any other ``tmp_path_factory.mktemp`` (a
     function fixture's, pytester's) gets a directory inside it, so it too stays on the
@@ -392,7 +392,7 @@ def _container_protocol(
     the test has no limits)."""
     config = item.config
     measuring = ContainerCoverage.start()
-    _use_prepared_tmp_path(config, prepared_tmp)
+    _use_host_tmp_path(config, prepared_tmp)
     send = functools.partial(framing.send, result_fd)
     _forward_log_hooks(item, send, ack_fd)
     if limit_notes is not None:  # registering a plugin costs a test process ~1 ms

@@ -18,7 +18,7 @@ from ..protocol import framing
 from ..runtime import launch, limits, mountplan, prepared
 from ..runtime.options import Options
 from ..runtime.session import ContainerSession
-from ..runtime.spec import ChildSpec, Payload, spec_data, spec_from_data
+from ..runtime.spec import ContainerSpec, Payload, spec_data, spec_from_data
 from .in_container import _container_protocol, _limit_notes
 from .shared import TmpPath
 
@@ -32,7 +32,7 @@ class ZygoteKeeper:
         containers: ContainerSession,
         prepare: bool,
         tmp_path_for: Callable[[pytest.Item], TmpPath | None] = lambda item: None,
-        spec_for: Callable[[Options, pytest.Item, tuple[str, ...]], ChildSpec] | None = None,
+        spec_for: Callable[[Options, pytest.Item, tuple[str, ...]], ContainerSpec] | None = None,
     ) -> None:
         self.containers = containers
         self.prepare = prepare
@@ -86,7 +86,7 @@ class ZygoteKeeper:
     def run(
         self,
         item: pytest.Item,
-        spec: ChildSpec,
+        spec: ContainerSpec,
         job: framing.Message,
         ack_fd: int,
         on_message: Callable[[framing.Message], None],
@@ -174,7 +174,7 @@ def _host_state(item: pytest.Item, local_runs: int, fds: frozenset[int]) -> obje
 _NO_PLAN = mountplan.Plan(ops=(), home="")
 
 
-def _spec_key(spec: ChildSpec) -> str:
+def _spec_key(spec: ContainerSpec) -> str:
     """Which prepared container ``spec`` asks for. Plans are made once per session and
     never change: the plan by its identity (kept alive in ContainerSession.plans), the rest
     (a few small fields) by value."""

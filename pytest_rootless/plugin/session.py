@@ -15,7 +15,7 @@ import pytest
 from ..runtime import limits
 from ..runtime.options import Options
 from ..runtime.session import ContainerSession, stdio_fds, visible_paths
-from ..runtime.spec import ChildSpec
+from ..runtime.spec import ContainerSpec
 from .coverage import COVERAGE
 from .prepared import ZygoteKeeper
 from .shared import TMP_FIXTURES, TmpPath
@@ -73,7 +73,7 @@ class SessionState:
 
     def tmp_path_for(self, item: pytest.Item) -> TmpPath | None:
         """Create on the host the directory the item's ``tmp_path`` would be: the one place
-        in basetemp the container may write to (see _use_prepared_tmp_path). Only for
+        in basetemp the container may write to (see _use_host_tmp_path). Only for
         tests that use temporary directories: making one costs as much as a plain test."""
         factory = getattr(self.config, "_tmp_path_factory", None)
         if factory is None or not TMP_FIXTURES & set(getattr(item, "fixturenames", ())):
@@ -90,7 +90,7 @@ class SessionState:
         item: pytest.Item | None,
         rw_binds: tuple[str, ...] = (),
         cgroups: limits.Cgroups | None = None,
-    ) -> ChildSpec:
+    ) -> ContainerSpec:
         """The spec of a container of ``options`` for ``item`` (None: a live container):
         it shows Python, pytest's basetemp, the project and the test's own directory."""
         rootdir = str(self.config.rootpath) if self.config else os.getcwd()

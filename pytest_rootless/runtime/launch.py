@@ -25,7 +25,7 @@ from ..protocol import framing
 from ..protocol.messages import Result
 from .child import init as child
 from .child import relay
-from .spec import CLONE_FLAGS, ChildSpec, Payload
+from .spec import CLONE_FLAGS, ContainerSpec, Payload
 
 #: Extra time the host gives a container past its timeout before killing it itself
 #: (init normally ends it first, after the stack dump).
@@ -135,7 +135,7 @@ class Init:
 
 
 def _clone_init(
-    spec: ChildSpec,
+    spec: ContainerSpec,
     payload: Payload,
     crash: CrashChannel,
     child_closes: socket.socket | None = None,
@@ -173,7 +173,7 @@ def _clone_init(
 
 
 def run(
-    spec: ChildSpec,
+    spec: ContainerSpec,
     payload: Payload,
     on_message: Callable[[framing.Message], None],
     crash: CrashChannel,
@@ -191,7 +191,7 @@ def run(
 def _follow(
     init: Init,
     read_fd: int,
-    spec: ChildSpec,
+    spec: ContainerSpec,
     on_message: Callable[[framing.Message], None],
     crash: CrashChannel,
     reaper: Reaper,

@@ -13,11 +13,11 @@ from ..kernel import processes
 from ..protocol import framing
 from ..protocol.messages import Live, Result
 from .launch import ContainerError, CrashChannel, _clone_init, _int_or_none
-from .spec import ChildSpec, Payload
+from .spec import ContainerSpec, Payload
 
 
 def _start_init(
-    spec: ChildSpec, payload: Payload, crash: CrashChannel
+    spec: ContainerSpec, payload: Payload, crash: CrashChannel
 ) -> tuple[int, int, socket.socket, bool]:
     """Clone the init of a live container: returns (pid, events fd, control socket, and
     whether a relay process stands between)."""
@@ -40,7 +40,7 @@ class LiveInit:
     #: How long the host waits for a new container to be built.
     START_TIMEOUT = 60.0
 
-    def __init__(self, spec: ChildSpec, payload: Payload) -> None:
+    def __init__(self, spec: ContainerSpec, payload: Payload) -> None:
         self.crash = CrashChannel()
         self.pid, self._events, self._control, self.relayed = _start_init(spec, payload, self.crash)
         self.trace: list[str] = []

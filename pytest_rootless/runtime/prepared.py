@@ -23,7 +23,7 @@ from .launch import (
     Reaper,
     _follow,
 )
-from .spec import ChildSpec, JobPayload, spec_data
+from .spec import ContainerSpec, PayloadFromJob, spec_data
 
 
 class PreparedInit(Init):
@@ -64,7 +64,7 @@ class PreparedInit(Init):
 def run_prepared(
     zygote: Zygote,
     key: str,
-    spec: ChildSpec,
+    spec: ContainerSpec,
     job: framing.Message,
     ack_fd: int,
     on_message: Callable[[framing.Message], None],
@@ -109,7 +109,7 @@ class Zygote:
     BUILD_TIMEOUT = 60.0
 
     def __init__(
-        self, job_payload: JobPayload, fingerprint: object, keep_fds: frozenset[int]
+        self, job_payload: PayloadFromJob, fingerprint: object, keep_fds: frozenset[int]
     ) -> None:
         self.fingerprint = fingerprint
         self.prepared: set[str] = set()  # keys of the containers being prepared
@@ -132,13 +132,13 @@ class Zygote:
         theirs.close()
         self.pid = pid
 
-    def prepare(self, key: str, spec: ChildSpec) -> None:
+    def prepare(self, key: str, spec: ContainerSpec) -> None:
         """Have the container for ``key`` built now, while something else runs."""
         self._send({"kind": messages.Zygote.PREPARE, "key": key, "spec": spec_data(spec)}, ())
         self.prepared.add(key)
 
     def start(
-        self, key: str, spec: ChildSpec, job: framing.Message, fds: tuple[int, int, int]
+        self, key: str, spec: ContainerSpec, job: framing.Message, fds: tuple[int, int, int]
     ) -> PreparedInit | None:
         """Hand the test (``job``; its result, crash and ack fds) to the init prepared for
         ``key``; None if building the container failed."""

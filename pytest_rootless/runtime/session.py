@@ -24,7 +24,7 @@ from ..protocol import framing
 from . import launch, limits, probe, rootfs, statedir
 from .mountplan import Plan, is_under
 from .options import Options
-from .spec import ChildSpec, Payload
+from .spec import ContainerSpec, Payload
 
 #: Size of each fresh tmpfs of a container (ini rootless_tmpfs_size): a test that fills
 #: one gets ENOSPC rather than eating the host's memory.
@@ -57,7 +57,7 @@ def stdio_fds(identities: set[tuple[int, int]] | None = None) -> frozenset[int]:
 @dataclass
 class ContainerSession:
     """The containers of one session: their shared, computed-once parts. A forked copy (an
-    isolated test that makes containers itself) starts afresh: see :meth:`here`."""
+    isolated test that makes containers itself) starts afresh: see :meth:`fresh_if_forked`."""
 
     trace: bool = False
     tmpfs_size: int | None = DEFAULT_TMPFS_SIZE
@@ -78,7 +78,7 @@ class ContainerSession:
     owner: int = field(default_factory=os.getpid)  # the process these facts are about
     host_pid: int = field(default_factory=os.getpid)  # the process that made them first
 
-    def here(self) -> bool:
+    def fresh_if_forked(self) -> bool:
         """Make these facts this process's. Inside an isolated test (a forked copy),
         everything computed on the host is the host's: its support, prepared roots, fds
         and pending containers. Start afresh there; True if that just happened."""
@@ -112,7 +112,7 @@ class ContainerSession:
 
     # -- the host's support, from one real trial container
     def probe(self) -> probe.Support:
-        self.here()
+        self.fresh_if_forked()
         if self.support is None:
             self.support = probe.trial(self._trial)
         return self.support
@@ -128,14 +128,14 @@ class ContainerSession:
         return True, None, None, ""
 
     def crash_channel(self) -> launch.CrashChannel:
-        self.here()
+        self.fresh_if_forked()
         if self.crash is None:
             self.crash = launch.CrashChannel()
         return self.crash
 
     def run(
         self,
-        spec: ChildSpec,
+        spec: ContainerSpec,
         payload: Payload,
         on_message: Callable[[framing.Message], None],
         cgroups: limits.Cgroups | None = None,
@@ -148,7 +148,7 @@ class ContainerSession:
 
     # -- limits
     def limits_backend(self) -> limits.Backend:
-        self.here()
+        self.fresh_if_forked()
         if self.backend is None:
             self.backend = limits.detect()
         return self.backend
@@ -224,11 +224,11 @@ class ContainerSession:
         rw_binds: tuple[str, ...] = (),
         cgroups: limits.Cgroups | None = None,
         report_writes: bool = False,
-    ) -> ChildSpec:
+    ) -> ContainerSpec:
         """Everything a container of ``options`` needs, decided now. Relative ``writable``
         paths are relative to ``writable_base`` (the project's root; default: the current
         directory)."""
-        self.here()
+        self.fresh_if_forked()
         rlimits = (
             limits.ProcessLimits.of(self.limits_backend(), options)
             if options.memory or options.pids or options.cpu
@@ -240,7 +240,7 @@ class ContainerSession:
             os.path.normpath(os.path.join(writable_base or cwd, os.path.expanduser(p)))
             for p in options.writable
         )
-        return ChildSpec(
+        return ContainerSpec(
             plan=self.plan(options, ro_paths, cwd, writable),
             rw_binds=rw_binds,
             report_writes=report_writes,

@@ -1,6 +1,6 @@
-"""What a container is, decided on the host before the clone (:class:`ChildSpec`), what
+"""What a container is, decided on the host before the clone (:class:`ContainerSpec`), what
 its test process runs (:data:`Payload`), what init needs to start it
-(:class:`TestChannels`), and the spec as data for a prepared container's zygote (a
+(:class:`TestHandover`), and the spec as data for a prepared container's zygote (a
 request to it is JSON, never a pickle)."""
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ from .options import Options
 
 
 @dataclass(frozen=True)
-class ChildSpec:
+class ContainerSpec:
     """Everything the container needs, decided on the host before the clone."""
 
     plan: mountplan.Plan
@@ -57,12 +57,12 @@ Payload = Callable[[int], int]
 
 #: Builds what a prepared container's test process runs from the host's description of
 #: the test (plain data) and the fd of its ack pipe.
-JobPayload = Callable[[dict[str, object], int], Payload]
+PayloadFromJob = Callable[[dict[str, object], int], Payload]
 
 
 #: The spec as data, for a prepared container's zygote: the classes a spec is made of.
 SPEC_CODEC = DataclassCodec(
-    (ChildSpec, mountplan.Plan, limits.ProcessLimits, Options, *typing.get_args(mountplan.Op)),
+    (ContainerSpec, mountplan.Plan, limits.ProcessLimits, Options, *typing.get_args(mountplan.Op)),
     # a plan is made once a session and never changes, and turning its ~60 operations
     # into data each time would cost more than the rest of a request
     once=(mountplan.Plan,),
@@ -72,7 +72,7 @@ spec_from_data = SPEC_CODEC.from_data
 
 
 @dataclass(frozen=True)
-class TestChannels:
+class TestHandover:
     """What init needs to start the test: the channel to the host, the crash channel, and
     what the test process runs. Known at the clone, or (a prepared container) only once
     the test's turn comes (see zygote_main)."""
@@ -90,12 +90,12 @@ class TestChannels:
         return dict(self.moves).get(fd, fd)
 
 
-Start = Callable[[], TestChannels | None]
+StartTest = Callable[[], TestHandover | None]
 
 
 @dataclass(frozen=True)
 class Join:
-    """What a container's init needs to join a network (part of its ChildSpec)."""
+    """What a container's init needs to join a network (part of its ContainerSpec)."""
 
     network: str
     index: int

@@ -13,10 +13,10 @@ from pytest_rootless.protocol.spec_codec import DataclassCodec
 from pytest_rootless.runtime import limits
 from pytest_rootless.runtime.mountplan import Bind, Plan, Tmpfs
 from pytest_rootless.runtime.options import validate
-from pytest_rootless.runtime.spec import ChildSpec, spec_data, spec_from_data
+from pytest_rootless.runtime.spec import ContainerSpec, spec_data, spec_from_data
 
 
-def a_spec() -> ChildSpec:
+def a_spec() -> ContainerSpec:
     plan = Plan(
         ops=(
             Tmpfs("/tmp", size=1 << 20),
@@ -27,7 +27,7 @@ def a_spec() -> ChildSpec:
         skeleton="/dev/shm/root-1",
         tmpfs_size=1 << 30,
     )
-    return ChildSpec(
+    return ContainerSpec(
         plan=plan,
         rw_binds=("/tmp/pytest-of-me/t0",),
         outer_uid=1000,
@@ -50,7 +50,7 @@ def a_spec() -> ChildSpec:
 def test_a_spec_survives_the_round_trip_through_json() -> None:
     spec = a_spec()
     data = json.loads(json.dumps(spec_data(spec)))
-    back = spec_from_data(data, ChildSpec)
+    back = spec_from_data(data, ContainerSpec)
     assert back == spec
     assert type(back.keep_fds) is frozenset
     assert type(back.plan.ops[0]) is Tmpfs

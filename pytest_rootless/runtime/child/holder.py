@@ -17,7 +17,7 @@ from ...kernel.syscalls import CloneFlag as NS
 from ...protocol import framing
 from ...protocol.messages import Holder, Member
 from ..spec import Join
-from .leave import _leave
+from .leave import run_then_exit
 
 
 def hold(control_fd: int, trace: bool) -> int:
@@ -121,7 +121,7 @@ def _plug(nl: netlink.Netlink, channel_fd: int, index: int, ipv6: bool) -> None:
 def holder_main(control_fd: int, trace: bool) -> NoReturn:
     """Entry point of a named network's holder process, right after fork (see
     hold). Never returns."""
-    _leave("network", control_fd, lambda: hold(control_fd, trace))
+    run_then_exit("network", control_fd, lambda: hold(control_fd, trace))
 
 
 BRIDGE = "br0"

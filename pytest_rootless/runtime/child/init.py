@@ -25,10 +25,10 @@ from ...kernel import syscalls as sc
 from ...kernel.syscalls import CloneFlag as NS
 from ...protocol import framing
 from ...protocol.messages import Call, Live, Result
-from ..spec import ChildSpec, Payload, Start, TestChannels
+from ..spec import ContainerSpec, Payload, StartTest, TestHandover
 from . import changes, mounts
 from . import holder as network_side
-from .leave import EXIT_SETUP_FAILED, _leave, _parent_gone
+from .leave import EXIT_SETUP_FAILED, _parent_gone, run_then_exit
 
 #: faulthandler dumps every thread's stack on this signal (sent by init on timeout).
 DUMP_SIGNAL = signal.SIGRTMAX - 1
@@ -36,16 +36,18 @@ DUMP_SIGNAL = signal.SIGRTMAX - 1
 DUMP_GRACE = 0.3
 
 
-def container_main(spec: ChildSpec, result_fd: int, crash_fd: int, payload: Payload) -> NoReturn:
+def container_main(
+    spec: ContainerSpec, result_fd: int, crash_fd: int, payload: Payload
+) -> NoReturn:
     """Entry point of the container's init, right after clone(2). Never returns."""
-    _leave(
+    run_then_exit(
         "init",
         result_fd,
-        lambda: _init(spec, result_fd, lambda: TestChannels(result_fd, crash_fd, payload)),
+        lambda: _init(spec, result_fd, lambda: TestHandover(result_fd, crash_fd, payload)),
     )
 
 
-def _init(spec: ChildSpec, setup_fd: int, start: Start) -> int:
+def _init(spec: ContainerSpec, setup_fd: int, start: StartTest) -> int:
     """PID 1 of the container: build it, then (``start``) fork the test process and reap.
     ``setup_fd`` is where a failure to build it is reported."""
     libc.set_tracing(spec.trace)
@@ -143,7 +145,7 @@ def _writes(store: mounts.Store | None) -> dict[str, str]:
 
 
 def _serve(
-    spec: ChildSpec,
+    spec: ContainerSpec,
     result_fd: int,
     control_fd: int,
     payload: Payload,
@@ -197,7 +199,7 @@ def _serve(
 
 
 def _serve_request(
-    spec: ChildSpec,
+    spec: ContainerSpec,
     control: socket.socket,
     running: dict[int, int],
     payload: Payload,
@@ -248,7 +250,7 @@ def _reap_children(running: dict[int, int]) -> list[framing.Message]:
             reports.append({"kind": Live.EXITED, "id": ident, **_status_fields(wait_status)})
 
 
-def _call_process(spec: ChildSpec, channel_fd: int, payload: Payload) -> NoReturn:
+def _call_process(spec: ContainerSpec, channel_fd: int, payload: Payload) -> NoReturn:
     """A process of a live container: isolated like a test process, then ``payload``
     reads its job from the channel and writes its result there."""
 
@@ -259,7 +261,7 @@ def _call_process(spec: ChildSpec, channel_fd: int, payload: Payload) -> NoRetur
         faulthandler.enable(file=sys.stderr, all_threads=True)
         return payload(channel_fd)
 
-    _leave("call", channel_fd, isolate_and_run)
+    run_then_exit("call", channel_fd, isolate_and_run)
 
 
 def _changes_process(store: mounts.Store | None, channel_fd: int) -> NoReturn:
@@ -271,7 +273,7 @@ def _changes_process(store: mounts.Store | None, channel_fd: int) -> NoReturn:
         framing.send(channel_fd, {"kind": Call.CHANGES, "changes": found})
         return 0
 
-    _leave("changes", channel_fd, report)
+    run_then_exit("changes", channel_fd, report)
 
 
 def _status_fields(wait_status: int) -> dict[str, int]:
@@ -283,7 +285,7 @@ def _status_fields(wait_status: int) -> dict[str, int]:
     return {"status": os.waitstatus_to_exitcode(wait_status)}
 
 
-def _reap(spec: ChildSpec, result_fd: int, test_pid: int, store: mounts.Store | None) -> int:
+def _reap(spec: ContainerSpec, result_fd: int, test_pid: int, store: mounts.Store | None) -> int:
     """PID 1: reap every child (orphans re-parent to us) until the test process ends."""
     timed_out = False
 
@@ -329,7 +331,7 @@ def _close_inherited_fds(keep: set[int]) -> None:
     sc.close_range(start)
 
 
-def _isolate(spec: ChildSpec, keep: set[int]) -> None:
+def _isolate(spec: ContainerSpec, keep: set[int]) -> None:
     """Make this fresh child of init a process of the container: the steps between
     forking and running code the test controls (runtime.md, step 8)."""
     libc.TRACE.clear()
@@ -362,7 +364,7 @@ def _isolate(spec: ChildSpec, keep: set[int]) -> None:
     os.chdir(spec.cwd)
 
 
-def _test_process(spec: ChildSpec, channels: TestChannels) -> NoReturn:
+def _test_process(spec: ContainerSpec, channels: TestHandover) -> NoReturn:
     result_fd, crash_fd = channels.number(channels.result_fd), channels.number(channels.crash_fd)
 
     def isolate_and_run() -> int:
@@ -377,4 +379,4 @@ def _test_process(spec: ChildSpec, channels: TestChannels) -> NoReturn:
         libc.set_tracing(False)
         return channels.payload(result_fd)
 
-    _leave("test", lambda: channels.number(channels.result_fd), isolate_and_run)
+    run_then_exit("test", lambda: channels.number(channels.result_fd), isolate_and_run)

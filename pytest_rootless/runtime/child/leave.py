@@ -19,7 +19,9 @@ from ...protocol.messages import Result
 EXIT_SETUP_FAILED = 70
 
 
-def _leave(stage: str, result_fd: int | Callable[[], int], body: Callable[[], int]) -> NoReturn:
+def run_then_exit(
+    stage: str, result_fd: int | Callable[[], int], body: Callable[[], int]
+) -> NoReturn:
     """Run ``body`` in a child and leave only through ``os._exit`` with its status; an
     exception goes up the channel (``result_fd``, or where it says then) as data: a child
     never raises into pytest's stack."""

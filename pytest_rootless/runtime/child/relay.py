@@ -12,12 +12,12 @@ from ...kernel import syscalls as sc
 from ...kernel.syscalls import CloneFlag as NS
 from ...protocol import framing
 from ...protocol.messages import Live
-from ..spec import CLONE_FLAGS, ChildSpec, Payload
+from ..spec import CLONE_FLAGS, ContainerSpec, Payload
 from .init import container_main
-from .leave import EXIT_SETUP_FAILED, _leave, _parent_gone
+from .leave import EXIT_SETUP_FAILED, _parent_gone, run_then_exit
 
 
-def relay_main(spec: ChildSpec, result_fd: int, crash_fd: int, payload: Payload) -> NoReturn:
+def relay_main(spec: ContainerSpec, result_fd: int, crash_fd: int, payload: Payload) -> NoReturn:
     """Entry point of a single-threaded copy of a multi-threaded pytest: clone the
     container's init from here (safe: no other thread can hold a malloc lock), wait for
     it and exit with its status. Never returns."""
@@ -44,4 +44,4 @@ def relay_main(spec: ChildSpec, result_fd: int, crash_fd: int, payload: Payload)
         status = os.waitstatus_to_exitcode(wait_status)
         return 128 - status if status < 0 else status
 
-    _leave("init", result_fd, relay)
+    run_then_exit("init", result_fd, relay)

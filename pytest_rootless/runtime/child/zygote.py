@@ -24,12 +24,12 @@ from ...kernel import processes
 from ...kernel import syscalls as sc
 from ...protocol import framing
 from ...protocol.messages import Prepared, Result, Zygote
-from ..spec import CLONE_FLAGS, ChildSpec, JobPayload, TestChannels, spec_from_data
+from ..spec import CLONE_FLAGS, ContainerSpec, PayloadFromJob, TestHandover, spec_from_data
 from .init import _close_inherited_fds, _init, _status_fields
-from .leave import EXIT_SETUP_FAILED, _leave, _parent_gone
+from .leave import EXIT_SETUP_FAILED, _parent_gone, run_then_exit
 
 
-def zygote_main(control_fd: int, keep_fds: frozenset[int], job_payload: JobPayload) -> NoReturn:
+def zygote_main(control_fd: int, keep_fds: frozenset[int], job_payload: PayloadFromJob) -> NoReturn:
     """Entry point of the zygote, right after fork. Never returns.
 
     Requests come over ``control_fd`` (SOCK_SEQPACKET, one :mod:`...protocol.framing`
@@ -42,7 +42,7 @@ def zygote_main(control_fd: int, keep_fds: frozenset[int], job_payload: JobPaylo
     that was handed a test ends, its status goes to that test's channel (``init-exit``).
     ``keep_fds`` are pytest's own fds, which test processes keep.
     """
-    _leave("zygote", control_fd, lambda: _zygote(control_fd, keep_fds, job_payload))
+    run_then_exit("zygote", control_fd, lambda: _zygote(control_fd, keep_fds, job_payload))
 
 
 @dataclass
@@ -62,7 +62,7 @@ class _Prepared:
         os.close(self.pidfd)
 
 
-def _zygote(control_fd: int, keep_fds: frozenset[int], job_payload: JobPayload) -> int:
+def _zygote(control_fd: int, keep_fds: frozenset[int], job_payload: PayloadFromJob) -> int:
     sc.prctl(sc.PR_SET_PDEATHSIG, signal.SIGKILL, "PR_SET_PDEATHSIG")
     if _parent_gone(control_fd):
         return EXIT_SETUP_FAILED
@@ -116,12 +116,12 @@ def _zygote_request(
     prepared: list[_Prepared],
     started: dict[int, int],
     control: socket.socket,
-    job_payload: JobPayload,
+    job_payload: PayloadFromJob,
 ) -> None:
     key = str(request["key"])
     if request["kind"] == Zygote.PREPARE:
         prepared.append(
-            _clone_prepared(key, spec_from_data(request["spec"], ChildSpec), job_payload)
+            _clone_prepared(key, spec_from_data(request["spec"], ContainerSpec), job_payload)
         )
         return
     # Zygote.START: the prepared init for this key, the others were for tests that did not come.
@@ -135,7 +135,9 @@ def _zygote_request(
             framing.send_packet(control, _not_prepared("no container was prepared for it"))
             return
         if entry is None:
-            entry = _clone_prepared(key, spec_from_data(request["spec"], ChildSpec), job_payload)
+            entry = _clone_prepared(
+                key, spec_from_data(request["spec"], ContainerSpec), job_payload
+            )
         else:
             prepared.remove(entry)
         failed = _await_ready(entry.go)
@@ -179,7 +181,7 @@ def _await_ready(go: socket.socket) -> framing.Message | None:
     return _not_prepared(reason)
 
 
-def _clone_prepared(key: str, spec: ChildSpec, job_payload: JobPayload) -> _Prepared:
+def _clone_prepared(key: str, spec: ContainerSpec, job_payload: PayloadFromJob) -> _Prepared:
     ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
     try:
         pid = sc.clone(CLONE_FLAGS)  # the zygote has one thread: see _syscalls.clone
@@ -201,12 +203,12 @@ def _clone_prepared(key: str, spec: ChildSpec, job_payload: JobPayload) -> _Prep
     return _Prepared(key, pid, os.pidfd_open(pid), ours)
 
 
-def prepared_main(spec: ChildSpec, go_fd: int, job_payload: JobPayload) -> NoReturn:
+def prepared_main(spec: ContainerSpec, go_fd: int, job_payload: PayloadFromJob) -> NoReturn:
     """Entry point of a prepared container's init, right after clone(2): build the
     container, say so on ``go_fd``, then wait there for the test. Never returns."""
     channel = [go_fd]  # where a failure is reported: the zygote, then the test's host
 
-    def await_test() -> TestChannels | None:
+    def await_test() -> TestHandover | None:
         framing.send(go_fd, {"kind": Prepared.READY})
         with socket.socket(fileno=os.dup(go_fd)) as go:
             data, fds, _, _ = socket.recv_fds(go, 1 << 20, 3, socket.MSG_CMSG_CLOEXEC)
@@ -233,9 +235,9 @@ def prepared_main(spec: ChildSpec, go_fd: int, job_payload: JobPayload) -> NoRet
         where = [int(n) for n in job["fds"]]
         payload = job_payload(job, where[2])
         moves = tuple(zip(moved, where, strict=True))
-        return TestChannels(moved[0], moved[1], payload, frozenset({where[2]}), moves)
+        return TestHandover(moved[0], moved[1], payload, frozenset({where[2]}), moves)
 
-    _leave("init", lambda: channel[0], lambda: _init(spec, go_fd, await_test))
+    run_then_exit("init", lambda: channel[0], lambda: _init(spec, go_fd, await_test))
 
 
 def _reap_inits(started: dict[int, int]) -> None:
