@@ -196,7 +196,7 @@ class Container:
         self._closed = False
         self._baseline: dict[str, list[Any]] = {}
         self._processes: weakref.WeakSet[Process] = weakref.WeakSet()
-        # A named network: its address now, its cable when it starts (see _network).
+        # A named network: its address now, its cable when it starts (see runtime.network).
         self._own_networks: network.Networks | None = None
         self._network: network.Network | None = None
         self._member: network.Member | None = None

@@ -63,7 +63,7 @@ class CoverageSink:
     def flush(self) -> None:
         """Add what was received to the data of the Coverage measuring pytest, while it
         still measures: at the end of the test loop, before pytest-cov stops, saves and
-        combines (plugin.py), and at the end of the session and of the process."""
+        combines (plugin/__init__.py), and at the end of the session and of the process."""
         if self.owner != os.getpid() or self.data is None:
             return
         module: Any = sys.modules.get("coverage")

@@ -1,7 +1,7 @@
 """Host side of a container's life: clone it, stream what it sends, wait, kill.
 
 One clone(2) creates the container's init directly inside new user, mount and PID
-namespaces (see :func:`._syscalls.clone`); init forks the test process. The clone is made
+namespaces (see :func:`pytest_rootless.kernel.syscalls.clone`); init forks the test process. The clone is made
 by the zygote, ahead of the test (:class:`Zygote`, :func:`run_prepared`), or by pytest
 itself when the test comes (:func:`run`). The host reads framed messages from a pipe as
 they arrive, enforces a backstop deadline, and reaps init: at once when the container
@@ -147,7 +147,7 @@ def _clone_init(
     # then never walks (and so never copies, page by page) the host's object graph.
     # The host unfreezes at once, so its own garbage is collected as before.
     gc.freeze()
-    # The raw clone(2) is only safe in a single-threaded process (see _syscalls.clone);
+    # The raw clone(2) is only safe in a single-threaded process (see kernel.syscalls.clone);
     # with other threads, a single-threaded copy made by glibc's fork() clones the init.
     # A container on a named network is cloned from inside the network's user namespace:
     # a relay enters it (setns(2)), since pytest itself could never leave it again.

@@ -17,7 +17,7 @@ Who owns what (user_namespaces(7), network_namespaces(7), setns(2)):
 * The container's init, once ``C`` exists, sends an fd of it over a socket to the
   holder, which creates a veth pair with one end in ``B`` (on the bridge) and the other,
   ``eth0``, directly in ``C`` (``IFLA_NET_NS_FD``); init then sets its own address,
-  link and route (:mod:`._netlink`). A pair dies with either namespace.
+  link and route (:mod:`pytest_rootless.kernel.netlink`). A pair dies with either namespace.
 * Containers of one test naming the same network share one holder; two names, two
   holders: two bridges with nothing between them. Nothing reaches ``B`` from the host
   (it has no interface there) or from another test (another holder, another ``H``).

@@ -35,14 +35,14 @@ class ContainerSpec:
     last_cap: int
     #: cgroup.procs files init moves itself into (the container's memory/pids limits).
     cgroups: tuple[str, ...] = ()
-    #: rlimits of every process of the container (see _limits).
+    #: rlimits of every process of the container (see runtime.limits).
     rlimits: limits.ProcessLimits = field(default_factory=limits.ProcessLimits)
     #: Send the host what the test wrote outside /tmp and HOME (--rootless-report-writes).
     report_writes: bool = False
     #: For a live container (the container fixture): init's end of the control socket.
     #: Init then serves requests to start processes instead of running one test.
     control_fd: int | None = None
-    #: On a named network: how to join it (see _network).
+    #: On a named network: how to join it (see runtime.network).
     network: Join | None = None
 
 

@@ -3,7 +3,7 @@
 A container costs two forks of pytest (init, which must be PID 1 of the new PID namespace,
 then the test process it forks) plus the namespaces and the root: most of it can be done
 before the test's turn. The *zygote* is a copy of pytest, forked once for a state of the
-host (what is set up there, see _runner.SessionState.run_prepared); it clones the next
+host (what is set up there, see plugin.prepared.ZygoteKeeper.run); it clones the next
 test's init while the current test runs. That init builds the container and waits; when
 the test's turn comes, the host hands it the test (which item, and the channels), and it
 forks the test process as every init does. What is left on the test's path is one fork.
@@ -71,7 +71,7 @@ def _zygote(control_fd: int, keep_fds: frozenset[int], job_payload: PayloadFromJ
     # the pipes of the test running now, not a socket of a plugin's.
     _close_inherited_fds(set(keep_fds) | {0, 1, 2, control_fd})
     # Every object pytest had stays out of the collector: no collection here or in the
-    # inits and test processes cloned from here ever copies their pages (see _spawn).
+    # inits and test processes cloned from here ever copies their pages (see runtime.launch).
     gc.freeze()
     control = socket.socket(fileno=control_fd)
     wake_r, wake_w = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
@@ -184,7 +184,7 @@ def _await_ready(go: socket.socket) -> framing.Message | None:
 def _clone_prepared(key: str, spec: ContainerSpec, job_payload: PayloadFromJob) -> _Prepared:
     ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
     try:
-        pid = sc.clone(CLONE_FLAGS)  # the zygote has one thread: see _syscalls.clone
+        pid = sc.clone(CLONE_FLAGS)  # the zygote has one thread: see kernel.syscalls.clone
     except BaseException:
         ours.close()
         theirs.close()
