@@ -3,7 +3,8 @@
 A :class:`Container` is started on first use and stays up until :meth:`Container.close`
 (the fixture closes it at teardown). Each call starts a new process inside it; the
 function and its arguments go *down* with cloudpickle (a lambda, a closure over the
-test's locals), the result comes *up* as data (:mod:`pytest_rootless.protocol.values`), never as a pickle.
+test's locals), the result comes *up* as data
+(:mod:`pytest_rootless.protocol.values`), never as a pickle.
 """
 
 from __future__ import annotations

@@ -1,7 +1,8 @@
 """Host side of a container's life: clone it, stream what it sends, wait, kill.
 
 One clone(2) creates the container's init directly inside new user, mount and PID
-namespaces (see :func:`pytest_rootless.kernel.syscalls.clone`); init forks the test process. The clone is made
+namespaces (see :func:`pytest_rootless.kernel.syscalls.clone`); init forks the test
+process. The clone is made
 by the zygote, ahead of the test (:class:`Zygote`, :func:`run_prepared`), or by pytest
 itself when the test comes (:func:`run`). The host reads framed messages from a pipe as
 they arrive, enforces a backstop deadline, and reaps init: at once when the container

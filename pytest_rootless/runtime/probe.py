@@ -2,7 +2,8 @@
 
 The answer comes from a real trial: a short-lived container built by the same code as
 every other one. Sysctls and ``/proc/self/status`` are read first only to *explain* a
-refusal and name the fix. The doctor (:mod:`pytest_rootless.doctor`) shows the same explanations, one
+refusal and name the fix. The doctor (:mod:`pytest_rootless.doctor`) shows the same
+explanations, one
 capability at a time; every reader here takes the root of the files it reads (``/`` for
 this host), so a test can point it at a simulated host.
 """
