@@ -5,7 +5,7 @@ fixed), ``optional`` (only some features need it) or ``untried``, then, when som
 is wrong, why it matters and the fix. The exit status is 1 when anything needed is
 missing, so a CI job can run the doctor first.
 
-Two kinds of evidence, as in :mod:`._probe`:
+Two kinds of evidence, as in :mod:`..runtime.probe`:
 
 * files the kernel and the distribution keep (sysctls, ``/proc/self/status``,
   ``/proc/self/mountinfo``, ``/proc/self/cgroup``, ``/etc/subuid``...), read under
@@ -28,7 +28,6 @@ import json
 import os
 import platform
 import pwd
-import re
 import stat
 import sys
 import tempfile
@@ -38,7 +37,10 @@ from dataclasses import asdict, dataclass, field
 from typing import TextIO
 
 from ..kernel import mount as mnt
+from ..kernel import procfs
 from ..kernel import syscalls as sc
+from ..kernel.paths import in_root, is_under
+from ..kernel.procfs import Mount
 from ..runtime import limits as limits_mod
 from ..runtime import probe
 from ..runtime.session import ContainerSession
@@ -64,10 +66,10 @@ class Host:
     live: bool = True
 
     def path(self, path: str) -> str:
-        return os.path.join(self.root, path.lstrip("/"))
+        return in_root(self.root, path)
 
     def read(self, path: str) -> str | None:
-        return probe.read(self.path(path))
+        return procfs.read(path, self.root)
 
     def user_name(self) -> str:
         for line in (self.read("/etc/passwd") or "").splitlines():
@@ -106,41 +108,6 @@ class Check:
 # --- reading the host -----------------------------------------------------------------------
 
 
-@dataclass(frozen=True)
-class Mount:
-    """One line of /proc/self/mountinfo (proc(5))."""
-
-    root: str  # the path inside the filesystem that is mounted here (a bind's source)
-    point: str
-    options: tuple[str, ...]  # per-mount options: rw/ro, nosuid, ...
-    fstype: str
-    super_options: tuple[str, ...]  # per-superblock options: cgroup v1's controllers
-
-
-def _unescape(field: str) -> str:
-    # mountinfo escapes space, tab, newline and backslash as \ooo (octal)
-    return re.sub(r"\\([0-7]{3})", lambda m: chr(int(m.group(1), 8)), field)
-
-
-def mountinfo(host: Host) -> list[Mount]:
-    mounts = []
-    for line in (host.read("/proc/self/mountinfo") or "").splitlines():
-        left, sep, right = line.partition(" - ")
-        fields, tail = left.split(), right.split()
-        if not sep or len(fields) < 6 or len(tail) < 3:
-            continue
-        mounts.append(
-            Mount(
-                root=_unescape(fields[3]),
-                point=_unescape(fields[4]),
-                options=tuple(fields[5].split(",")),
-                fstype=tail[0],
-                super_options=tuple(tail[2].split(",")),
-            )
-        )
-    return mounts
-
-
 def kernel_version(host: Host) -> tuple[int, int] | None:
     release = host.read("/proc/sys/kernel/osrelease") or ""
     parts = release.split(".")
@@ -148,10 +115,6 @@ def kernel_version(host: Host) -> tuple[int, int] | None:
         return int(parts[0]), int("".join(c for c in parts[1] if c.isdigit()) or "0")
     except (IndexError, ValueError):
         return None
-
-
-def _is_under(path: str, parent: str) -> bool:
-    return path == parent or path.startswith(parent.rstrip("/") + "/")
 
 
 def _cause_and_fix(reason: str) -> tuple[str, tuple[str, ...]]:
@@ -426,7 +389,7 @@ def check_id_maps(host: Host, trials: Trials) -> Check:
 def check_mounts(host: Host, trials: Trials) -> Check:
     name = "mounts and pivot_root"
     why = "the container's root is a tmpfs with read-only binds, entered with pivot_root(2)"
-    root_mount = [m for m in mountinfo(host) if m.point == "/"]
+    root_mount = [m for m in procfs.mountinfo(host.root) if m.point == "/"]
     if root_mount and root_mount[-1].fstype == "rootfs":
         return Check(
             name,
@@ -458,7 +421,7 @@ def proc_over_mounts(mounts: Iterable[Mount]) -> tuple[list[Mount], dict[str, li
             m.point
             for m in mounts
             if m.point != proc.point
-            and _is_under(m.point, proc.point)
+            and is_under(m.point, proc.point)
             and m.point[len(proc.point.rstrip("/")) :] not in EMPTY_PROC_DIRS
         ]
         for proc in procs
@@ -468,7 +431,7 @@ def proc_over_mounts(mounts: Iterable[Mount]) -> tuple[list[Mount], dict[str, li
 
 def check_proc(host: Host, trials: Trials) -> Check:
     name = "fresh /proc"
-    procs, hiding = proc_over_mounts(mountinfo(host))
+    procs, hiding = proc_over_mounts(procfs.mountinfo(host.root))
     visible = [point for point, hidden in hiding.items() if not hidden]
     covered = sorted({p for hidden in hiding.values() for p in hidden})
     trial = trials.get("proc")
@@ -626,142 +589,115 @@ class Limits:
     fix: tuple[str, ...] = ()
 
 
-def _cgroup_paths(host: Host) -> dict[str, str]:
-    """/proc/self/cgroup: controller ("" for the v2 hierarchy) -> this process's cgroup."""
-    paths: dict[str, str] = {}
-    for line in (host.read("/proc/self/cgroup") or "").splitlines():
-        fields = line.split(":", 2)
-        if len(fields) != 3:
-            continue
-        _, controllers, path = fields
-        for controller in controllers.split(",") if controllers else [""]:
-            paths.setdefault(controller, path)
-    return paths
+LIMITED = limits_mod.LIMITED
 
 
-def _cgroup_dir(host: Host, mount: Mount, path: str) -> str | None:
-    """Where this process's cgroup ``path`` appears under ``mount``, if it does."""
-    if not _is_under(path, mount.root):
-        return None  # the cgroup is outside what this mount shows
-    directory = (mount.point.rstrip("/") + path[len(mount.root.rstrip("/")) :]).rstrip("/")
-    directory = directory or "/"
-    return directory if os.path.isdir(host.path(directory)) else None
-
-
-def _delegated(host: Host, mount: Mount, directory: str) -> bool:
-    # Delegation (cgroups(7), systemd's Delegate=) is write access to the directory (to
-    # make child cgroups) and to its cgroup.procs (to move processes into them).
-    return "ro" not in mount.options and all(
-        os.access(host.path(p), os.W_OK) for p in (directory, f"{directory}/cgroup.procs")
-    )
-
-
-LIMITED = ("memory", "pids")  # the controllers a container's cgroup would use
-
-
-def limit_backend(host: Host, runtime: limits_mod.Backend | None = None) -> Limits:
-    """The backend the memory and pids options use here: the runtime's own choice
-    (``runtime``, from :func:`._limits.detect`) when given, else what the files say; the
-    files explain why a controller falls back to rlimits, and the fix."""
-    mounts, paths = mountinfo(host), _cgroup_paths(host)
-    chosen: dict[str, str] = {}
-    notes: list[str] = []
-    fix: list[str] = []
-
-    # cgroup v2: one hierarchy. A container's cgroup would be a child of ours, so ours must
-    # be delegated to us, with the controllers enabled for children (cgroup.subtree_control).
-    v2 = sorted(
-        (m for m in mounts if m.fstype == "cgroup2"), key=lambda m: m.point != "/sys/fs/cgroup"
-    )
-    if not v2:
-        notes.append("no cgroup v2 hierarchy is mounted")
-    for mount in v2[:1]:
-        directory = _cgroup_dir(host, mount, paths.get("", "/"))
-        if directory is None:
-            notes.append(f"cgroup v2 at {mount.point}: this process's cgroup is not visible")
-            continue
-        if not _delegated(host, mount, directory):
-            notes.append(f"cgroup v2: your cgroup {directory} is not delegated to you")
-            fix.append(
-                "run pytest in a delegated cgroup: systemd-run --user --scope -p Delegate=yes "
-                "pytest ..."
-            )
-            continue
-        available = (host.read(f"{directory}/cgroup.controllers") or "").split()
-        enabled = (host.read(f"{directory}/cgroup.subtree_control") or "").split()
-        for controller in LIMITED:
-            if controller in enabled:
-                chosen.setdefault(controller, "cgroup v2")
-        idle = [c for c in LIMITED if c in available and c not in enabled]
-        absent = [c for c in LIMITED if c not in available]
-        if idle:
-            notes.append(f"cgroup v2: {' and '.join(idle)} not enabled for children of {directory}")
-            fix.append(
-                f"enable them: echo '{' '.join('+' + c for c in idle)}' > "
-                f"{directory}/cgroup.subtree_control (after moving this shell into a child "
-                "cgroup: a cgroup with processes of its own cannot, the no-internal-process rule)"
-            )
-        if absent:
-            notes.append(f"cgroup v2: {directory} has no {' or '.join(absent)} controller")
-            fix.append(
-                "delegate them: a drop-in with Delegate=memory pids for user@.service "
-                "(/etc/systemd/system/user@.service.d/delegate.conf)"
-            )
-
-    # cgroup v1: one hierarchy per controller, in practice writable by root only.
-    unwritable = []
-    for controller in LIMITED:
-        if controller in chosen:
-            continue
-        for mount in mounts:
-            if mount.fstype == "cgroup" and controller in mount.super_options:
-                directory = _cgroup_dir(host, mount, paths.get(controller, "/"))
-                if directory is not None and _delegated(host, mount, directory):
-                    chosen[controller] = "cgroup v1 (root)" if host.uid == 0 else "cgroup v1"
-                else:
-                    unwritable.append(mount.point)
-                break
-    if unwritable:
-        notes.append(f"cgroup v1: {' and '.join(unwritable)} are not writable by you")
-
-    if runtime is not None:
-        # The runtime's own choice (it made a trial cgroup): what containers will get.
-        chosen = {}
-        for controller, hierarchy in (("memory", runtime.memory), ("pids", runtime.pids)):
-            if hierarchy is not None:
-                chosen[controller] = f"cgroup v{hierarchy.version}"
-    for controller, how in chosen.items():
-        if how == "cgroup v1" and host.uid == 0:
-            chosen[controller] = "cgroup v1 (root)"
-    backends = {chosen.get(c, "rlimits") for c in LIMITED}
-    if len(backends) == 1:
-        backend = backends.pop()
-    else:
-        backend = ", ".join(f"{c} by {chosen.get(c, 'rlimits')}" for c in LIMITED)
-    if "rlimits" not in backend:
+def limit_backend(host: Host, backend: limits_mod.Backend | None = None) -> Limits:
+    """The backend the memory and pids options use here: ``backend`` when given, else the
+    runtime's own choice (:func:`..runtime.limits.detect`: by a trial cgroup on a live
+    host, by the files on a simulated one). The files explain why a controller falls back
+    to rlimits, and the fix."""
+    if backend is None:
+        uid = None if host.live else host.uid
+        backend = limits_mod.detect(host.root, trial=host.live, uid=uid)
+    name = _backend_name(host, backend)
+    if "rlimits" not in name:
         return Limits(
-            backend,
-            f"{backend}: a cgroup per container for memory and pids, every process of it "
+            name,
+            f"{name}: a cgroup per container for memory and pids, every process of it "
             "counted together",
         )
+    notes, fix = _cgroup_notes(host)
     notes = list(dict.fromkeys(notes)) or ["a trial cgroup could not be made"]
     found = (
-        f"{backend}: {'; '.join(notes)}. With rlimits (setrlimit(2)) RLIMIT_DATA bounds "
+        f"{name}: {'; '.join(notes)}. With rlimits (setrlimit(2)) RLIMIT_DATA bounds "
         "each process's memory, not the container's; RLIMIT_NPROC counts the container's "
         "processes (per user namespace, Linux 5.14+)"
     )
-    if host.uid == 0 and "pids" not in chosen:
+    if not backend.nproc_works and backend.pids is None:
         found += ", but not real root's: a pids limit is refused"
     if not fix:
         fix.append(
             "run on a cgroup v2 host in a delegated cgroup: systemd-run --user --scope "
             "-p Delegate=yes pytest ..."
         )
-    return Limits(backend, found, tuple(dict.fromkeys(fix)))
+    return Limits(name, found, tuple(dict.fromkeys(fix)))
 
 
-def check_limits(host: Host, runtime: limits_mod.Backend | None = None) -> Check:
-    limits = limit_backend(host, runtime)
+def _backend_name(host: Host, backend: limits_mod.Backend) -> str:
+    """``cgroup v2``, ``cgroup v1 (root)``, ``rlimits``, or one of them per controller."""
+    chosen = {}
+    for controller, hierarchy in (("memory", backend.memory), ("pids", backend.pids)):
+        if hierarchy is not None:
+            chosen[controller] = hierarchy.describe()
+            if hierarchy.version == 1 and host.uid == 0:
+                chosen[controller] += " (root)"
+    backends = {chosen.get(c, "rlimits") for c in LIMITED}
+    if len(backends) == 1:
+        return backends.pop()
+    return ", ".join(f"{c} by {chosen.get(c, 'rlimits')}" for c in LIMITED)
+
+
+def _cgroup_notes(host: Host) -> tuple[list[str], list[str]]:
+    """Why, by the files, each cgroup hierarchy cannot hold a container's cgroup, and the fix."""
+    notes: list[str] = []
+    fix: list[str] = []
+    v2 = [place for place in limits_mod.places(LIMITED[0], host.root) if place.version == 2]
+    if not v2:
+        notes.append("no cgroup v2 hierarchy is mounted")
+    enabled: list[str] = []
+    for place in v2:
+        enabled = _v2_notes(host, place, notes, fix)
+    # cgroup v1: one hierarchy per controller, in practice writable by root only.
+    unwritable = [
+        place.mount.point
+        for controller in LIMITED
+        if controller not in enabled
+        for place in limits_mod.places(controller, host.root)
+        if place.version == 1 and not place.delegated(host.root)
+    ]
+    if unwritable:
+        notes.append(f"cgroup v1: {' and '.join(unwritable)} are not writable by you")
+    return notes, fix
+
+
+def _v2_notes(host: Host, place: limits_mod.Place, notes: list[str], fix: list[str]) -> list[str]:
+    """cgroup v2 is one hierarchy. A container's cgroup would be a child of ours, so ours
+    must be delegated to us, with the controllers enabled for children
+    (cgroup.subtree_control). Adds to ``notes`` and ``fix``; returns the enabled ones."""
+    directory = place.directory
+    if directory is None:
+        notes.append(f"cgroup v2 at {place.mount.point}: this process's cgroup is not visible")
+        return []
+    if not place.delegated(host.root):
+        notes.append(f"cgroup v2: your cgroup {directory} is not delegated to you")
+        fix.append(
+            "run pytest in a delegated cgroup: systemd-run --user --scope -p Delegate=yes "
+            "pytest ..."
+        )
+        return []
+    available = place.listed("cgroup.controllers", host.root)
+    enabled = place.listed("cgroup.subtree_control", host.root)
+    idle = [c for c in LIMITED if c in available and c not in enabled]
+    absent = [c for c in LIMITED if c not in available]
+    if idle:
+        notes.append(f"cgroup v2: {' and '.join(idle)} not enabled for children of {directory}")
+        fix.append(
+            f"enable them: echo '{' '.join('+' + c for c in idle)}' > "
+            f"{directory}/cgroup.subtree_control (after moving this shell into a child "
+            "cgroup: a cgroup with processes of its own cannot, the no-internal-process rule)"
+        )
+    if absent:
+        notes.append(f"cgroup v2: {directory} has no {' or '.join(absent)} controller")
+        fix.append(
+            "delegate them: a drop-in with Delegate=memory pids for user@.service "
+            "(/etc/systemd/system/user@.service.d/delegate.conf)"
+        )
+    return [c for c in LIMITED if c in enabled]
+
+
+def check_limits(host: Host) -> Check:
+    limits = limit_backend(host)
     return Check(
         "resource limits",
         OPTIONAL if "rlimits" in limits.backend else OK,
@@ -796,9 +732,7 @@ def run_checks(host: Host, answers: Mapping[str, Trial] | None = None) -> list[C
             checks.append(Check(name, UNTRIED, f"needs {gate.name} (above)"))
         else:
             checks.append(check(host, trials))
-    # the runtime's own choice of limit backend is a trial too (it makes a cgroup)
-    runtime = limits_mod.detect(host.path("/proc")) if host.live else None
-    checks += [check_subordinate_ids(host), check_limits(host, runtime)]
+    checks += [check_subordinate_ids(host), check_limits(host)]
     return [_same_cause(check, checks) for check in checks]
 
 

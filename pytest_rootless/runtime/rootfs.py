@@ -14,6 +14,7 @@ import sys
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
+from ..kernel.paths import is_under
 from .child.mounts import _create_file, _makedirs
 from .mountplan import (
     COVERS,
@@ -31,7 +32,6 @@ from .mountplan import (
     ReadOnlyCover,
     Symlink,
     Tmpfs,
-    is_under,
 )
 
 # /etc is built from an allow-list: what programs need to run, never secrets

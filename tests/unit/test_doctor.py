@@ -253,13 +253,6 @@ def test_the_kernels_answer_wins_over_mountinfo(tmp_path: Path) -> None:
     assert proc.found.startswith("mounting a fresh /proc was refused")
 
 
-def test_mountinfo_escapes_are_decoded(tmp_path: Path) -> None:
-    line = "50 22 0:70 / /mnt/with\\040space rw - tmpfs tmpfs rw\n"
-    root = simulate(tmp_path, {"proc/self/mountinfo": HEALTHY["proc/self/mountinfo"] + line})
-    points = [m.point for m in doctor_checks.mountinfo(Host(root=root, live=False))]
-    assert "/mnt/with space" in points
-
-
 # --- kernel and overlayfs ----------------------------------------------------------------------
 
 
