@@ -68,7 +68,6 @@ class Member:
     index: int
     address: ipaddress.IPv4Interface
     address6: ipaddress.IPv6Interface | None
-    connected: bool = True
 
 
 # --- messages: one _wire frame per SOCK_SEQPACKET packet, fds alongside ----------------------
@@ -214,7 +213,6 @@ class Network:
         reply = self.holder.request({"kind": "link", "index": member.index, "up": up})
         if reply["kind"] != "done":
             raise NetworkError(f"network {self.name!r}: {reply.get('message', reply)}")
-        member.connected = up
         return [str(line) for line in reply.get("trace", [])]
 
     def close(self) -> None:
