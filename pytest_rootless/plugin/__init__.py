@@ -88,7 +88,7 @@ def pytest_cmdline_main(config: pytest.Config) -> int | None:
     """``--rootless-doctor`` reports and ends the run, as ``--markers`` does: no tests."""
     if not config.getoption("rootless_doctor"):
         return None
-    from ..doctor.checks import doctor
+    from ..doctor import doctor
 
     return doctor()
 
