@@ -1,7 +1,8 @@
 """pytest hooks of pytest-rootless: options, ini values, markers, header and summary.
 
-The work is done elsewhere: options resolve in :mod:`._options`, the host's support is
-decided by :mod:`._probe`, and an isolated item runs through :mod:`._runner`.
+The work is done elsewhere: options resolve in :mod:`.config` and
+:mod:`..runtime.options`, the host's support is decided by :mod:`..runtime.probe`, and an
+isolated item runs through :mod:`.host_item`.
 """
 
 from __future__ import annotations

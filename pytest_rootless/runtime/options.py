@@ -55,7 +55,7 @@ class OptionError(ValueError):
 
 @dataclass(frozen=True)
 class Options:
-    """Validated options of one container (see the contract for their meaning)."""
+    """Validated options of one container (docs/options.md says what each one means)."""
 
     network: str = "none"
     rootfs: str = "minimal"
