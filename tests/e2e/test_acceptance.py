@@ -68,6 +68,7 @@ from string import Template
 import pytest
 
 from pytest_rootless.kernel.paths import is_under
+from pytest_rootless.runtime.rootfs import HOST_MASKED_DIRS
 
 TIMEOUT = 120
 #: How long a process of a finished container may take to be gone (the kernel reaps a
@@ -563,7 +564,7 @@ def test_submounts_of_read_only_binds_are_read_only(
     else:
         # Not those the container replaces or masks: fresh /proc, /dev and /tmp, the
         # user's home (an empty tmpfs), /run.
-        hidden = (*REPLACED, *rootfs.HOST_MASKED_DIRS, pwd.getpwuid(os.getuid()).pw_dir)
+        hidden = (*REPLACED, *HOST_MASKED_DIRS, pwd.getpwuid(os.getuid()).pw_dir)
         submounts = sorted(
             p
             for p in set(host_mount_points())
