@@ -11,7 +11,7 @@ import os
 import sys
 from collections.abc import Sequence
 
-from .doctor.checks import Host, doctor
+from .doctor import Host, doctor
 
 
 def main(argv: Sequence[str] | None = None) -> int:

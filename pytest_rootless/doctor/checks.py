@@ -1,47 +1,21 @@
-"""``python -m pytest_rootless doctor``: what this host allows, one capability at a time.
-
-Each check prints one line, ``ok``, ``missing`` (isolation cannot work until it is
-fixed), ``optional`` (only some features need it) or ``untried``, then, when something
-is wrong, why it matters and the fix. The exit status is 1 when anything needed is
-missing, so a CI job can run the doctor first.
-
-Two kinds of evidence, as in :mod:`._probe`:
-
-* files the kernel and the distribution keep (sysctls, ``/proc/self/status``,
-  ``/proc/self/mountinfo``, ``/proc/self/cgroup``, ``/etc/subuid``...), read under
-  :attr:`Host.root`, so a test can point the doctor at a simulated host;
-* *trials*: a forked child tries the real thing (a user namespace, an id map, mounts,
-  a fresh ``/proc``, overlayfs) in namespaces of its own, then exits; and one real
-  container is started by the runtime itself. The kernel's answer wins over what the
-  files suggest; the files explain a refusal. Trials can be turned off (a simulated
-  host, ``--no-trials``), and a test can hand in canned answers (:class:`Trial`).
-
-Code after ``fork`` here follows CPython's discipline (``multiprocessing/popen_fork.py``):
-it touches no pytest state, reports through a pipe as JSON, and leaves only through
-``os._exit`` in a ``finally``.
-"""
+"""The checks, one ``check_*`` per line of the report, in the order a container needs
+them (:func:`run_checks`)."""
 
 from __future__ import annotations
 
-import errno
 import os
 import platform
-import pwd
-import re
 import stat
-import sys
-import tempfile
-import textwrap
 from collections.abc import Callable, Iterable, Mapping
-from dataclasses import asdict, dataclass, field
-from typing import TextIO
+from dataclasses import dataclass
 
-from ..kernel import mount as mnt
-from ..kernel import syscalls as sc
-from ..protocol import framing, messages
-from ..runtime import limits as limits_mod
+from ..kernel import procfs
+from ..kernel.paths import is_under
+from ..kernel.procfs import Mount
 from ..runtime import probe
-from ..runtime.session import ContainerSession
+from .host import Host, kernel_version
+from .limits import limit_backend
+from .trials import Trial, Trials
 
 OK, MISSING, OPTIONAL, UNTRIED = "ok", "missing", "optional", "untried"
 
@@ -50,46 +24,6 @@ OK, MISSING, OPTIONAL, UNTRIED = "ok", "missing", "optional", "untried"
 #: hides nothing, so it does not stop a fresh proc mount (fs/namespace.c,
 #: ``mnt_already_visible``). systemd mounts binfmt_misc on most hosts.
 EMPTY_PROC_DIRS = frozenset({"/sys/fs/binfmt_misc", "/fs/nfsd"})
-
-
-@dataclass(frozen=True)
-class Host:
-    """Where the doctor reads a host's facts: ``root`` (``/`` for this machine, a
-    directory for a simulated one), the user asking, and whether to run kernel trials
-    (forked children in new namespaces; they always test *this* kernel)."""
-
-    root: str = "/"
-    uid: int = field(default_factory=os.getuid)
-    gid: int = field(default_factory=os.getgid)
-    live: bool = True
-
-    def path(self, path: str) -> str:
-        return os.path.join(self.root, path.lstrip("/"))
-
-    def read(self, path: str) -> str | None:
-        return probe.read(self.path(path))
-
-    def user_name(self) -> str:
-        for line in (self.read("/etc/passwd") or "").splitlines():
-            fields = line.split(":")
-            if len(fields) > 2 and fields[2] == str(self.uid):
-                return fields[0]
-        if self.root == "/":
-            try:  # users from NSS (LDAP, systemd-homed) are not in /etc/passwd
-                return pwd.getpwuid(self.uid).pw_name
-            except KeyError:
-                pass
-        return str(self.uid)
-
-
-@dataclass(frozen=True)
-class Trial:
-    """The kernel's answer to one trial: the failing call, its errno and message."""
-
-    ok: bool
-    call: str | None = None
-    errno: int | None = None
-    message: str = ""
 
 
 @dataclass(frozen=True)
@@ -103,229 +37,9 @@ class Check:
     why: str = ""
 
 
-# --- reading the host -----------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class Mount:
-    """One line of /proc/self/mountinfo (proc(5))."""
-
-    root: str  # the path inside the filesystem that is mounted here (a bind's source)
-    point: str
-    options: tuple[str, ...]  # per-mount options: rw/ro, nosuid, ...
-    fstype: str
-    super_options: tuple[str, ...]  # per-superblock options: cgroup v1's controllers
-
-
-def _unescape(field: str) -> str:
-    # mountinfo escapes space, tab, newline and backslash as \ooo (octal)
-    return re.sub(r"\\([0-7]{3})", lambda m: chr(int(m.group(1), 8)), field)
-
-
-def mountinfo(host: Host) -> list[Mount]:
-    mounts = []
-    for line in (host.read("/proc/self/mountinfo") or "").splitlines():
-        left, sep, right = line.partition(" - ")
-        fields, tail = left.split(), right.split()
-        if not sep or len(fields) < 6 or len(tail) < 3:
-            continue
-        mounts.append(
-            Mount(
-                root=_unescape(fields[3]),
-                point=_unescape(fields[4]),
-                options=tuple(fields[5].split(",")),
-                fstype=tail[0],
-                super_options=tuple(tail[2].split(",")),
-            )
-        )
-    return mounts
-
-
-def kernel_version(host: Host) -> tuple[int, int] | None:
-    release = host.read("/proc/sys/kernel/osrelease") or ""
-    parts = release.split(".")
-    try:
-        return int(parts[0]), int("".join(c for c in parts[1] if c.isdigit()) or "0")
-    except (IndexError, ValueError):
-        return None
-
-
-def _is_under(path: str, parent: str) -> bool:
-    return path == parent or path.startswith(parent.rstrip("/") + "/")
-
-
 def _cause_and_fix(reason: str) -> tuple[str, tuple[str, ...]]:
     cause, sep, fix = reason.partition("; fix: ")
     return cause, (fix,) if sep else ()
-
-
-# --- trials: the kernel's answers -----------------------------------------------------------
-
-
-class _Failed(Exception):
-    """A nested trial failed; carries its answer up to the first child."""
-
-    def __init__(self, trial: Trial) -> None:
-        super().__init__(trial.message)
-        self.trial = trial
-
-
-def _answer(steps: Callable[[], None]) -> Trial:
-    try:
-        steps()
-    except _Failed as failed:
-        return failed.trial
-    except OSError as exc:
-        return Trial(False, getattr(exc, "call", None), exc.errno, str(exc))
-    except Exception as exc:  # a bug of ours, reported rather than lost with the child
-        return Trial(False, None, None, f"{type(exc).__name__}: {exc}")
-    return Trial(True)
-
-
-def in_child(steps: Callable[[], None]) -> Trial:
-    """Run ``steps`` in a forked child and return how it went. Namespaces the child
-    creates die with it: nothing the trial does is seen by this process."""
-    read_fd, write_fd = os.pipe2(os.O_CLOEXEC)
-    # sc.fork (os.fork, its 3.12 warning about threads acknowledged for this call, and
-    # stdio flushed first): the child has one thread, so unshare(CLONE_NEWUSER) is
-    # allowed there (user_namespaces(7): EINVAL with threads).
-    pid = sc.fork()
-    if pid == 0:
-        code = 1
-        try:
-            os.close(read_fd)
-            framing.send(write_fd, {"kind": messages.Doctor.TRIAL, **asdict(_answer(steps))})
-            code = 0
-        finally:
-            os._exit(code)
-    os.close(write_fd)
-    decoder = framing.Decoder()
-    found = []
-    while chunk := os.read(read_fd, 65536):
-        found += decoder.feed(chunk)
-    os.close(read_fd)
-    _, status = os.waitpid(pid, 0)
-    if not found:
-        code = os.waitstatus_to_exitcode(status)
-        return Trial(False, None, None, f"the trial process ended with status {code} first")
-    return Trial(*messages.checked_trial(found[0]))
-
-
-NS = sc.CloneFlag
-MS = mnt.MountFlag
-
-
-def _own_user_namespace(more: sc.CloneFlag | None = None) -> None:
-    """A new user namespace (plus ``more``) mapping our own uid and gid, as a container's
-    init does (user_namespaces(7): setgroups deny, then the one-line maps)."""
-    uid, gid = os.getuid(), os.getgid()
-    sc.unshare(NS.NEWUSER if more is None else NS.NEWUSER | more)
-    sc.write_id_maps(uid, uid, gid, gid)
-
-
-def _try_userns() -> None:
-    sc.unshare(NS.NEWUSER)
-
-
-def _try_mounts(scratch: str) -> None:
-    _own_user_namespace(NS.NEWNS)
-    mnt.mount(None, "/", None, MS.REC | MS.PRIVATE)  # nothing we mount propagates out
-    mnt.mount("tmpfs", scratch, "tmpfs", MS.NOSUID | MS.NODEV, "mode=0755")
-    sealed = os.path.join(scratch, "sealed")
-    os.mkdir(sealed)
-    mnt.mount(sealed, sealed, None, MS.BIND | MS.REC)
-    mnt.mount_setattr(sealed, mnt.MOUNT_ATTR_RDONLY)
-    try:
-        os.close(os.open(os.path.join(sealed, "probe"), os.O_CREAT | os.O_WRONLY, 0o600))
-    except OSError as exc:
-        if exc.errno != errno.EROFS:
-            raise
-    else:
-        raise _Failed(Trial(False, "mount_setattr", None, "a read-only bind stayed writable"))
-    os.chdir(scratch)  # pivot_root(2) NOTES: new_root and put_old may be the same, "."
-    mnt.pivot_root(".", ".")
-    mnt.umount2(".", mnt.MNT_DETACH)
-    os.chdir("/")
-
-
-def _try_proc(scratch: str) -> None:
-    _own_user_namespace(NS.NEWNS | NS.NEWPID)
-
-    def as_pid_1() -> None:
-        # proc shows the PID namespace of the process that mounts it: the one that
-        # unshared is not in it, its first child is (pid_namespaces(7)).
-        mnt.mount(None, "/", None, MS.REC | MS.PRIVATE)
-        mnt.mount("proc", scratch, "proc", MS.NOSUID | MS.NODEV | MS.NOEXEC)
-        pids = [name for name in os.listdir(scratch) if name.isdigit()]
-        if pids != ["1"]:
-            raise _Failed(Trial(False, "proc", None, f"the new proc shows pids {pids[:5]}"))
-
-    inner = in_child(as_pid_1)
-    if not inner.ok:
-        raise _Failed(inner)
-
-
-def _try_overlay(scratch: str) -> None:
-    _own_user_namespace(NS.NEWNS)
-    mnt.mount(None, "/", None, MS.REC | MS.PRIVATE)
-    mnt.mount("tmpfs", scratch, "tmpfs", MS.NOSUID | MS.NODEV, "mode=0755")
-    lower, upper, work, merged = (os.path.join(scratch, d) for d in ("l", "u", "w", "m"))
-    for directory in (lower, upper, work, merged):
-        os.mkdir(directory)
-    # userxattr: keep overlay's own metadata in user.* xattrs, the ones an unprivileged
-    # mounter may write (overlayfs.rst, Linux 5.11)
-    mnt.mount(
-        "overlay",
-        merged,
-        "overlay",
-        MS.NONE,
-        f"lowerdir={lower},upperdir={upper},workdir={work},userxattr",
-    )
-    with open(os.path.join(merged, "written"), "w") as f:
-        f.write("copy-on-write")
-    if not os.path.exists(os.path.join(upper, "written")):
-        raise _Failed(Trial(False, "overlay", None, "a write did not land in the upper dir"))
-
-
-def _with_scratch(steps: Callable[[str], None]) -> Trial:
-    # The child mounts over this directory in its own mount namespace only; here it stays
-    # an empty directory, removed afterwards.
-    with tempfile.TemporaryDirectory(prefix="rootless-doctor-") as scratch:
-        return in_child(lambda: steps(scratch))
-
-
-def _try_container() -> Trial:
-    containers = ContainerSession()
-    try:
-        support = containers.probe()
-    finally:
-        containers.close()
-    return Trial(support.ok, message=support.reason)
-
-
-TRIALS: dict[str, Callable[[], Trial]] = {
-    "userns": lambda: in_child(_try_userns),
-    "idmap": lambda: in_child(_own_user_namespace),
-    "mounts": lambda: _with_scratch(_try_mounts),
-    "proc": lambda: _with_scratch(_try_proc),
-    "overlay": lambda: _with_scratch(_try_overlay),
-    "container": _try_container,
-}
-
-
-class Trials:
-    """Trials run on demand, once each; ``answers`` (a test's canned ones) come first."""
-
-    def __init__(self, host: Host, answers: Mapping[str, Trial] | None = None) -> None:
-        self.host = host
-        self.answers = dict(answers or {})
-
-    def get(self, name: str) -> Trial | None:
-        if name not in self.answers:
-            if not self.host.live:
-                return None
-            self.answers[name] = TRIALS[name]()
-        return self.answers[name]
 
 
 def _refusal(host: Host, trial: Trial) -> tuple[str, tuple[str, ...]]:
@@ -337,8 +51,6 @@ def _refusal(host: Host, trial: Trial) -> tuple[str, tuple[str, ...]]:
         "each step of a container",
     )
 
-
-# --- the checks -----------------------------------------------------------------------------
 
 WHY_USERNS = (
     "every container starts with a user namespace: it is what lets an ordinary user "
@@ -427,7 +139,7 @@ def check_id_maps(host: Host, trials: Trials) -> Check:
 def check_mounts(host: Host, trials: Trials) -> Check:
     name = "mounts and pivot_root"
     why = "the container's root is a tmpfs with read-only binds, entered with pivot_root(2)"
-    root_mount = [m for m in mountinfo(host) if m.point == "/"]
+    root_mount = [m for m in procfs.mountinfo(host.root) if m.point == "/"]
     if root_mount and root_mount[-1].fstype == "rootfs":
         return Check(
             name,
@@ -459,7 +171,7 @@ def proc_over_mounts(mounts: Iterable[Mount]) -> tuple[list[Mount], dict[str, li
             m.point
             for m in mounts
             if m.point != proc.point
-            and _is_under(m.point, proc.point)
+            and is_under(m.point, proc.point)
             and m.point[len(proc.point.rstrip("/")) :] not in EMPTY_PROC_DIRS
         ]
         for proc in procs
@@ -469,7 +181,7 @@ def proc_over_mounts(mounts: Iterable[Mount]) -> tuple[list[Mount], dict[str, li
 
 def check_proc(host: Host, trials: Trials) -> Check:
     name = "fresh /proc"
-    procs, hiding = proc_over_mounts(mountinfo(host))
+    procs, hiding = proc_over_mounts(procfs.mountinfo(host.root))
     visible = [point for point, hidden in hiding.items() if not hidden]
     covered = sorted({p for hidden in hiding.values() for p in hidden})
     trial = trials.get("proc")
@@ -617,152 +329,8 @@ def check_overlay(host: Host, trials: Trials) -> Check:
     )
 
 
-@dataclass(frozen=True)
-class Limits:
-    """How the ``memory`` and ``pids`` options would be enforced here (``cpu`` is CPU
-    *time*, which a cgroup does not bound: RLIMIT_CPU per process in every case)."""
-
-    backend: str  # "cgroup v2", "cgroup v1 (root)", "rlimits", or a mix per controller
-    found: str
-    fix: tuple[str, ...] = ()
-
-
-def _cgroup_paths(host: Host) -> dict[str, str]:
-    """/proc/self/cgroup: controller ("" for the v2 hierarchy) -> this process's cgroup."""
-    paths: dict[str, str] = {}
-    for line in (host.read("/proc/self/cgroup") or "").splitlines():
-        fields = line.split(":", 2)
-        if len(fields) != 3:
-            continue
-        _, controllers, path = fields
-        for controller in controllers.split(",") if controllers else [""]:
-            paths.setdefault(controller, path)
-    return paths
-
-
-def _cgroup_dir(host: Host, mount: Mount, path: str) -> str | None:
-    """Where this process's cgroup ``path`` appears under ``mount``, if it does."""
-    if not _is_under(path, mount.root):
-        return None  # the cgroup is outside what this mount shows
-    directory = (mount.point.rstrip("/") + path[len(mount.root.rstrip("/")) :]).rstrip("/")
-    directory = directory or "/"
-    return directory if os.path.isdir(host.path(directory)) else None
-
-
-def _delegated(host: Host, mount: Mount, directory: str) -> bool:
-    # Delegation (cgroups(7), systemd's Delegate=) is write access to the directory (to
-    # make child cgroups) and to its cgroup.procs (to move processes into them).
-    return "ro" not in mount.options and all(
-        os.access(host.path(p), os.W_OK) for p in (directory, f"{directory}/cgroup.procs")
-    )
-
-
-LIMITED = ("memory", "pids")  # the controllers a container's cgroup would use
-
-
-def limit_backend(host: Host, runtime: limits_mod.Backend | None = None) -> Limits:
-    """The backend the memory and pids options use here: the runtime's own choice
-    (``runtime``, from :func:`._limits.detect`) when given, else what the files say; the
-    files explain why a controller falls back to rlimits, and the fix."""
-    mounts, paths = mountinfo(host), _cgroup_paths(host)
-    chosen: dict[str, str] = {}
-    notes: list[str] = []
-    fix: list[str] = []
-
-    # cgroup v2: one hierarchy. A container's cgroup would be a child of ours, so ours must
-    # be delegated to us, with the controllers enabled for children (cgroup.subtree_control).
-    v2 = sorted(
-        (m for m in mounts if m.fstype == "cgroup2"), key=lambda m: m.point != "/sys/fs/cgroup"
-    )
-    if not v2:
-        notes.append("no cgroup v2 hierarchy is mounted")
-    for mount in v2[:1]:
-        directory = _cgroup_dir(host, mount, paths.get("", "/"))
-        if directory is None:
-            notes.append(f"cgroup v2 at {mount.point}: this process's cgroup is not visible")
-            continue
-        if not _delegated(host, mount, directory):
-            notes.append(f"cgroup v2: your cgroup {directory} is not delegated to you")
-            fix.append(
-                "run pytest in a delegated cgroup: systemd-run --user --scope -p Delegate=yes "
-                "pytest ..."
-            )
-            continue
-        available = (host.read(f"{directory}/cgroup.controllers") or "").split()
-        enabled = (host.read(f"{directory}/cgroup.subtree_control") or "").split()
-        for controller in LIMITED:
-            if controller in enabled:
-                chosen.setdefault(controller, "cgroup v2")
-        idle = [c for c in LIMITED if c in available and c not in enabled]
-        absent = [c for c in LIMITED if c not in available]
-        if idle:
-            notes.append(f"cgroup v2: {' and '.join(idle)} not enabled for children of {directory}")
-            fix.append(
-                f"enable them: echo '{' '.join('+' + c for c in idle)}' > "
-                f"{directory}/cgroup.subtree_control (after moving this shell into a child "
-                "cgroup: a cgroup with processes of its own cannot, the no-internal-process rule)"
-            )
-        if absent:
-            notes.append(f"cgroup v2: {directory} has no {' or '.join(absent)} controller")
-            fix.append(
-                "delegate them: a drop-in with Delegate=memory pids for user@.service "
-                "(/etc/systemd/system/user@.service.d/delegate.conf)"
-            )
-
-    # cgroup v1: one hierarchy per controller, in practice writable by root only.
-    unwritable = []
-    for controller in LIMITED:
-        if controller in chosen:
-            continue
-        for mount in mounts:
-            if mount.fstype == "cgroup" and controller in mount.super_options:
-                directory = _cgroup_dir(host, mount, paths.get(controller, "/"))
-                if directory is not None and _delegated(host, mount, directory):
-                    chosen[controller] = "cgroup v1 (root)" if host.uid == 0 else "cgroup v1"
-                else:
-                    unwritable.append(mount.point)
-                break
-    if unwritable:
-        notes.append(f"cgroup v1: {' and '.join(unwritable)} are not writable by you")
-
-    if runtime is not None:
-        # The runtime's own choice (it made a trial cgroup): what containers will get.
-        chosen = {}
-        for controller, hierarchy in (("memory", runtime.memory), ("pids", runtime.pids)):
-            if hierarchy is not None:
-                chosen[controller] = f"cgroup v{hierarchy.version}"
-    for controller, how in chosen.items():
-        if how == "cgroup v1" and host.uid == 0:
-            chosen[controller] = "cgroup v1 (root)"
-    backends = {chosen.get(c, "rlimits") for c in LIMITED}
-    if len(backends) == 1:
-        backend = backends.pop()
-    else:
-        backend = ", ".join(f"{c} by {chosen.get(c, 'rlimits')}" for c in LIMITED)
-    if "rlimits" not in backend:
-        return Limits(
-            backend,
-            f"{backend}: a cgroup per container for memory and pids, every process of it "
-            "counted together",
-        )
-    notes = list(dict.fromkeys(notes)) or ["a trial cgroup could not be made"]
-    found = (
-        f"{backend}: {'; '.join(notes)}. With rlimits (setrlimit(2)) RLIMIT_DATA bounds "
-        "each process's memory, not the container's; RLIMIT_NPROC counts the container's "
-        "processes (per user namespace, Linux 5.14+)"
-    )
-    if host.uid == 0 and "pids" not in chosen:
-        found += ", but not real root's: a pids limit is refused"
-    if not fix:
-        fix.append(
-            "run on a cgroup v2 host in a delegated cgroup: systemd-run --user --scope "
-            "-p Delegate=yes pytest ..."
-        )
-    return Limits(backend, found, tuple(dict.fromkeys(fix)))
-
-
-def check_limits(host: Host, runtime: limits_mod.Backend | None = None) -> Check:
-    limits = limit_backend(host, runtime)
+def check_limits(host: Host) -> Check:
+    limits = limit_backend(host)
     return Check(
         "resource limits",
         OPTIONAL if "rlimits" in limits.backend else OK,
@@ -797,9 +365,7 @@ def run_checks(host: Host, answers: Mapping[str, Trial] | None = None) -> list[C
             checks.append(Check(name, UNTRIED, f"needs {gate.name} (above)"))
         else:
             checks.append(check(host, trials))
-    # the runtime's own choice of limit backend is a trial too (it makes a cgroup)
-    runtime = limits_mod.detect(host.path("/proc")) if host.live else None
-    checks += [check_subordinate_ids(host), check_limits(host, runtime)]
+    checks += [check_subordinate_ids(host), check_limits(host)]
     return [_same_cause(check, checks) for check in checks]
 
 
@@ -812,66 +378,3 @@ def _same_cause(check: Check, checks: list[Check]) -> Check:
         if earlier is not check and earlier.status == MISSING and earlier.found == check.found:
             return Check(check.name, MISSING, f"refused, as {earlier.name} (above) says")
     return check
-
-
-# --- the report -----------------------------------------------------------------------------
-
-WIDTH = 100
-INDENT = " " * 10
-
-
-def render(checks: list[Check], host: Host) -> list[str]:
-    user = host.user_name()
-    lines = [
-        "pytest-rootless doctor: what this host allows for isolated tests",
-        f"({platform.system()} {host.read('/proc/sys/kernel/osrelease') or '?'}, "
-        f"{platform.machine()}, uid {host.uid}{'' if user == str(host.uid) else f' ({user})'}, "
-        f"Python {platform.python_version()}" + ("" if host.live else "; kernel trials off") + ")",
-        "",
-    ]
-    for check in checks:
-        lines += textwrap.wrap(
-            f"{check.status:<9} {check.name}: {check.found}",
-            WIDTH,
-            subsequent_indent=INDENT,
-            break_on_hyphens=False,
-        )
-        if check.status in (MISSING, OPTIONAL):
-            extra = ([f"why: {check.why}"] if check.why else []) + [f"fix: {f}" for f in check.fix]
-            for text in extra:
-                lines += textwrap.wrap(
-                    text,
-                    WIDTH,
-                    initial_indent=INDENT,
-                    subsequent_indent=INDENT + "     ",
-                    break_on_hyphens=False,
-                )
-    lines.append("")
-    lines += textwrap.wrap(verdict(checks), WIDTH, break_on_hyphens=False)
-    return lines
-
-
-def verdict(checks: list[Check]) -> str:
-    missing = [c.name for c in checks if c.status == MISSING]
-    if missing:
-        return (
-            f"isolation cannot work here ({', '.join(missing)}): isolated tests are skipped, "
-            "or fail under --rootless-require. Fix the 'missing' lines above."
-        )
-    if any(c.status == UNTRIED for c in checks):
-        return "nothing needed is missing, but not everything was tried on this kernel."
-    return "isolation works here: isolated tests run in containers."
-
-
-def exit_code(checks: list[Check]) -> int:
-    return 1 if any(c.status == MISSING for c in checks) else 0
-
-
-def doctor(host: Host | None = None, out: TextIO | None = None) -> int:
-    """Print the report for ``host`` (this machine by default); 1 if isolation cannot work."""
-    host = host or Host()
-    checks = run_checks(host)
-    out = out or sys.stdout
-    out.write("\n".join(render(checks, host)) + "\n")
-    out.flush()
-    return exit_code(checks)

@@ -1,8 +1,8 @@
 """pytest hooks of pytest-rootless: options, ini values, markers, header and summary.
 
-The work is done elsewhere: options resolve in :mod:`.config`, the host's support is
-decided by :mod:`pytest_rootless.runtime.probe`, and an isolated item runs through
-:mod:`.host_item`.
+The work is done elsewhere: options resolve in :mod:`.config` and
+:mod:`pytest_rootless.runtime.options`, the host's support is decided by
+:mod:`pytest_rootless.runtime.probe`, and an isolated item runs through :mod:`.host_item`.
 """
 
 from __future__ import annotations
@@ -89,7 +89,7 @@ def pytest_cmdline_main(config: pytest.Config) -> int | None:
     """``--rootless-doctor`` reports and ends the run, as ``--markers`` does: no tests."""
     if not config.getoption("rootless_doctor"):
         return None
-    from ..doctor.checks import doctor
+    from ..doctor import doctor
 
     return doctor()
 

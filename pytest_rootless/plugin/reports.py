@@ -71,6 +71,38 @@ DUCK_TYPED = frozenset({"node"})
 def _load_report(item: pytest.Item, data: object) -> pytest.TestReport:
     """A report from the container, checked: only data, only this item's phases. Any
     kind of TestReport a plugin serializes (pytest's subtests send SubtestReports)."""
+    data, markup = _checked_data(data)
+    try:
+        loaded = item.config.hook.pytest_report_from_serializable(config=item.config, data=data)
+    except Exception as exc:
+        raise framing.ProtocolError(f"a report could not be read: {exc!r}") from None
+    report = _checked_kind(loaded, data)
+    if report.nodeid != item.nodeid:
+        raise framing.ProtocolError(f"a report names another test: {report.nodeid!r}")
+    # Decoded JSON holds a copy of every string: share the item's instead, as pytest's own
+    # reports do (pytest keeps every report until the end of the run).
+    report.nodeid = item.nodeid
+    location = _checked_location(report.location)
+    report.location = item.location if location == item.location else location
+    report.sections = _checked_sections(report.sections)
+    if not isinstance(report.duration, int | float) or not isinstance(report.keywords, dict):
+        raise framing.ProtocolError("a report has a malformed duration or keywords")
+    if report.keywords.keys() <= item.keywords.keys():
+        report.keywords = {
+            key: report.keywords[key] for key in item.keywords if key in report.keywords
+        }
+    report.user_properties = _checked_user_properties(report.user_properties)
+    _set_longrepr(report, markup)
+    _restore_subtest_kwargs(report, data)
+    try:  # a plugin's report may compute it from its own data (a subtest's description)
+        report.head_line  # noqa: B018
+    except Exception as exc:
+        raise framing.ProtocolError(f"a report's head line cannot be shown: {exc!r}") from None
+    return report
+
+
+def _checked_data(data: object) -> tuple[dict[str, Any], str | None]:
+    """The serialized report, and the rendered longrepr's markup taken out of it."""
     if not isinstance(data, dict):
         raise framing.ProtocolError("a report frame does not hold a TestReport")
     markup = data.pop(MARKUP_KEY, None)
@@ -78,37 +110,40 @@ def _load_report(item: pytest.Item, data: object) -> pytest.TestReport:
         isinstance(markup, str) and isinstance(data.get("longrepr"), str)
     ):
         raise framing.ProtocolError("a report has a malformed rendered longrepr")
-    # Extra keys become instance attributes (TestReport(**extra)): one named like a method
-    # or property of the class would replace it, and break the terminal summary later;
-    # "node" is what pytest looks for on reports that came from an xdist worker.
+    _check_reserved(data, pytest.TestReport)
+    if "wasxfail" in data and not isinstance(data["wasxfail"], str):
+        raise framing.ProtocolError("a report has a malformed wasxfail")
+    return data, markup
+
+
+def _check_reserved(data: dict[str, Any], cls: type) -> None:
+    """Extra keys become instance attributes (TestReport(**extra)): one named like a method
+    or property of the class would replace it, and break the terminal summary later;
+    "node" is what pytest looks for on reports that came from an xdist worker."""
     shadowing = [
         key
         for key in data
         if key not in REPORT_FIELDS
-        and (key in DUCK_TYPED or key.startswith("__") or hasattr(pytest.TestReport, key))
+        and (key in DUCK_TYPED or key.startswith("__") or hasattr(cls, key))
     ]
     if shadowing:
         raise framing.ProtocolError(f"a report sets reserved attributes: {shadowing!r:.200}")
-    if "wasxfail" in data and not isinstance(data["wasxfail"], str):
-        raise framing.ProtocolError("a report has a malformed wasxfail")
-    try:
-        report = item.config.hook.pytest_report_from_serializable(config=item.config, data=data)
-    except Exception as exc:
-        raise framing.ProtocolError(f"a report could not be read: {exc!r}") from None
+
+
+def _checked_kind(report: object, data: dict[str, Any]) -> pytest.TestReport:
+    """A TestReport (a plugin's subclass: its own attributes are reserved too), of a phase
+    of a test, with an outcome pytest knows."""
     if not isinstance(report, pytest.TestReport):
         raise framing.ProtocolError("a report frame does not hold a TestReport")
-    if type(report) is not pytest.TestReport:  # a plugin's subclass: its own attributes too
-        shadowing = [key for key in data if key not in REPORT_FIELDS and hasattr(type(report), key)]
-        if shadowing:
-            raise framing.ProtocolError(f"a report sets reserved attributes: {shadowing!r:.200}")
+    if type(report) is not pytest.TestReport:
+        _check_reserved(data, type(report))
     if report.when not in PHASES or report.outcome not in ("passed", "failed", "skipped"):
         raise framing.ProtocolError(f"a report has when={report.when!r} outcome={report.outcome!r}")
-    if report.nodeid != item.nodeid:
-        raise framing.ProtocolError(f"a report names another test: {report.nodeid!r}")
-    # Decoded JSON holds a copy of every string: share the item's instead, as pytest's own
-    # reports do (pytest keeps every report until the end of the run).
-    report.nodeid = item.nodeid
-    location = report.location
+    return report
+
+
+def _checked_location(location: object) -> tuple[str, int | None, str]:
+    """(path, line number or None, test name)."""
     if not (
         isinstance(location, list | tuple)
         and len(location) == 3
@@ -117,27 +152,31 @@ def _load_report(item: pytest.Item, data: object) -> pytest.TestReport:
         and isinstance(location[2], str)
     ):
         raise framing.ProtocolError(f"a report has a malformed location: {location!r:.200}")
-    same = tuple(location) == item.location
-    report.location = item.location if same else tuple(location)  # type: ignore[assignment]
-    sections = report.sections
+    return location[0], location[1], location[2]
+
+
+def _checked_sections(sections: object) -> list[tuple[str, str]]:
+    """(title, text) pairs: captured output and the like."""
     if not isinstance(sections, list) or not all(
         isinstance(s, list | tuple) and len(s) == 2 and all(isinstance(x, str) for x in s)
         for s in sections
     ):
         raise framing.ProtocolError("a report has malformed sections")
-    report.sections = [(title, text) for title, text in sections]
-    if not isinstance(report.duration, int | float) or not isinstance(report.keywords, dict):
-        raise framing.ProtocolError("a report has a malformed duration or keywords")
-    if report.keywords.keys() <= item.keywords.keys():
-        report.keywords = {
-            key: report.keywords[key] for key in item.keywords if key in report.keywords
-        }
-    props = report.user_properties
+    return [(title, text) for title, text in sections]
+
+
+def _checked_user_properties(props: object) -> list[tuple[str, object]]:
+    """(name, value) pairs, as ``record_property`` makes them."""
     if not isinstance(props, list) or not all(
         isinstance(p, list | tuple) and len(p) == 2 and isinstance(p[0], str) for p in props
     ):
         raise framing.ProtocolError("a report has malformed user_properties")
-    report.user_properties = [(name, value) for name, value in props]
+    return [(name, value) for name, value in props]
+
+
+def _set_longrepr(report: pytest.TestReport, markup: str | None) -> None:
+    """A skip's location as a tuple again, a rendered failure with its markup, anything
+    else rendered once now: a malformed one must fail here, not in the summary."""
     longrepr = report.longrepr
     if isinstance(longrepr, list) and len(longrepr) == 3:
         # A skip's (path, lineno, message): JSON has no tuples, pytest's summary needs one.
@@ -149,16 +188,10 @@ def _load_report(item: pytest.Item, data: object) -> pytest.TestReport:
     elif isinstance(longrepr, str) and markup is not None:
         report.longrepr = RenderedRepr(longrepr, markup)  # type: ignore[assignment]
     elif longrepr is not None:
-        try:  # render it once now: a malformed one must fail here, not in the summary
+        try:
             report.longreprtext  # noqa: B018
         except Exception as exc:
             raise framing.ProtocolError(f"a report's longrepr cannot be shown: {exc!r}") from None
-    _restore_subtest_kwargs(report, data)
-    try:  # a plugin's report may compute it from its own data (a subtest's description)
-        report.head_line  # noqa: B018
-    except Exception as exc:
-        raise framing.ProtocolError(f"a report's head line cannot be shown: {exc!r}") from None
-    return report
 
 
 def _restore_subtest_kwargs(report: pytest.TestReport, data: dict[str, Any]) -> None:
@@ -283,12 +316,7 @@ def _report_missing(
 ) -> None:
     """If the container ended badly or before sending every report, fail the phase it
     was in. A failed teardown is stored, not logged: run_item merges it with the host's."""
-    expected: list[Phase] = ["setup"]
-    setup = received.reports.get("setup")
-    if setup is None or (setup.passed and not item.config.getoption("setuponly", False)):
-        expected.append("call")
-    expected.append("teardown")
-    missing = [when for when in expected if when not in received.reports]
+    missing = [when for when in _expected_phases(item, received) if when not in received.reports]
     ended_badly = outcome.status != 0 or outcome.timed_out
     if (
         received.protocol_error is None
@@ -307,25 +335,8 @@ def _report_missing(
             f"rootless: the container sent malformed data during {when}: {received.protocol_error}"
         ]
     if outcome.setup_error is not None:
-        err = outcome.setup_error
-        if err.get("stage") == "test":
-            lines = [f"rootless: pytest-rootless failed in the test process: {err.get('message')}"]
-        else:
-            lines = [f"rootless: the container could not be built: {err.get('message')}"]
-        trace = err.get("trace")
-        if isinstance(trace, list) and trace:
-            lines += ["", "steps taken (the last one failed):"]
-            lines += [f"  {line}" for line in trace]
-        tb = err.get("traceback")
-        if isinstance(tb, str) and tb:
-            lines += ["", tb.rstrip()]
-    if outcome.crash_text.strip():
-        title = (
-            "stack of every thread at the timeout"
-            if outcome.timed_out
-            else "Python traceback (faulthandler)"
-        )
-        lines += ["", f"{title}:", outcome.crash_text.rstrip()]
+        lines = _setup_error_lines(outcome.setup_error)
+    lines += _crash_lines(outcome)
     sections = [
         (f"Captured {key} {when}", text)
         for key, text in zip(("stdout", "stderr"), output, strict=True)
@@ -335,6 +346,46 @@ def _report_missing(
     received.reports[when] = report
     if when != "teardown":
         item.ihook.pytest_runtest_logreport(report=report)
+
+
+def _expected_phases(item: pytest.Item, received: _Received) -> list[Phase]:
+    """The phases the container should have reported: no call after a failed setup (nor
+    under --setup-only)."""
+    expected: list[Phase] = ["setup"]
+    setup = received.reports.get("setup")
+    if setup is None or (setup.passed and not item.config.getoption("setuponly", False)):
+        expected.append("call")
+    expected.append("teardown")
+    return expected
+
+
+def _setup_error_lines(err: framing.Message) -> list[str]:
+    """What failed building the container or starting the test, the steps taken, the
+    traceback."""
+    if err.get("stage") == "test":
+        lines = [f"rootless: pytest-rootless failed in the test process: {err.get('message')}"]
+    else:
+        lines = [f"rootless: the container could not be built: {err.get('message')}"]
+    trace = err.get("trace")
+    if isinstance(trace, list) and trace:
+        lines += ["", "steps taken (the last one failed):"]
+        lines += [f"  {line}" for line in trace]
+    tb = err.get("traceback")
+    if isinstance(tb, str) and tb:
+        lines += ["", tb.rstrip()]
+    return lines
+
+
+def _crash_lines(outcome: launch.Outcome) -> list[str]:
+    """The stacks faulthandler wrote (at a timeout, or a crash), if any."""
+    if not outcome.crash_text.strip():
+        return []
+    title = (
+        "stack of every thread at the timeout"
+        if outcome.timed_out
+        else "Python traceback (faulthandler)"
+    )
+    return ["", f"{title}:", outcome.crash_text.rstrip()]
 
 
 def _apply_cache(config: pytest.Config, message: framing.Message) -> None:

@@ -33,6 +33,7 @@ import decimal
 import math
 import pathlib
 import re
+from collections.abc import Callable
 from typing import Final, TypeVar
 
 __all__ = [
@@ -308,72 +309,112 @@ def _decode_tagged(data: dict[object, object], depth: int) -> object:
         raise Failure(f"a tag is not a string but {type_name(type(tag))}")
     assert isinstance(tag, str)
     if tag in ("tuple", "set", "frozenset", "dict"):
-        _check_depth(depth)
-        items = _expect(payload, list, tag)
-        if tag == "dict":
-            return _decode_pairs(items, depth + 1)
-        values = _decode_items(items, depth + 1, is_set=tag != "tuple")
-        if tag == "tuple":
-            return tuple(values)
+        return _decode_container(tag, payload, depth)
+    decode = _SCALARS.get(tag)
+    if decode is None:
+        raise Failure(f"unknown tag {_short_repr(tag)}")
+    return decode(tag, payload)
+
+
+def _decode_container(tag: str, payload: object, depth: int) -> object:
+    _check_depth(depth)
+    items = _expect(payload, list, tag)
+    if tag == "dict":
+        return _decode_pairs(items, depth + 1)
+    values = _decode_items(items, depth + 1, is_set=tag != "tuple")
+    if tag == "tuple":
+        return tuple(values)
+    try:
+        members = set(values)
+    except TypeError:
+        raise Failure(f"a {tag} holds an unhashable element") from None
+    if len(members) != len(values):
+        raise Failure(f"a {tag} holds the same element twice")
+    return members if tag == "set" else frozenset(members)
+
+
+def _decode_bytes(tag: str, payload: object) -> object:
+    text = _expect(payload, str, tag)
+    try:
+        raw = base64.b64decode(text.encode("ascii"), validate=True)
+    except ValueError:  # binascii.Error, or UnicodeEncodeError for non-ASCII text
+        raise Failure(f"the payload of a {tag} is not valid base64") from None
+    return raw if tag == "bytes" else bytearray(raw)
+
+
+def _decode_int(tag: str, payload: object) -> object:
+    text = _expect(payload, str, tag)
+    if not _HEX_INT.fullmatch(text):
+        raise Failure("the payload of an int is not a hexadecimal number")
+    return int(text, 16)
+
+
+def _decode_float(tag: str, payload: object) -> object:
+    text = _expect(payload, str, tag)
+    if text not in _NON_FINITE:
+        raise Failure("the payload of a float is not 'nan', 'inf' or '-inf'")
+    return _NON_FINITE[text]
+
+
+def _decode_path(tag: str, payload: object) -> object:
+    kinds = {
+        "path": pathlib.Path,
+        "pureposixpath": pathlib.PurePosixPath,
+        "purewindowspath": pathlib.PureWindowsPath,
+    }
+    return kinds[tag](_expect(payload, str, tag))
+
+
+def _decode_moment(tag: str, payload: object) -> object:
+    text = _expect(payload, str, tag)
+    parsers: dict[str, Callable[[str], object]] = {
+        "datetime": dt.datetime.fromisoformat,
+        "date": dt.date.fromisoformat,
+        "time": dt.time.fromisoformat,
+    }
+    try:
+        return parsers[tag](text)
+    except ValueError:
+        raise Failure(f"the payload of a {tag} is not an ISO 8601 {tag}") from None
+
+
+def _decode_timedelta(tag: str, payload: object) -> object:
+    parts = _expect(payload, list, tag)
+    numbers = [part for part in parts if isinstance(part, int) and type(part) is not bool]
+    if len(parts) != 3 or len(numbers) != 3:
+        raise Failure("the payload of a timedelta is not [days, seconds, microseconds]")
+    days, seconds, microseconds = numbers
+    try:
+        return dt.timedelta(days=days, seconds=seconds, microseconds=microseconds)
+    except OverflowError:
+        raise Failure("a timedelta is out of range") from None
+
+
+def _decode_decimal(tag: str, payload: object) -> object:
+    text = _expect(payload, str, tag)
+    with decimal.localcontext() as context:
+        context.traps[decimal.InvalidOperation] = True
         try:
-            members = set(values)
-        except TypeError:
-            raise Failure(f"a {tag} holds an unhashable element") from None
-        if len(members) != len(values):
-            raise Failure(f"a {tag} holds the same element twice")
-        return members if tag == "set" else frozenset(members)
-    if tag in ("bytes", "bytearray"):
-        text = _expect(payload, str, tag)
-        try:
-            raw = base64.b64decode(text.encode("ascii"), validate=True)
-        except ValueError:  # binascii.Error, or UnicodeEncodeError for non-ASCII text
-            raise Failure(f"the payload of a {tag} is not valid base64") from None
-        return raw if tag == "bytes" else bytearray(raw)
-    if tag == "int":
-        text = _expect(payload, str, tag)
-        if not _HEX_INT.fullmatch(text):
-            raise Failure("the payload of an int is not a hexadecimal number")
-        return int(text, 16)
-    if tag == "float":
-        text = _expect(payload, str, tag)
-        if text not in _NON_FINITE:
-            raise Failure("the payload of a float is not 'nan', 'inf' or '-inf'")
-        return _NON_FINITE[text]
-    if tag == "path":
-        return pathlib.Path(_expect(payload, str, tag))
-    if tag == "pureposixpath":
-        return pathlib.PurePosixPath(_expect(payload, str, tag))
-    if tag == "purewindowspath":
-        return pathlib.PureWindowsPath(_expect(payload, str, tag))
-    if tag in ("datetime", "date", "time"):
-        text = _expect(payload, str, tag)
-        try:
-            if tag == "datetime":
-                return dt.datetime.fromisoformat(text)
-            if tag == "date":
-                return dt.date.fromisoformat(text)
-            return dt.time.fromisoformat(text)
-        except ValueError:
-            raise Failure(f"the payload of a {tag} is not an ISO 8601 {tag}") from None
-    if tag == "timedelta":
-        parts = _expect(payload, list, tag)
-        numbers = [part for part in parts if isinstance(part, int) and type(part) is not bool]
-        if len(parts) != 3 or len(numbers) != 3:
-            raise Failure("the payload of a timedelta is not [days, seconds, microseconds]")
-        days, seconds, microseconds = numbers
-        try:
-            return dt.timedelta(days=days, seconds=seconds, microseconds=microseconds)
-        except OverflowError:
-            raise Failure("a timedelta is out of range") from None
-    if tag == "decimal":
-        text = _expect(payload, str, tag)
-        with decimal.localcontext() as context:
-            context.traps[decimal.InvalidOperation] = True
-            try:
-                return decimal.Decimal(text)
-            except (ArithmeticError, ValueError):
-                raise Failure("the payload of a Decimal is not a decimal number") from None
-    raise Failure(f"unknown tag {_short_repr(tag)}")
+            return decimal.Decimal(text)
+        except (ArithmeticError, ValueError):
+            raise Failure("the payload of a Decimal is not a decimal number") from None
+
+
+#: The decoder of each tag that holds no other value: (tag, payload) -> the value.
+_SCALARS: Final[dict[str, Callable[[str, object], object]]] = {
+    "bytes": _decode_bytes,
+    "bytearray": _decode_bytes,
+    "int": _decode_int,
+    "float": _decode_float,
+    "path": _decode_path,
+    "pureposixpath": _decode_path,
+    "purewindowspath": _decode_path,
+    "datetime": _decode_moment,
+    "date": _decode_moment,
+    "time": _decode_moment,
+    "timedelta": _decode_timedelta,
+    "decimal": _decode_decimal,
+}
 
 
 def _decode_pairs(pairs: list[object], depth: int) -> dict[object, object]:

@@ -42,7 +42,6 @@ class Outcome:
     status: int | None = None  # the test process: exit code, or 128+signal
     signal: int | None = None
     timed_out: bool = False
-    killed_by_host: bool = False
     init_status: int | None = None  # init's own wait status, as an exit code
     done: bool = False  # the test process said it finished (see Reaper)
     setup_error: framing.Message | None = None
@@ -248,7 +247,7 @@ def _collect(
             wait_ms = max(0, int((deadline - time.monotonic()) * 1000))
         if not poller.poll(wait_ms):
             kill()
-            outcome.timed_out = outcome.killed_by_host = True
+            outcome.timed_out = True
             deadline = None
             continue
         chunk = os.read(read_fd, 1 << 20)

@@ -27,16 +27,14 @@ import contextlib
 import errno
 import math
 import os
-import re
 import resource
 import signal
-from collections.abc import Iterable
 from dataclasses import dataclass, field
 
+from ..kernel import procfs
+from ..kernel.paths import in_root
 from .options import Options, format_size
-
-#: The prefix of the cgroups this plugin makes, then the session's pid and a counter.
-PREFIX = "pytest-rootless-"
+from .stale import PREFIX, remove_stale
 
 
 @dataclass(frozen=True)
@@ -111,52 +109,68 @@ class Backend:
         return None
 
 
-def _mountinfo(proc: str) -> list[tuple[str, str, str, list[str]]]:
-    """(root, mount point, fs type, super options) of each cgroup filesystem mounted."""
-    mounts = []
-    try:
-        with open(f"{proc}/self/mountinfo") as f:
-            lines = f.read().splitlines()
-    except OSError:
-        return []
-    for line in lines:
-        before, _, after = line.partition(" - ")
-        fields, tail = before.split(), after.split()
-        if len(fields) >= 5 and len(tail) >= 3 and tail[0] in ("cgroup", "cgroup2"):
-            point = fields[4].replace("\\040", " ")
-            mounts.append((fields[3], point, tail[0], tail[2].split(",")))
-    return mounts
+#: The controllers a container's cgroup is made for (``cpu`` is RLIMIT_CPU everywhere).
+LIMITED = ("memory", "pids")
 
 
-def _own_cgroups(proc: str) -> dict[str, str]:
-    """This process's cgroup per v1 controller, and per ``""`` its v2 cgroup."""
-    paths: dict[str, str] = {}
-    try:
-        with open(f"{proc}/self/cgroup") as f:
-            lines = f.read().splitlines()
-    except OSError:
-        return paths
-    for line in lines:
-        _, controllers, path = line.split(":", 2)
-        for name in controllers.split(",") if controllers else [""]:
-            paths[name] = path
-    return paths
+@dataclass(frozen=True)
+class Place:
+    """Where this process's cgroup is in one mounted hierarchy of ``controller``
+    (cgroups(7)): the parent a container's cgroup would be made in."""
+
+    controller: str
+    version: int
+    mount: procfs.Mount
+    #: This process's cgroup as a host path; None when the mount does not show it.
+    directory: str | None
+
+    def delegated(self, root: str = "/") -> bool:
+        """Ours to make cgroups in, by the files: a read-write mount, and write access to
+        the directory (to make child cgroups) and to its cgroup.procs (to move processes
+        into them), as systemd's ``Delegate=`` grants (cgroups(7), "Delegation")."""
+        if self.directory is None or "ro" in self.mount.options:
+            return False
+        files = (self.directory, f"{self.directory}/cgroup.procs")
+        return all(os.access(in_root(root, path), os.W_OK) for path in files)
+
+    def listed(self, name: str, root: str = "/") -> list[str]:
+        """The controllers file ``name`` of the directory lists (cgroup v2:
+        ``cgroup.controllers`` are available, ``cgroup.subtree_control`` enabled for
+        children)."""
+        if self.directory is None:
+            return []
+        return (procfs.read(f"{self.directory}/{name}", root) or "").split()
+
+    def ready(self, root: str = "/") -> bool:
+        """By the files, a cgroup made here would get the controller."""
+        enabled = self.version == 1 or self.controller in self.listed(
+            "cgroup.subtree_control", root
+        )
+        return enabled and self.delegated(root)
 
 
-def _candidates(controller: str, proc: str) -> Iterable[tuple[int, str]]:
-    """The directories where a cgroup of ours for ``controller`` could be made, v2 first."""
-    own = _own_cgroups(proc)
-    mounts = _mountinfo(proc)
-    for version, fstype, key in ((2, "cgroup2", ""), (1, "cgroup", controller)):
-        path = own.get(key)
-        if path is None:
-            continue
-        for root, point, kind, opts in mounts:
-            if kind != fstype or (version == 1 and controller not in opts):
-                continue
-            if path == root or path.startswith(root.rstrip("/") + "/"):
-                yield version, os.path.join(point, os.path.relpath(path, root)).rstrip("/.")
-                break
+def places(controller: str, root: str = "/") -> list[Place]:
+    """Where a cgroup of ours for ``controller`` could be made: in the cgroup v2 hierarchy
+    (the one mounted on /sys/fs/cgroup first), then in the v1 hierarchy of the controller.
+    One place per version: the first mount that shows our cgroup, else the first mount."""
+    mounts, own = procfs.mountinfo(root), procfs.cgroups(root)
+    v2 = sorted(
+        (m for m in mounts if m.fstype == "cgroup2"), key=lambda m: m.point != "/sys/fs/cgroup"
+    )
+    v1 = [m for m in mounts if m.fstype == "cgroup" and controller in m.super_options]
+    found = []
+    # a cgroup file that does not say (none to read) stands for the root cgroup
+    for version, hierarchy, path in ((2, v2, own.get("", "/")), (1, v1, own.get(controller, "/"))):
+        shown = [Place(controller, version, m, _directory(m, path, root)) for m in hierarchy]
+        visible = [place for place in shown if place.directory is not None]
+        found += (visible or shown)[:1]
+    return found
+
+
+def _directory(mount: procfs.Mount, path: str, root: str) -> str | None:
+    """Where cgroup ``path`` is through ``mount``, if it shows it and the directory is there."""
+    directory = mount.shows(path)
+    return directory if directory and os.path.isdir(in_root(root, directory)) else None
 
 
 def _usable(controller: str, version: int, parent: str) -> bool:
@@ -182,26 +196,33 @@ def _usable(controller: str, version: int, parent: str) -> bool:
             os.rmdir(trial)
 
 
-def _remove_stale(parent: str) -> None:
-    """The cgroups of sessions that were killed before they could remove their own."""
+def _choose(controller: str, root: str, trial: bool) -> Hierarchy | None:
+    for place in places(controller, root):
+        if place.directory is None:
+            continue
+        parent = in_root(root, place.directory)
+        usable = _usable(controller, place.version, parent) if trial else place.ready(root)
+        if usable:
+            if trial:
+                remove_stale(parent, _rmdir)
+            return Hierarchy(controller, place.version, parent)
+    return None
+
+
+def _rmdir(path: str) -> None:
     with contextlib.suppress(OSError):
-        for name in os.listdir(parent):
-            match = re.fullmatch(rf"{PREFIX}(\d+)-\w+", name)
-            if match and not os.path.exists(f"/proc/{match.group(1)}"):
-                with contextlib.suppress(OSError):
-                    os.rmdir(os.path.join(parent, name))
+        os.rmdir(path)
 
 
-def detect(proc: str = "/proc") -> Backend:
-    """Find, for memory and pids, a cgroup hierarchy we may write (v2 first, then v1)."""
-    found: dict[str, Hierarchy | None] = {"memory": None, "pids": None}
-    for controller in found:
-        for version, parent in _candidates(controller, proc):
-            if _usable(controller, version, parent):
-                _remove_stale(parent)
-                found[controller] = Hierarchy(controller, version, parent)
-                break
-    return Backend(found["memory"], found["pids"], nproc_works=os.geteuid() != 0)
+def detect(root: str = "/", trial: bool = True, uid: int | None = None) -> Backend:
+    """Find, for memory and pids, a cgroup hierarchy we may write (v2 first, then v1).
+
+    ``trial``: the kernel decides, by a trial cgroup made in each place; without, the
+    files under ``root`` do (:meth:`Place.ready`: a simulated host, or no trials).
+    ``uid`` is the user pytest runs as (default: this process's effective uid)."""
+    memory, pids = (_choose(controller, root, trial) for controller in LIMITED)
+    uid = os.geteuid() if uid is None else uid
+    return Backend(memory, pids, nproc_works=uid != 0)
 
 
 class CgroupError(OSError):
@@ -313,7 +334,7 @@ class ProcessLimits:
         if self.data_growth is not None:
             # The test process is a copy of pytest, data and all: the limit bounds what it
             # adds. An exec'd program starts small and gets the same headroom.
-            base = _status_kib("VmData") * 1024
+            base = int((procfs.status_field("VmData") or "0 kB").split()[0]) * 1024
             value = base + self.data_growth
             resource.setrlimit(resource.RLIMIT_DATA, (value, value))
         if self.nproc is not None:
@@ -328,14 +349,6 @@ class ProcessLimits:
             # SIGXCPU at the soft limit; the hard one (SIGKILL) if it is caught or ignored.
             seconds = max(1, math.ceil(self.cpu))
             resource.setrlimit(resource.RLIMIT_CPU, (seconds, seconds + 1))
-
-
-def _status_kib(field: str) -> int:
-    with open("/proc/self/status") as f:
-        for line in f:
-            if line.startswith(field + ":"):
-                return int(line.split()[1])
-    return 0
 
 
 # --- reporting ---------------------------------------------------------------------------

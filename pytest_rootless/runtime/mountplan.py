@@ -164,7 +164,3 @@ class Plan:
 
 #: Where the new root is assembled before pivot_root (covered only in our mount namespace).
 BUILD_BASE = "/tmp"
-
-
-def is_under(path: str, parent: str) -> bool:
-    return parent == "/" or path == parent or path.startswith(parent.rstrip("/") + "/")

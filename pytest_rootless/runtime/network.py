@@ -68,7 +68,6 @@ class Member:
     index: int
     address: ipaddress.IPv4Interface
     address6: ipaddress.IPv6Interface | None
-    connected: bool = True
 
 
 # The holder's messages are protocol.messages.Holder and Member: one frame per SOCK_SEQPACKET
@@ -209,7 +208,6 @@ class Network:
         reply = self.holder.request({"kind": messages.Holder.LINK, "index": member.index, "up": up})
         if reply["kind"] != messages.Holder.LINKED:
             raise NetworkError(f"network {self.name!r}: {reply.get('message', reply)}")
-        member.connected = up
         return [str(line) for line in reply.get("trace", [])]
 
     def close(self) -> None:

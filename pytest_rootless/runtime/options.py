@@ -10,9 +10,11 @@ from __future__ import annotations
 import math
 import os
 import re
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Any, Final
+from typing import Any, Final, TypeVar
+
+_T = TypeVar("_T")
 
 NAMES: Final = (
     "network",
@@ -53,7 +55,7 @@ class OptionError(ValueError):
 
 @dataclass(frozen=True)
 class Options:
-    """Validated options of one container (see the contract for their meaning)."""
+    """Validated options of one container (docs/options.md says what each one means)."""
 
     network: str = "none"
     rootfs: str = "minimal"
@@ -157,8 +159,26 @@ def validate(raw: Mapping[str, Any]) -> Options:
             f"unknown rootless option(s) {', '.join(unknown)}: accepted {', '.join(NAMES)}"
         )
     values = {**DEFAULTS, **raw}
+    return Options(
+        network=_network(values["network"]),
+        rootfs=_rootfs(values["rootfs"]),
+        hostname=_hostname(values["hostname"]),
+        root=_flag("root", values["root"]),
+        timeout=_optional(_positive_number, "timeout", values["timeout"]),
+        memory=_optional(_memory, "memory", values["memory"]),
+        pids=_optional(_pids, "pids", values["pids"]),
+        cpu=_optional(_positive_number, "cpu", values["cpu"]),
+        env=_env(values["env"]),
+        mounts=_mounts(values["mounts"]),
+        writable=_writable(values["writable"]),
+    )
 
-    network = values["network"]
+
+def _optional(check: Callable[[str, Any], _T], name: str, value: object) -> _T | None:
+    return None if value is None else check(name, value)
+
+
+def _network(network: Any) -> str:
     if network not in ("none", "host") and (
         not isinstance(network, str) or not _NETWORK.match(network)
     ):
@@ -168,84 +188,79 @@ def validate(raw: Mapping[str, Any]) -> Options:
             "'none', 'host' or the name of a private network between containers (1-64 "
             "letters, digits, '_', '-' and '.', starting with a letter or digit)",
         )
+    return str(network)
 
-    rootfs = values["rootfs"]
-    if rootfs not in ("minimal", "host"):
-        accepted = "'minimal', 'host' or the path of a directory holding a root filesystem"
-        if not isinstance(rootfs, (str, os.PathLike)) or not os.fspath(rootfs):
-            raise _fail("rootfs", rootfs, accepted)
-        if not os.path.isdir(rootfs):
-            raise OptionError(
-                f"rootless option rootfs={os.fspath(rootfs)!r} is not a directory; accepted "
-                f"{accepted}"
-            )
-        rootfs = os.path.realpath(rootfs)
-        if rootfs == "/":
-            raise _fail("rootfs", rootfs, f"{accepted} (other than '/': use 'host')")
 
-    hostname = values["hostname"]
+def _rootfs(rootfs: Any) -> str:
+    if rootfs in ("minimal", "host"):
+        return str(rootfs)
+    accepted = "'minimal', 'host' or the path of a directory holding a root filesystem"
+    if not isinstance(rootfs, (str, os.PathLike)) or not os.fspath(rootfs):
+        raise _fail("rootfs", rootfs, accepted)
+    if not os.path.isdir(rootfs):
+        raise OptionError(
+            f"rootless option rootfs={os.fspath(rootfs)!r} is not a directory; accepted {accepted}"
+        )
+    path = os.path.realpath(rootfs)
+    if path == "/":
+        raise _fail("rootfs", path, f"{accepted} (other than '/': use 'host')")
+    return path
+
+
+def _hostname(hostname: Any) -> str:
     if not isinstance(hostname, str) or len(hostname) > 64 or not _HOSTNAME.match(hostname):
         raise _fail("hostname", hostname, "a host name of 1-64 letters, digits, '-' and '.'")
+    return hostname
 
-    root = values["root"]
-    if not isinstance(root, bool):
-        raise _fail("root", root, "True or False")
 
-    timeout = values["timeout"]
-    if timeout is not None:
-        timeout = _positive_number("timeout", timeout)
+def _flag(name: str, value: object) -> bool:
+    if not isinstance(value, bool):
+        raise _fail(name, value, "True or False")
+    return value
 
-    memory = values["memory"]
-    if memory is not None:
-        try:
-            memory = parse_size(memory)
-        except ValueError:
-            raise _fail("memory", memory, "a positive size in bytes or like '512M', '2G'") from None
-    pids = values["pids"]
-    if pids is not None and (isinstance(pids, bool) or not isinstance(pids, int) or pids < 1):
-        raise _fail("pids", pids, "a positive whole number of processes")
-    cpu = values["cpu"]
-    if cpu is not None:
-        cpu = _positive_number("cpu", cpu)
 
-    env = _string_map("env", values["env"], "variable names to values")
+def _memory(name: str, value: object) -> int:
+    try:
+        return parse_size(value)
+    except ValueError:
+        raise _fail(name, value, "a positive size in bytes or like '512M', '2G'") from None
+
+
+def _pids(name: str, value: object) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise _fail(name, value, "a positive whole number of processes")
+    return value
+
+
+def _env(value: object) -> tuple[tuple[str, str], ...]:
+    env = _string_map("env", value, "variable names to values")
     for key, val in env:
         if not key or "=" in key or "\0" in key or "\0" in val:
-            raise _fail("env", values["env"], "variable names without '=' or NUL")
+            raise _fail("env", value, "variable names without '=' or NUL")
         if key == "HOME":
             raise OptionError(
                 "rootless option env: HOME cannot be set, it is always the container's fresh, "
                 "empty home directory"
             )
+    return env
 
-    mounts = _string_map("mounts", values["mounts"], "inside paths to host paths")
+
+def _mounts(value: object) -> tuple[tuple[str, str], ...]:
+    mounts = _string_map("mounts", value, "inside paths to host paths")
     for inside, host in mounts:
         if not os.path.isabs(inside) or os.path.normpath(inside) == "/":
-            raise _fail("mounts", values["mounts"], "absolute inside paths other than '/'")
+            raise _fail("mounts", value, "absolute inside paths other than '/'")
         if not os.path.exists(host):
             raise OptionError(
                 f"rootless option mounts: host path {host!r} does not exist; accepted "
                 "existing host paths"
             )
-    mounts = tuple((os.path.normpath(i), os.path.realpath(h)) for i, h in mounts)
+    return tuple((os.path.normpath(i), os.path.realpath(h)) for i, h in mounts)
 
-    writable = values["writable"]
+
+def _writable(writable: object) -> tuple[str, ...]:
     if isinstance(writable, str) or not isinstance(writable, (list, tuple)):
         raise _fail("writable", writable, "a list of paths")
     if not all(isinstance(p, (str, os.PathLike)) and os.fspath(p) for p in writable):
         raise _fail("writable", writable, "a list of paths (strings)")
-    writable = [os.fspath(p) for p in writable]
-
-    return Options(
-        network=network,
-        rootfs=rootfs,
-        hostname=hostname,
-        root=root,
-        timeout=timeout,
-        memory=memory,
-        pids=pids,
-        cpu=cpu,
-        env=env,
-        mounts=mounts,
-        writable=tuple(writable),
-    )
+    return tuple(os.fspath(p) for p in writable)

@@ -17,7 +17,9 @@ import sys
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from ..kernel import libc
+from ..kernel import libc, procfs
+from ..kernel.paths import in_root
+from ..kernel.procfs import read
 
 
 class UnsupportedHost(RuntimeError):
@@ -45,27 +47,13 @@ class Problem:
         return f"{self.cause}; fix: {self.fix}" if self.fix else self.cause
 
 
-def read(path: str) -> str | None:
-    """A small kernel or config file, stripped; None when it cannot be read."""
-    try:
-        with open(path) as f:
-            return f.read().strip()
-    except (OSError, UnicodeDecodeError):
-        return None
-
-
-def _under(root: str, path: str) -> str:
-    return os.path.join(root, path.lstrip("/"))
-
-
 def userns_sysctls(root: str = "/", uid: int | None = None) -> list[Problem]:
     """Sysctls known to forbid user namespaces to ``uid`` (default: ours), each with its fix."""
-    proc = _under(root, "/proc")
     uid = os.getuid() if uid is None else uid
     problems = []
     # user.max_user_namespaces is per user namespace (user_namespaces(7)): 0 here forbids
     # them to everyone, root included.
-    if read(f"{proc}/sys/user/max_user_namespaces") == "0":
+    if read("/proc/sys/user/max_user_namespaces", root) == "0":
         problems.append(
             Problem(
                 "user namespaces are disabled (user.max_user_namespaces = 0)",
@@ -73,7 +61,7 @@ def userns_sysctls(root: str = "/", uid: int | None = None) -> list[Problem]:
             )
         )
     # Debian's and Ubuntu's own patch (before Debian 11): 0 forbids them to non-root users.
-    if read(f"{proc}/sys/kernel/unprivileged_userns_clone") == "0":
+    if read("/proc/sys/kernel/unprivileged_userns_clone", root) == "0":
         problems.append(
             Problem(
                 "unprivileged user namespaces are disabled (kernel.unprivileged_userns_clone = 0)",
@@ -81,7 +69,7 @@ def userns_sysctls(root: str = "/", uid: int | None = None) -> list[Problem]:
             )
         )
     # Ubuntu 23.10+: AppArmor lets only programs whose profile says `userns` create them.
-    if read(f"{proc}/sys/kernel/apparmor_restrict_unprivileged_userns") == "1" and uid:
+    if read("/proc/sys/kernel/apparmor_restrict_unprivileged_userns", root) == "1" and uid:
         problems.append(
             Problem(
                 "AppArmor restricts unprivileged user namespaces "
@@ -91,11 +79,6 @@ def userns_sysctls(root: str = "/", uid: int | None = None) -> list[Problem]:
             )
         )
     return problems
-
-
-def sysctl_problems(proc: str = "/proc") -> list[str]:
-    """Sysctls known to forbid unprivileged user namespaces, each with its fix."""
-    return [str(p) for p in userns_sysctls(os.path.dirname(proc.rstrip("/")) or "/")]
 
 
 def static_problem() -> str | None:
@@ -113,34 +96,25 @@ def static_problem() -> str | None:
 CAP_SETFCAP = 31  # include/uapi/linux/capability.h
 
 
-def status_field(root: str, name: str) -> str | None:
-    """One field of /proc/self/status (proc(5)), e.g. ``Seccomp`` or ``CapEff``."""
-    for line in (read(_under(root, "/proc/self/status")) or "").splitlines():
-        key, sep, value = line.partition(":")
-        if sep and key == name:
-            return value.strip()
-    return None
-
-
 def has_capability(cap: int, root: str = "/") -> bool:
     """Whether ``cap`` is in this process's effective set (``CapEff``, capabilities(7))."""
-    value = status_field(root, "CapEff")
+    value = procfs.status_field("CapEff", root)
     return value is not None and bool(int(value, 16) >> cap & 1)
 
 
 def seccomp_filtered(root: str = "/") -> bool:
     """True when a seccomp filter is on this process (``Seccomp: 2``, seccomp(2)): the
     filter is inherited by every child, so it decides for the containers too."""
-    return status_field(root, "Seccomp") == "2"
+    return procfs.status_field("Seccomp", root) == "2"
 
 
 def container_runtime(root: str = "/") -> str | None:
     """The container engine this process seems to run under, by the marks engines leave."""
-    if os.path.exists(_under(root, "/.dockerenv")):
+    if os.path.exists(in_root(root, "/.dockerenv")):
         return "Docker"
-    if os.path.exists(_under(root, "/run/.containerenv")):
+    if os.path.exists(in_root(root, "/run/.containerenv")):
         return "Podman"
-    cgroups = read(_under(root, "/proc/1/cgroup")) or ""
+    cgroups = " ".join(procfs.cgroups(root, pid="1").values())
     for mark, name in (("kubepods", "Kubernetes"), ("docker", "Docker"), ("lxc", "LXC")):
         if mark in cgroups:
             return name
@@ -152,7 +126,7 @@ def root_without_setfcap(root: str = "/", uid: int | None = None) -> Problem | N
     parent namespace (Linux 5.12, commit db2e718a4798: a file capability of such a map
     would hold on the host)."""
     uid = os.geteuid() if uid is None else uid
-    if uid != 0 or status_field(root, "CapEff") is None or has_capability(CAP_SETFCAP, root):
+    if uid != 0 or procfs.status_field("CapEff", root) is None or has_capability(CAP_SETFCAP, root):
         return None  # not root, or cannot tell, or allowed
     return Problem(
         "this process is uid 0 without CAP_SETFCAP (inside another container?), and the "

@@ -14,6 +14,7 @@ import sys
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
+from ..kernel.paths import is_under
 from .child.mounts import _create_file, _makedirs
 from .mountplan import (
     COVERS,
@@ -31,7 +32,6 @@ from .mountplan import (
     ReadOnlyCover,
     Symlink,
     Tmpfs,
-    is_under,
 )
 
 # /etc is built from an allow-list: what programs need to run, never secrets
@@ -278,66 +278,17 @@ def build_plan(
     Each ``writable`` path (absolute) becomes a copy-on-write overlay of what the
     container would otherwise see there; ``tmpfs_size`` bounds every fresh tmpfs.
     """
-    mounts = list(mounts)
-    needed = outermost(os.path.realpath(p) for p in ro_paths)
-    ops: list[Op] = []
+    binds = list(mounts)
+    needed = [os.path.realpath(p) for p in ro_paths]
     if rootfs == "host":
-        # The whole host tree, read-only; the fresh /tmp, /var/tmp and HOME below cover
-        # parts of it, so what the test needs from there is bound again on top.
-        scratch = [p for p in ("/tmp", "/var/tmp") if os.path.isdir(p)]
-        home = choose_home(ident, needed, host_tree=True)
-        ops.append(Bind("/", "/"))
-        covered = [*scratch, home]
-        for real_home in sorted({ident.home, ident.account_home}):
-            # The user's real home stays hidden even when HOME moved (pyenv or a venv
-            # under it): an empty read-only tmpfs, with what the test needs bound again.
-            if real_home not in ("", "/", home) and os.path.isdir(real_home):
-                ops += [Tmpfs(real_home, 0o755), ReadOnly(real_home)]
-                covered.append(real_home)
-        ops += [Bind(p, p) for p in needed if any(is_under(p, s) for s in covered)]
-        for op in _identity_ops(ident, home, hostname)[2:]:  # hostname and hosts
-            assert isinstance(op, File)
-            source = os.path.join(state_dir, f"{hostname}.{os.path.basename(op.target)}")
-            with open(source, "wb") as f:
-                f.write(op.content)
-            ops.append(Bind(source, op.target, readonly=True, is_file=True))
-        empty = os.path.join(state_dir, "empty")
-        open(empty, "wb").close()
-        ops += [Bind(empty, p, is_file=True) for p in HOST_MASKED_FILES if os.path.isfile(p)]
-        for path in HOST_MASKED_DIRS:
-            if os.path.isdir(path) and not os.path.islink(path):
-                ops += [Tmpfs(path, 0o755), ReadOnly(path)]
+        ops, home, scratch = _host_root(ident, outermost(needed), hostname, state_dir)
     elif rootfs != "minimal":
-        # A directory: an image's root. What the test needs of the host (the running
-        # Python, the project) is bound in at the same paths; /etc gets what names this
-        # container (its hostname, the host's resolver) over the image's own.
-        # A Python installed in /usr would bring the host's whole /usr over the image's:
-        # bind its own directories (sys.path, imported packages) and the interpreter.
-        system = {"/usr", "/usr/local", *(f"/{name}" for name in SYSTEM_DIRS)}
-        needed = outermost(p for p in map(os.path.realpath, ro_paths) if p not in system)
-        ops += [Bind(p, p) for p in needed]
-        ops += _executable_ops(needed)
-        home = choose_home(ident, needed + [inside for inside, _ in mounts])
-        ops += _identity_ops(ident, home, hostname)[2:]
-        ops += [op for op in _etc_ops() if op.target == "/etc/resolv.conf"]
-        scratch = ["/tmp", "/var/tmp"]
+        ops, home, scratch = _image_root(ident, needed, binds, hostname)
     else:
-        ro = list(needed)
-        for name in SYSTEM_DIRS:
-            path = f"/{name}"
-            if os.path.islink(path):
-                ops.append(Symlink(path, os.readlink(path)))
-            elif os.path.isdir(path):
-                ro.append(path)
-        ro = outermost(ro)
-        ops += [Bind(p, p) for p in ro]
-        ops += _etc_ops()
-        home = choose_home(ident, ro + [inside for inside, _ in mounts])
-        ops += _identity_ops(ident, home, hostname)
-        scratch = ["/tmp", "/var/tmp"]
+        ops, home, scratch = _minimal_root(ident, outermost(needed), binds, hostname)
     ops += [Tmpfs(p, 0o1777, tmpfs_size) for p in scratch]
     ops.append(Tmpfs(home, 0o700, tmpfs_size))
-    ops += [Bind(host, inside) for inside, host in mounts]
+    ops += [Bind(host, inside) for inside, host in binds]
     ops += _dev_ops(tmpfs_size)
     # Copy-on-write views: over what the container sees at that path (a bind of the host,
     # the root's own files), so they never show more of the host than it would. Paths in
@@ -354,6 +305,90 @@ def build_plan(
         ops.append(Dir(cwd))
     image = rootfs if rootfs not in ("minimal", "host") else None
     return Plan(_order(ops), home, tmpfs_size=tmpfs_size, image=image)
+
+
+#: What a kind of root starts with: its operations, the home directory, the scratch dirs.
+_Start = tuple[list[Op], str, list[str]]
+
+
+def _host_root(ident: Identity, needed: list[str], hostname: str, state_dir: str) -> _Start:
+    """The whole host tree, read-only; the fresh /tmp, /var/tmp and HOME below cover
+    parts of it, so what the test needs from there is bound again on top."""
+    scratch = [p for p in ("/tmp", "/var/tmp") if os.path.isdir(p)]
+    home = choose_home(ident, needed, host_tree=True)
+    ops: list[Op] = [Bind("/", "/")]
+    covered = [*scratch, home]
+    for real_home in sorted({ident.home, ident.account_home}):
+        # The user's real home stays hidden even when HOME moved (pyenv or a venv
+        # under it): an empty read-only tmpfs, with what the test needs bound again.
+        if real_home not in ("", "/", home) and os.path.isdir(real_home):
+            ops += [Tmpfs(real_home, 0o755), ReadOnly(real_home)]
+            covered.append(real_home)
+    ops += [Bind(p, p) for p in needed if any(is_under(p, s) for s in covered)]
+    ops += _host_names(ident, home, hostname, state_dir)
+    ops += _host_masks(state_dir)
+    return ops, home, scratch
+
+
+def _host_names(ident: Identity, home: str, hostname: str, state_dir: str) -> list[Op]:
+    """/etc/hostname and /etc/hosts, written in ``state_dir`` and bound over the host's."""
+    ops: list[Op] = []
+    for op in _identity_ops(ident, home, hostname)[2:]:  # hostname and hosts
+        assert isinstance(op, File)
+        source = os.path.join(state_dir, f"{hostname}.{os.path.basename(op.target)}")
+        with open(source, "wb") as f:
+            f.write(op.content)
+        ops.append(Bind(source, op.target, readonly=True, is_file=True))
+    return ops
+
+
+def _host_masks(state_dir: str) -> list[Op]:
+    """An empty file over each of HOST_MASKED_FILES, an empty tmpfs over HOST_MASKED_DIRS."""
+    empty = os.path.join(state_dir, "empty")
+    open(empty, "wb").close()
+    ops: list[Op] = [Bind(empty, p, is_file=True) for p in HOST_MASKED_FILES if os.path.isfile(p)]
+    for path in HOST_MASKED_DIRS:
+        if os.path.isdir(path) and not os.path.islink(path):
+            ops += [Tmpfs(path, 0o755), ReadOnly(path)]
+    return ops
+
+
+def _image_root(
+    ident: Identity, ro_paths: list[str], mounts: list[tuple[str, str]], hostname: str
+) -> _Start:
+    """A directory: an image's root. What the test needs of the host (the running
+    Python, the project) is bound in at the same paths; /etc gets what names this
+    container (its hostname, the host's resolver) over the image's own."""
+    # A Python installed in /usr would bring the host's whole /usr over the image's:
+    # bind its own directories (sys.path, imported packages) and the interpreter.
+    system = {"/usr", "/usr/local", *(f"/{name}" for name in SYSTEM_DIRS)}
+    needed = outermost(p for p in ro_paths if p not in system)
+    ops: list[Op] = [Bind(p, p) for p in needed]
+    ops += _executable_ops(needed)
+    home = choose_home(ident, needed + [inside for inside, _ in mounts])
+    ops += _identity_ops(ident, home, hostname)[2:]
+    ops += [op for op in _etc_ops() if op.target == "/etc/resolv.conf"]
+    return ops, home, ["/tmp", "/var/tmp"]
+
+
+def _minimal_root(
+    ident: Identity, needed: list[str], mounts: list[tuple[str, str]], hostname: str
+) -> _Start:
+    """The system directories and what the test needs, read-only; an /etc of our own."""
+    ro = list(needed)
+    ops: list[Op] = []
+    for name in SYSTEM_DIRS:
+        path = f"/{name}"
+        if os.path.islink(path):
+            ops.append(Symlink(path, os.readlink(path)))
+        elif os.path.isdir(path):
+            ro.append(path)
+    ro = outermost(ro)
+    ops += [Bind(p, p) for p in ro]
+    ops += _etc_ops()
+    home = choose_home(ident, ro + [inside for inside, _ in mounts])
+    ops += _identity_ops(ident, home, hostname)
+    return ops, home, ["/tmp", "/var/tmp"]
 
 
 def _deepest_mount(path: str, ops: Sequence[Op]) -> Op | None:

@@ -20,9 +20,10 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from ..kernel import syscalls as sc
+from ..kernel.paths import is_under
 from ..protocol import framing
 from . import launch, limits, probe, rootfs, statedir
-from .mountplan import Plan, is_under
+from .mountplan import Plan
 from .options import Options
 from .spec import ContainerSpec, Payload
 

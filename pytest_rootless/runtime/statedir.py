@@ -8,7 +8,7 @@ import os
 import shutil
 import tempfile
 
-STATE_PREFIX = "pytest-rootless-"
+from .stale import PREFIX, remove_stale
 
 
 def state_parent() -> str:
@@ -25,14 +25,5 @@ def new_state_dir(kind: str = "") -> str:
     """A private directory for this session's prepared roots, named after this pid. Those
     left by sessions that were killed (no unconfigure ran) are removed first."""
     parent = state_parent()
-    for entry in os.scandir(parent):
-        owner = entry.name.removeprefix(STATE_PREFIX).split("-")[0]
-        if entry.name.startswith(STATE_PREFIX) and owner.isdigit() and entry.is_dir():
-            try:
-                if entry.stat().st_uid == os.getuid():
-                    os.kill(int(owner), 0)
-            except ProcessLookupError:
-                shutil.rmtree(entry.path, ignore_errors=True)
-            except OSError:
-                continue
-    return tempfile.mkdtemp(prefix=f"{STATE_PREFIX}{os.getpid()}-{kind}", dir=parent)
+    remove_stale(parent, lambda path: shutil.rmtree(path, ignore_errors=True))
+    return tempfile.mkdtemp(prefix=f"{PREFIX}{os.getpid()}-{kind}", dir=parent)

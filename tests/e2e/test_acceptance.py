@@ -68,7 +68,7 @@ from pathlib import Path
 
 import pytest
 
-from pytest_rootless.runtime import mountplan
+from pytest_rootless.kernel.paths import is_under
 from pytest_rootless.runtime.rootfs import HOST_MASKED_DIRS
 
 from .. import procscan
@@ -302,7 +302,7 @@ def test_submounts_of_read_only_binds_are_read_only(
         submounts = sorted(
             p
             for p in set(host_mount_points())
-            if p != "/" and not any(mountplan.is_under(p, h) for h in hidden) and os.path.isdir(p)
+            if p != "/" and not any(is_under(p, h) for h in hidden) and os.path.isdir(p)
         )
         assert submounts, "a Linux host has submounts of / (/sys at least)"
     write_attack(pytester, SUBMOUNTS, root=root, rootfs=rootfs, submounts=submounts, probe=probe)

@@ -10,7 +10,7 @@ import subprocess
 
 import pytest
 
-from pytest_rootless.runtime import limits
+from pytest_rootless.runtime import limits, stale
 from pytest_rootless.runtime.options import validate
 
 #: Real root with no writable pids cgroup cannot have a pids limit (RLIMIT_NPROC does not
@@ -171,9 +171,9 @@ def test_no_cgroup_is_left_behind(pytester: pytest.Pytester) -> None:
         name
         for parent in parents
         for name in os.listdir(parent)
-        if name.startswith(limits.PREFIX) and not name.startswith(f"{limits.PREFIX}{os.getpid()}-")
+        if name.startswith(stale.PREFIX) and not name.startswith(f"{stale.PREFIX}{os.getpid()}-")
     ]
-    alive = [name for name in ours if os.path.exists(f"/proc/{name.split('-')[2]}")]
+    alive = [name for name in ours if stale.session_alive(int(name.split("-")[2]))]
     assert sorted(set(ours) - set(alive)) == []
 
 

@@ -21,7 +21,8 @@ from typing import Any
 
 import pytest
 
-from pytest_rootless.runtime.statedir import STATE_PREFIX, state_parent
+from pytest_rootless.runtime.stale import PREFIX
+from pytest_rootless.runtime.statedir import state_parent
 
 from .. import procscan
 
@@ -176,7 +177,7 @@ def test_eight_members_get_addresses_names_and_leave_nothing(pytester: pytest.Py
     assert set(record["namespaces"]) & namespaces_in_use(ended) == set()
     assert socket.if_nameindex() == host_links
     # the networks' hosts files went with their test
-    assert list(Path(state_parent()).glob(f"{STATE_PREFIX}{record['pid']}-*")) == []
+    assert list(Path(state_parent()).glob(f"{PREFIX}{record['pid']}-*")) == []
 
 
 def test_tcp_and_udp_between_members_and_loopback_stays_private(

@@ -16,9 +16,9 @@ from pathlib import Path
 
 import pytest
 
+from pytest_rootless import doctor as the_doctor
 from pytest_rootless.__main__ import main
-from pytest_rootless.doctor import checks as doctor_checks
-from pytest_rootless.doctor.checks import MISSING, OK, OPTIONAL, UNTRIED, Check, Host, Trial
+from pytest_rootless.doctor import MISSING, OK, OPTIONAL, UNTRIED, Check, Host, Trial
 from pytest_rootless.runtime import limits, probe
 
 ALL_CAPS = "000001ffffffffff"
@@ -63,7 +63,7 @@ def checks_of(
     root: str, uid: int = 1000, answers: dict[str, Trial] | None = None
 ) -> dict[str, Check]:
     host = Host(root=root, uid=uid, gid=uid, live=False)
-    return {check.name: check for check in doctor_checks.run_checks(host, answers)}
+    return {check.name: check for check in the_doctor.run_checks(host, answers)}
 
 
 def test_a_healthy_host_has_nothing_missing(tmp_path: Path) -> None:
@@ -80,7 +80,7 @@ def test_a_healthy_host_has_nothing_missing(tmp_path: Path) -> None:
         "resource limits": OK,
     }
     assert "not tried" in checks["user namespaces"].found
-    assert doctor_checks.exit_code(list(checks.values())) == 0
+    assert the_doctor.exit_code(list(checks.values())) == 0
 
 
 # --- user namespaces -------------------------------------------------------------------------
@@ -123,7 +123,7 @@ def test_a_sysctl_that_forbids_user_namespaces_is_named_with_its_fix(
     # what needs a user namespace is not tried, rather than reported missing a second time
     assert checks["id maps"].status == UNTRIED
     assert checks["fresh /proc"].found == "needs user namespaces (above)"
-    assert doctor_checks.exit_code(list(checks.values())) == 1
+    assert the_doctor.exit_code(list(checks.values())) == 1
 
 
 def test_apparmor_restriction_does_not_apply_to_root(tmp_path: Path) -> None:
@@ -253,13 +253,6 @@ def test_the_kernels_answer_wins_over_mountinfo(tmp_path: Path) -> None:
     assert proc.found.startswith("mounting a fresh /proc was refused")
 
 
-def test_mountinfo_escapes_are_decoded(tmp_path: Path) -> None:
-    line = "50 22 0:70 / /mnt/with\\040space rw - tmpfs tmpfs rw\n"
-    root = simulate(tmp_path, {"proc/self/mountinfo": HEALTHY["proc/self/mountinfo"] + line})
-    points = [m.point for m in doctor_checks.mountinfo(Host(root=root, live=False))]
-    assert "/mnt/with space" in points
-
-
 # --- kernel and overlayfs ----------------------------------------------------------------------
 
 
@@ -351,8 +344,8 @@ def test_root_needs_no_subordinate_ids(tmp_path: Path) -> None:
 # --- resource limits ---------------------------------------------------------------------------
 
 
-def backend(root: str, uid: int = 1000) -> doctor_checks.Limits:
-    return doctor_checks.limit_backend(Host(root=root, uid=uid, live=False))
+def backend(root: str, uid: int = 1000) -> the_doctor.Limits:
+    return the_doctor.limit_backend(Host(root=root, uid=uid, live=False))
 
 
 def test_a_delegated_cgroup_v2_with_controllers_for_children(tmp_path: Path) -> None:
@@ -441,14 +434,14 @@ def test_the_runtimes_own_choice_wins_over_the_files(tmp_path: Path) -> None:
         pids=None,
         nproc_works=True,
     )
-    found = doctor_checks.limit_backend(Host(root=simulate(tmp_path), live=False), memory_only)
+    found = the_doctor.limit_backend(Host(root=simulate(tmp_path), live=False), memory_only)
     assert found.backend == "memory by cgroup v2, pids by rlimits"
     assert "a trial cgroup could not be made" in found.found
 
 
 def test_real_root_without_a_pids_cgroup_is_told_pids_is_refused(tmp_path: Path) -> None:
     nothing = limits.Backend(memory=None, pids=None, nproc_works=False)
-    found = doctor_checks.limit_backend(Host(root=simulate(tmp_path), uid=0, live=False), nothing)
+    found = the_doctor.limit_backend(Host(root=simulate(tmp_path), uid=0, live=False), nothing)
     assert found.backend == "rlimits"
     assert found.found.endswith("but not real root's: a pids limit is refused")
 
@@ -459,9 +452,9 @@ def test_real_root_without_a_pids_cgroup_is_told_pids_is_refused(tmp_path: Path)
 def test_the_report_is_one_line_per_check_then_why_and_fix_indented(tmp_path: Path) -> None:
     root = simulate(tmp_path, {"proc/sys/user/max_user_namespaces": "0"})
     out = io.StringIO()
-    assert doctor_checks.doctor(Host(root=root, uid=1000, live=False), out) == 1
+    assert the_doctor.doctor(Host(root=root, uid=1000, live=False), out) == 1
     lines = out.getvalue().splitlines()
-    assert all(len(line) <= doctor_checks.WIDTH for line in lines)
+    assert all(len(line) <= the_doctor.WIDTH for line in lines)
     at = lines.index(
         "missing   user namespaces: user namespaces are disabled (user.max_user_namespaces = 0)"
     )

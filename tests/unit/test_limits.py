@@ -14,35 +14,54 @@ from pytest_rootless.runtime.options import validate
 
 MOUNTINFO = """\
 31 23 0:28 / /sys/fs/cgroup rw,relatime - tmpfs tmpfs rw,mode=755
-35 31 0:32 / {root}/memory rw,relatime - cgroup cgroup rw,memory
-39 31 0:36 / {root}/pids rw,relatime - cgroup cgroup rw,pids
-41 31 0:38 /user.slice {root}/unified rw,relatime - cgroup2 cgroup2 rw
+35 31 0:32 / /sys/fs/cgroup/memory rw,relatime - cgroup cgroup rw,memory
+39 31 0:36 / /sys/fs/cgroup/pids rw,relatime - cgroup cgroup rw,pids
+41 31 0:38 /user.slice /sys/fs/cgroup/unified rw,relatime - cgroup2 cgroup2 rw
 """
 CGROUP = """\
 8:pids:/
 4:memory:/box/inner
 0::/user.slice/user@1000.service/app.slice
 """
+V2 = "/sys/fs/cgroup/unified/user@1000.service/app.slice"
 
 
 @pytest.fixture
 def host(tmp_path: Path) -> Path:
-    (tmp_path / "self").mkdir()
-    (tmp_path / "self/mountinfo").write_text(MOUNTINFO.format(root=tmp_path / "cg"))
-    (tmp_path / "self/cgroup").write_text(CGROUP)
+    """A simulated host: its /proc/self files, and its cgroups as plain directories."""
+    (tmp_path / "proc/self").mkdir(parents=True)
+    (tmp_path / "proc/self/mountinfo").write_text(MOUNTINFO)
+    (tmp_path / "proc/self/cgroup").write_text(CGROUP)
+    for directory in (V2, "/sys/fs/cgroup/memory/box/inner", "/sys/fs/cgroup/pids"):
+        (tmp_path / directory.lstrip("/")).mkdir(parents=True)
     return tmp_path
 
 
-def test_candidates_are_v2_first_then_v1_under_our_own_cgroup(host: Path) -> None:
-    cg = host / "cg"
-    assert list(limits._candidates("memory", str(host))) == [
-        (2, f"{cg}/unified/user@1000.service/app.slice"),
-        (1, f"{cg}/memory/box/inner"),
-    ]
-    assert list(limits._candidates("pids", str(host))) == [
-        (2, f"{cg}/unified/user@1000.service/app.slice"),
-        (1, f"{cg}/pids"),
-    ]
+def test_places_are_v2_first_then_v1_under_our_own_cgroup(host: Path) -> None:
+    def found(controller: str) -> list[tuple[int, str | None]]:
+        return [(p.version, p.directory) for p in limits.places(controller, str(host))]
+
+    assert found("memory") == [(2, V2), (1, "/sys/fs/cgroup/memory/box/inner")]
+    assert found("pids") == [(2, V2), (1, "/sys/fs/cgroup/pids")]
+
+
+def test_a_place_whose_directory_is_missing_is_not_shown(host: Path) -> None:
+    (host / "sys/fs/cgroup/pids").rmdir()
+    [v2, v1] = limits.places("pids", str(host))
+    assert (v2.directory, v1.directory) == (V2, None)
+    assert not v1.delegated(str(host))
+
+
+def test_without_trials_the_files_decide(host: Path) -> None:
+    """v2 needs the controller enabled for children; v1 only write access."""
+    (host / V2.lstrip("/") / "cgroup.subtree_control").write_text("memory\n")
+    for directory in (V2, "/sys/fs/cgroup/pids"):
+        (host / directory.lstrip("/") / "cgroup.procs").write_text("")
+    backend = limits.detect(str(host), trial=False, uid=1000)
+    assert backend.memory == limits.Hierarchy("memory", 2, str(host) + V2)
+    assert backend.pids == limits.Hierarchy("pids", 1, f"{host}/sys/fs/cgroup/pids")
+    assert backend.nproc_works
+    assert not limits.detect(str(host), trial=False, uid=0).nproc_works
 
 
 def test_a_plain_directory_is_not_a_usable_cgroup(tmp_path: Path) -> None:

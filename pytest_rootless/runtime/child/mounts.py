@@ -23,9 +23,10 @@ import stat
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
-from ...kernel import libc
+from ...kernel import libc, procfs
 from ...kernel import mount as mnt
 from ...kernel.mount import MountFlag as MS
+from ...kernel.paths import is_under
 from ..mountplan import (
     BUILD_BASE,
     Bind,
@@ -41,7 +42,6 @@ from ..mountplan import (
     ReadOnlyCover,
     Symlink,
     Tmpfs,
-    is_under,
 )
 
 
@@ -227,15 +227,9 @@ def _mount_overlay(
 def _fstype(path: str) -> str:
     """The type of the file system ``path`` is on, from mountinfo (proc_pid_mountinfo(5))."""
     best, kind = "", "unknown"
-    try:
-        with open("/proc/self/mountinfo") as f:
-            for line in f:
-                fields, _, tail = line.partition(" - ")
-                point = fields.split()[4].replace("\\040", " ")
-                if is_under(path, point) and len(point) >= len(best):
-                    best, kind = point, tail.split()[0]
-    except (OSError, IndexError):
-        pass
+    for mount in procfs.mountinfo():  # a later mount on the same point is on top
+        if is_under(path, mount.point) and len(mount.point) >= len(best):
+            best, kind = mount.point, mount.fstype
     return kind
 
 
