@@ -249,7 +249,7 @@ class Container:
             return []
         hits = self._cgroups.hits() if self._cgroups is not None else {}
         backend = self._state.containers.limits_backend()
-        return limits.explain(self._options, backend, hits, signum, exception)
+        return limits.hit_lines(self._options, backend, hits, signum, exception)
 
     def run(self, fn: Callable[..., Any], /, *args: Any, **kwargs: Any) -> Any:
         """Call ``fn(*args, **kwargs)`` in a new process in the container and return its

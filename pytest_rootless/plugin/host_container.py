@@ -225,7 +225,7 @@ class ContainerRun:
         hits = cgroups.hits() if cgroups is not None else {}
         backend = self.state.containers.limits_backend
         limit_lines = (
-            limits_mod.explain(options, backend(), hits, signum=outcome.signal)
+            limits_mod.hit_lines(options, backend(), hits, signum=outcome.signal)
             if options.memory or options.pids or options.cpu
             else []
         )

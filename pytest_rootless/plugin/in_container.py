@@ -424,4 +424,4 @@ def _limit_notes(options: Options, backend: limits_mod.Backend) -> Callable[...,
     """What names the limit a test's exception comes from; None if it has no limits."""
     if options.memory is None and options.pids is None and options.cpu is None:
         return None
-    return functools.partial(limits_mod.explain, options, backend, {})
+    return functools.partial(limits_mod.hit_lines, options, backend, {})

@@ -18,7 +18,7 @@ time): SIGXCPU at the limit, SIGKILL a second later.
 The host makes one cgroup per container before cloning it; the container's init moves
 itself into it first thing (so every process it starts is counted from the start), and
 the host removes it once the container is reaped. A test stopped by a limit fails with a
-message naming the limit and the value (:func:`explain`).
+message naming the limit and the value (:func:`hit_lines`).
 """
 
 from __future__ import annotations
@@ -354,7 +354,7 @@ class ProcessLimits:
 # --- reporting ---------------------------------------------------------------------------
 
 
-def explain(
+def hit_lines(
     options: Options,
     backend: Backend,
     hits: dict[str, int],

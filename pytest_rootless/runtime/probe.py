@@ -197,8 +197,11 @@ def explain_trial_failure(call: str | None, err: int | None, message: str) -> st
     return str(explain(call, err, message))
 
 
-def trial(run_container: Callable[[], tuple[bool, str | None, int | None, str]]) -> Support:
-    """Run one real container; ``run_container`` returns (ok, failing call, errno, message)."""
+def support_from_trial(
+    run_container: Callable[[], tuple[bool, str | None, int | None, str]],
+) -> Support:
+    """Whether containers work here, from one real trial container: ``run_container``
+    returns (ok, failing call, errno, message)."""
     problem = static_problem()
     if problem:
         return Support(False, problem)

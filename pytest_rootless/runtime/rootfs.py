@@ -3,7 +3,7 @@ options (the plan's operations are :mod:`.mountplan`; a container's init applies
 :mod:`.child.mounts`).
 
 Following bubblewrap, the plan is computed once as an ordered tuple of operations, and
-:func:`prepare` makes the skeleton every container binds as its new root; a container
+:func:`make_skeleton` makes the skeleton every container binds as its new root; a container
 only *applies* the plan."""
 
 from __future__ import annotations
@@ -406,7 +406,7 @@ def _in_fresh_tmpfs(path: str, ops: Sequence[Op]) -> bool:
     )
 
 
-def prepare(plan: Plan, directory: str) -> Plan:
+def make_skeleton(plan: Plan, directory: str) -> Plan:
     """Write, once and on the host, every part of the root that is not a mount.
 
     Directories, mount points, the /etc files, symlinks and the read-only /dev are created

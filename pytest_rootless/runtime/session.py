@@ -115,7 +115,7 @@ class ContainerSession:
     def probe(self) -> probe.Support:
         self.fresh_if_forked()
         if self.support is None:
-            self.support = probe.trial(self._trial)
+            self.support = probe.support_from_trial(self._trial)
         return self.support
 
     def _trial(self) -> tuple[bool, str | None, int | None, str]:
@@ -213,7 +213,7 @@ class ContainerSession:
                 writable=writable,
                 tmpfs_size=self.tmpfs_size,
             )
-            plan = rootfs.prepare(plan, tempfile.mkdtemp(dir=self.state_dir, prefix="root-"))
+            plan = rootfs.make_skeleton(plan, tempfile.mkdtemp(dir=self.state_dir, prefix="root-"))
             self.plans[key] = plan
         return plan
 

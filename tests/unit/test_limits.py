@@ -119,15 +119,15 @@ def test_a_limit_that_cannot_be_enforced_is_an_error_not_ignored() -> None:
 def test_explanations_name_the_limit_and_its_value() -> None:
     backend = limits.Backend(memory=None, pids=None, nproc_works=True)
     options = validate({"memory": "64M", "pids": 8, "cpu": 2})
-    assert limits.explain(options, backend, {}, exception=MemoryError()) == [
+    assert limits.hit_lines(options, backend, {}, exception=MemoryError()) == [
         "the memory limit memory=64M was reached (RLIMIT_DATA, per process): an allocation failed"
     ]
-    assert limits.explain(options, backend, {"pids": 4}) == [
+    assert limits.hit_lines(options, backend, {"pids": 4}) == [
         "the pids limit pids=8 was reached (RLIMIT_NPROC, the whole container): 4 fork(s) refused"
     ]
-    assert limits.explain(options, backend, {}, signum=signal.SIGXCPU) == [
+    assert limits.hit_lines(options, backend, {}, signum=signal.SIGXCPU) == [
         "the cpu limit cpu=2s was reached (RLIMIT_CPU, per process)"
     ]
     eagain = BlockingIOError(errno.EAGAIN, "Resource temporarily unavailable")
-    assert "pids=8" in limits.explain(options, backend, {}, exception=eagain)[0]
-    assert limits.explain(validate({}), backend, {}, exception=eagain) == []
+    assert "pids=8" in limits.hit_lines(options, backend, {}, exception=eagain)[0]
+    assert limits.hit_lines(validate({}), backend, {}, exception=eagain) == []

@@ -104,7 +104,7 @@ def test_host_root_binds_everything_read_only(tmp_path: Path) -> None:
 
 
 def test_prepare_writes_the_skeleton_once(tmp_path: Path) -> None:
-    p = rootfs.prepare(plan(), str(tmp_path / "skel"))
+    p = rootfs.make_skeleton(plan(), str(tmp_path / "skel"))
     skel = tmp_path / "skel"
     assert (skel / "etc/hostname").read_text() == "sandbox\n"
     assert (skel / "dev/null").is_file()  # mount point for the host's node
@@ -125,7 +125,7 @@ def test_apply_order_with_the_recording_fake(
     monkeypatch.setattr(mounts, "mnt", kernel)
     monkeypatch.chdir(tmp_path)
     skeleton = str(tmp_path / "skel")
-    p = rootfs.prepare(
+    p = rootfs.make_skeleton(
         mountplan.Plan(
             (
                 Bind("/usr", "/usr"),
@@ -174,7 +174,7 @@ def test_a_symlink_never_redirects_a_mount_point(tmp_path: Path) -> None:
     escape.mkdir()
     p = mountplan.Plan((Symlink("/lib", str(escape)), Dir("/lib/evil")), home="/h")
     with pytest.raises(mounts.RootfsError, match="symlink"):
-        rootfs.prepare(p, str(tmp_path / "skel"))
+        rootfs.make_skeleton(p, str(tmp_path / "skel"))
     assert not (escape / "evil").exists()
 
 

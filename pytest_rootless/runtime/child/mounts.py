@@ -2,9 +2,9 @@
 
 1. make every mount private (``MS_REC|MS_PRIVATE`` on ``/``), so nothing we mount leaks
    to the host and host mounts made later do not leak in (mount_namespaces(7));
-2. pin every bind source with an ``O_PATH`` fd, then bind the prepared skeleton (see
-   :func:`prepare`) on ``/tmp`` as the new root (the fds keep reachable the sources it
-   covers);
+2. pin every bind source with an ``O_PATH`` fd, then bind the plan's skeleton (see
+   :func:`pytest_rootless.runtime.rootfs.make_skeleton`) on ``/tmp`` as the new root (the
+   fds keep reachable the sources it covers);
 3. apply the operations, parents before children; each read-only bind is made read-only
    with ``mount_setattr(AT_RECURSIVE, MOUNT_ATTR_RDONLY)`` because ``MS_RDONLY`` in the bind
    call itself is silently ignored and a plain remount would leave submounts writable;
