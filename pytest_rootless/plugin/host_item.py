@@ -213,8 +213,18 @@ def run_item(
         )
     if received.interrupted:
         raise KeyboardInterrupt
+    _teardown(item, nextitem, received, capture, reraise)
+    ihook.pytest_runtest_logfinish(nodeid=item.nodeid, location=item.location)
 
-    # === teardown: the container's (function scope) merged with the host's (higher) ===
+
+def _teardown(
+    item: pytest.Item,
+    nextitem: pytest.Item | None,
+    received: _Received,
+    capture: _HostCapture,
+    reraise: tuple[type[BaseException], ...],
+) -> None:
+    """The teardown: the container's (function scope) merged with the host's (higher)."""
     if TEARDOWN_ALL_ON_STOP and (item.session.shouldfail or item.session.shouldstop):
         nextitem = None
     teardown_call = pytest.CallInfo.from_call(
@@ -223,7 +233,7 @@ def run_item(
     report = _merge_teardown(item, received.reports.get("teardown"), teardown_call)
     for key, text in capture.sections():
         _append_section(report, f"Captured {key} teardown", text)
-    ihook.pytest_runtest_logreport(report=report)
+    item.ihook.pytest_runtest_logreport(report=report)
     if teardown_call.excinfo is not None:
         _interact(item, teardown_call, report)
     if received.warnings > MAX_WARNINGS:
@@ -237,7 +247,6 @@ def run_item(
                 "lineno": (item.location[1] or 0) + 1,
             }
         )
-    ihook.pytest_runtest_logfinish(nodeid=item.nodeid, location=item.location)
 
 
 #: pytest 8.3 and later tear everything down with the test after which the session stops
