@@ -1,7 +1,8 @@
-"""One pytest item in a container: host-side setup and teardown, the container side of
-pytest's runtest protocol, and reports that come back as data.
+"""One pytest item in a container, on the host: the runtest protocol's host half (setup
+and teardown of the higher scopes, the reports' logging), with the container run by
+:mod:`.host_container` and the item's own phases by :mod:`.in_container`.
 
-The split follows the contract on fixture scopes:
+The split follows the fixture scopes (docs/how-it-works.md):
 
 * on the host, before the clone: the collector chain is set up and every fixture of
   class, module, package or session scope the item uses is created, once per scope, as
