@@ -183,7 +183,7 @@ def diff(before: Mapping[str, Any], now: Mapping[str, Any]) -> dict[str, str]:
 
 @final
 class Container:
-    """A live rootless container (see the contract). Usable as a context manager;
+    """A live rootless container (docs/container-fixture.md). Usable as a context manager;
     :meth:`close` is idempotent and kills every process left in it."""
 
     def __init__(

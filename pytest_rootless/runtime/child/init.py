@@ -333,7 +333,7 @@ def _close_inherited_fds(keep: set[int]) -> None:
 
 def _isolate(spec: ContainerSpec, keep: set[int]) -> None:
     """Make this fresh child of init a process of the container: the steps between
-    forking and running code the test controls (runtime.md, step 8)."""
+    forking and running code the test controls (docs/security.md)."""
     libc.TRACE.clear()
     sc.prctl(sc.PR_SET_DUMPABLE, 1, "PR_SET_DUMPABLE")
     sc.prctl(sc.PR_SET_PDEATHSIG, signal.SIGKILL, "PR_SET_PDEATHSIG")
