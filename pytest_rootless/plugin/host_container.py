@@ -164,13 +164,14 @@ class ContainerRun:
         try:
             cgroups = state.containers.cgroups_for(options)
         except limits_mod.CgroupError as exc:
-            text = f"rootless: {exc.strerror}"
-            report = _failure_report(item, "setup", text, [], 0.0)
-            self.received.reports["setup"] = report
-            item.ihook.pytest_runtest_logreport(report=report)
+            self._fail_setup(f"rootless: {exc.strerror}")
             return
         tmp = state.keeper.tmp_ahead.pop(item.nodeid, None) or state.tmp_path_for(item)
-        spec = state.spec(options, item, rw_binds=(tmp.path,) if tmp else (), cgroups=cgroups)
+        try:
+            spec = state.spec(options, item, rw_binds=(tmp.path,) if tmp else (), cgroups=cgroups)
+        except OSError as exc:  # what the host prepares for it (its root's plan)
+            self._fail_setup(f"rootless: the container could not be built: {exc.strerror or exc}")
+            return
         _forwarding()  # made here, once, rather than in every test process
         tracing = state.trace and self.writer is not None
         if tracing:
@@ -181,6 +182,11 @@ class ContainerRun:
             if tracing:
                 libc.set_tracing(False)
         self._finish(outcome, cgroups, tmp, started)
+
+    def _fail_setup(self, text: str) -> None:
+        report = _failure_report(self.item, "setup", text, [], 0.0)
+        self.received.reports["setup"] = report
+        self.item.ihook.pytest_runtest_logreport(report=report)
 
     def _launch(
         self,

@@ -29,6 +29,9 @@ class Overlay:
     ``user.overlay.opaque`` for replaced directories)."""
 
     target: str
+    #: A host directory between the upper layer and what is at ``target``: copies, the
+    #: user's own, of what a write could not copy up (see runtime.fixups).
+    fixups: str | None = None
 
     def describe(self) -> str:
         return f"overlay (copy-on-write) {self.target}"

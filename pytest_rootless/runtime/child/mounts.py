@@ -112,7 +112,7 @@ def apply(
     container's init (mount namespace already unshared, capabilities held
     in the owning user namespace). Returns the store of the overlays' upper layers, if
     the plan has overlays."""
-    root = plan.image or plan.skeleton
+    root = plan.skeleton
     if root is None:
         raise RootfsError(errno.EINVAL, "the plan was not prepared (no skeleton)")
     ops = (
@@ -124,7 +124,10 @@ def apply(
     mnt.mount(None, "/", None, MS.REC | MS.PRIVATE)
     # === PIN BIND SOURCES === (before the new root covers any of them)
     sources: dict[str, int] = {}
-    for bind in (Bind(root, "/"), *(op for op in ops if isinstance(op, Bind))):
+    image = (Bind(plan.image, "/"),) if plan.image is not None else ()
+    fixups = (Bind(op.fixups, op.target) for op in ops if isinstance(op, Overlay) and op.fixups)
+    binds = (op for op in ops if isinstance(op, Bind))
+    for bind in (Bind(root, "/"), *image, *fixups, *binds):
         if bind.source not in sources:
             try:
                 sources[bind.source] = mnt.open_path(bind.source)
@@ -142,7 +145,7 @@ def apply(
     # === NEW ROOT: the prepared skeleton (or a view of the image), then mounts on top ===
     if plan.image is not None:
         assert store is not None
-        _image_root(plan.image, sources[plan.image], base, store)
+        _image_root(plan.image, [sources[root], sources[plan.image]], base, store)
     else:
         mnt.mount(mnt.fd_path(sources[root]), base, None, MS.BIND, label=root)
     for op in ops:
@@ -150,7 +153,7 @@ def apply(
         try:
             if isinstance(op, Overlay):
                 assert store is not None
-                _overlay(op, target, store)
+                _overlay(op, target, store, sources.get(op.fixups) if op.fixups else None)
             else:
                 _apply_one(op, target, sources)
         except RootfsError as exc:
@@ -174,16 +177,18 @@ def apply(
     return store
 
 
-def _image_root(image: str, image_fd: int, base: str, store: Store) -> None:
-    """The root of an image directory: an overlay whose upper layer (in the store, not a
-    layer of :func:`changes`) takes the mount points and /etc files the container adds;
+def _image_root(image: str, lowers: list[int], base: str, store: Store) -> None:
+    """The root of an image directory: an overlay of the skeleton (the mount points and
+    /etc files the container adds, see rootfs.make_skeleton) over the image; its upper
+    layer (in the store, not a layer of :func:`changes`) takes what is left to create;
     it is made read-only with the rest of the root."""
-    mode = stat.S_IMODE(os.fstat(image_fd).st_mode) | 0o700
-    _mount_overlay(image_fd, base, store, "root", mode, f"rootfs {image}", image)
+    mode = stat.S_IMODE(os.fstat(lowers[-1]).st_mode) | 0o700
+    _mount_overlay(lowers, base, store, "root", mode, f"rootfs {image}", image)
 
 
-def _overlay(op: Overlay, target: str, store: Store) -> None:
-    """A copy-on-write view of what is at ``target`` now, mounted over it."""
+def _overlay(op: Overlay, target: str, store: Store, fixups: int | None) -> None:
+    """A copy-on-write view of what is at ``target`` now, mounted over it (with the
+    ``fixups`` directory between, see runtime.fixups)."""
     try:
         _makedirs(target)
     except OSError as exc:
@@ -196,13 +201,15 @@ def _overlay(op: Overlay, target: str, store: Store) -> None:
     layer = len(store.layers)
     store.layers.append((op.target, lower))
     mode = stat.S_IMODE(os.stat(target).st_mode)
-    _mount_overlay(lower, target, store, str(layer), mode, f"writable path {op.target}", target)
+    lowers = [lower] if fixups is None else [fixups, lower]
+    _mount_overlay(lowers, target, store, str(layer), mode, f"writable path {op.target}", target)
 
 
 def _mount_overlay(
-    lower: int, target: str, store: Store, layer: str, mode: int, what: str, where: str
+    lowers: list[int], target: str, store: Store, layer: str, mode: int, what: str, where: str
 ) -> None:
-    """overlayfs(5) over ``target``: the directory of fd ``lower`` below, the store's
+    """overlayfs(5) over ``target``: the directories of fds ``lowers`` below (the first
+    one uppermost), the store's
     ``layer`` above (``userxattr``: its bookkeeping in ``user.overlay.*`` xattrs, as a user
     namespace must, Linux 5.11). Paths as fds: a comma or colon in a path would split
     overlay's option string."""
@@ -210,7 +217,8 @@ def _mount_overlay(
     os.mkdir(store.path(layer, "upper"), mode)
     os.mkdir(store.path(layer, "work"), 0o700)
     options = (
-        f"lowerdir={mnt.fd_path(lower)},upperdir={store.path(layer, 'upper')},"
+        f"lowerdir={':'.join(mnt.fd_path(fd) for fd in lowers)},"
+        f"upperdir={store.path(layer, 'upper')},"
         f"workdir={store.path(layer, 'work')},userxattr"
     )
     try:
