@@ -13,6 +13,7 @@ from ..kernel import procfs
 from ..kernel.paths import is_under
 from ..kernel.procfs import Mount
 from ..runtime import probe
+from . import apparmor
 from .host import Host, kernel_version
 from .limits import limit_backend
 from .trials import Trial, Trials
@@ -35,6 +36,8 @@ class Check:
     found: str
     fix: tuple[str, ...] = ()
     why: str = ""
+    #: Lines printed as they are under the fix (a file to install, commands to run).
+    details: tuple[str, ...] = ()
 
 
 def _cause_and_fix(reason: str) -> tuple[str, tuple[str, ...]]:
@@ -97,12 +100,14 @@ def check_userns(host: Host, trials: Trials) -> Check:
     name = "user namespaces"
     problems = probe.userns_sysctls(host.root, host.uid)
     if problems:
+        restricted = any(p.cause.startswith(probe.APPARMOR_CAUSE) for p in problems)
         return Check(
             name,
             MISSING,
             "; ".join(p.cause for p in problems),
             tuple(p.fix for p in problems),
             WHY_USERNS,
+            tuple(apparmor.install_lines()) if restricted else (),
         )
     trial = trials.get("userns")
     if trial is None:

@@ -41,6 +41,8 @@ def render(checks: list[Check], host: Host) -> list[str]:
                     subsequent_indent=INDENT + "     ",
                     break_on_hyphens=False,
                 )
+            # as they are: a file and commands are copied, not read as prose
+            lines += [f"{INDENT}{line}" if line else "" for line in check.details]
     lines.append("")
     lines += textwrap.wrap(verdict(checks), WIDTH, break_on_hyphens=False)
     return lines

@@ -47,6 +47,10 @@ class Problem:
         return f"{self.cause}; fix: {self.fix}" if self.fix else self.cause
 
 
+#: The start of the cause AppArmor's restriction is reported with.
+APPARMOR_CAUSE = "AppArmor restricts unprivileged user namespaces"
+
+
 def userns_sysctls(root: str = "/", uid: int | None = None) -> list[Problem]:
     """Sysctls known to forbid user namespaces to ``uid`` (default: ours), each with its fix."""
     uid = os.getuid() if uid is None else uid
@@ -72,10 +76,10 @@ def userns_sysctls(root: str = "/", uid: int | None = None) -> list[Problem]:
     if read("/proc/sys/kernel/apparmor_restrict_unprivileged_userns", root) == "1" and uid:
         problems.append(
             Problem(
-                "AppArmor restricts unprivileged user namespaces "
-                "(kernel.apparmor_restrict_unprivileged_userns = 1)",
+                f"{APPARMOR_CAUSE} (kernel.apparmor_restrict_unprivileged_userns = 1)",
                 "sysctl -w kernel.apparmor_restrict_unprivileged_userns=0, or an AppArmor "
-                "profile for this Python allowing 'userns'",
+                "profile for this Python allowing 'userns' (python -m pytest_rootless doctor "
+                "prints one to install)",
             )
         )
     return problems

@@ -12,6 +12,9 @@ import errno
 import io
 import os
 import stat
+import subprocess
+import sys
+import textwrap
 from pathlib import Path
 
 import pytest
@@ -110,7 +113,8 @@ def test_a_healthy_host_has_nothing_missing(tmp_path: Path) -> None:
             "AppArmor restricts unprivileged user namespaces "
             "(kernel.apparmor_restrict_unprivileged_userns = 1)",
             "sysctl -w kernel.apparmor_restrict_unprivileged_userns=0, or an AppArmor profile "
-            "for this Python allowing 'userns'",
+            "for this Python allowing 'userns' (python -m pytest_rootless doctor prints one to "
+            "install)",
         ),
     ],
 )
@@ -489,3 +493,35 @@ def test_the_command_refuses_a_missing_root(capsys: pytest.CaptureFixture[str]) 
         main(["doctor", "--root", "/nonexistent/host"])
     assert exited.value.code == 2
     assert "--root /nonexistent/host: not a directory" in capsys.readouterr().err
+
+
+def test_an_apparmor_restricted_host_is_given_a_profile_to_install(tmp_path: Path) -> None:
+    """The profile names the interpreter AppArmor sees (a venv's python resolved), with
+    the commands that install and load it as printed, and the sysctl for a CI machine."""
+    root = simulate(tmp_path, {"proc/sys/kernel/apparmor_restrict_unprivileged_userns": "1"})
+    out = io.StringIO()
+    assert the_doctor.doctor(Host(root=root, uid=1000, live=False), out) == 1
+    text = out.getvalue()
+    real = os.path.realpath(sys.executable)
+    name = "pytest-rootless-" + real.strip("/").replace("/", "-")
+    assert f"profile {name} {real} flags=(unconfined) {{" in text
+    assert f"sudo apparmor_parser -r /etc/apparmor.d/{name}" in text
+    assert "sudo sysctl -w kernel.apparmor_restrict_unprivileged_userns=0" in text
+    # As printed, the commands are a shell script that writes the profile file.
+    lines = text.splitlines()
+    first = next(i for i, line in enumerate(lines) if "sudo tee" in line)
+    last = next(i for i in range(first, len(lines)) if lines[i].strip() == "EOF")
+    script = textwrap.dedent("\n".join(lines[first : last + 1]))
+    written = tmp_path / "profile"
+    script = script.replace(f"sudo tee /etc/apparmor.d/{name} >/dev/null", f"cat > {written}")
+    subprocess.run(["sh", "-c", script], check=True)
+    profile = written.read_text()
+    assert profile.splitlines()[:2] == ["abi <abi/4.0>,", "include <tunables/global>"]
+    assert "\n  userns,\n" in profile
+    assert profile.rstrip().endswith("}")
+
+
+def test_no_profile_where_apparmor_does_not_restrict(tmp_path: Path) -> None:
+    out = io.StringIO()
+    the_doctor.doctor(Host(root=simulate(tmp_path), uid=1000, live=False), out)
+    assert "apparmor_parser" not in out.getvalue()
