@@ -829,3 +829,64 @@ def reach_the_cgroup_tree(root: bool, token: str, pids: int, memory: int) -> Non
     print(started, allocated)
     assert started < pids
     assert allocated == "refused"
+
+
+# --- 20. on a private network, what a root=True member can and cannot do ---------------------
+
+
+def serve_as(name: str, port: int) -> None:
+    """Answer every connection on ``port`` with ``name``, until the container ends."""
+    server = socket.create_server(("0.0.0.0", port))
+    while True:
+        conn, _ = server.accept()
+        with conn:
+            conn.sendall(name.encode())
+
+
+def ask(address: str, port: int) -> str:
+    """Who answers at ``address``: its name, or the error."""
+    deadline = time.monotonic() + 30
+    while True:
+        try:
+            with socket.create_connection((address, port), timeout=5) as conn:
+                return conn.recv(100).decode()
+        except ConnectionRefusedError:  # not listening yet
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(0.01)
+        except OSError as exc:
+            return _errno_name(exc.errno or 0)
+
+
+def take_address(address: str) -> str:
+    """Add ``address`` (another member's) to this member's eth0."""
+    import ipaddress
+
+    from pytest_rootless.kernel.netlink import Netlink
+
+    with Netlink() as nl:
+        return attempt(nl.add_address, "eth0", ipaddress.ip_interface(address))
+
+
+def links() -> list[str]:
+    from pytest_rootless.kernel.netlink import Netlink
+
+    with Netlink() as nl:
+        return sorted(nl.links())
+
+
+def addresses() -> list[tuple[str, str]]:
+    from pytest_rootless.kernel.netlink import Netlink
+
+    with Netlink() as nl:
+        return sorted(nl.addresses())
+
+
+def pull_a_cable(name: str) -> str:
+    """Set link ``name`` down (a bridge port is ``vethN`` in the network's namespace)."""
+    from pytest_rootless.kernel.netlink import Netlink
+
+    if name not in links():
+        return "no such link here"
+    with Netlink() as nl:
+        return attempt(nl.set_up, name, False)

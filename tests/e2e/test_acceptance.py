@@ -1024,3 +1024,47 @@ def test_the_cgroup_tree_is_out_of_reach_and_the_limits_hold(
         os.rmdir(path)
     assert made == [], "the container made cgroups on the host"
     result.assert_outcomes(passed=1)
+
+
+# --- 20. on a private network, what a root=True member can and cannot do -------------------
+
+NETWORK_IMPOSTOR = """
+    import pytest
+
+    import attacks
+
+    PORT = 9000
+
+
+    def test_an_impostor_on_the_network(container_factory):
+        victim = container_factory(hostname="victim", network="lab")
+        impostor = container_factory(hostname="impostor", network="lab", root=True)
+        client = container_factory(hostname="client", network="lab")
+        own = victim.run(attacks.addresses)
+        # It cannot reach the network's switch nor another member: its namespace holds
+        # its own eth0 and lo, nothing else; the bridge and its ports are the holder's.
+        assert impostor.run(attacks.links) == ["eth0", "lo"]
+        for link in ("veth0", "veth1", "br0"):
+            assert impostor.run(attacks.pull_a_cable, link) == "no such link here"
+        # A member without root=True cannot even take an address.
+        assert client.run(attacks.take_address, victim.address + "/24") == "EPERM"
+        # What it can do: administer its own interface, another member's address included,
+        # and answer for that address where the member itself does not (its cable out).
+        assert impostor.run(attacks.take_address, victim.address + "/24") == "ok"
+        victim.start(attacks.serve_as, "victim", PORT)
+        impostor.start(attacks.serve_as, "impostor", PORT)
+        victim.disconnect()
+        assert client.run(attacks.ask, victim.address, PORT) == "impostor"
+        # The victim's own interface is untouched; back on the network, it still has
+        # its address, and the members that asked have the impostor in their ARP cache.
+        assert victim.run(attacks.addresses) == own
+"""
+
+
+def test_a_root_member_can_answer_for_another_but_reaches_only_its_own_namespace(
+    pytester: pytest.Pytester,
+) -> None:
+    """What docs/security.md says of private networks: a root=True member is root over its
+    own network namespace only; among them, taking a member's address is within reach."""
+    write_attack(pytester, NETWORK_IMPOSTOR)
+    run_attack(pytester).assert_outcomes(passed=1)
