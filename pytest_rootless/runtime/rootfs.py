@@ -100,6 +100,10 @@ DEV_LINKS = (
 # Read-only covers over the fresh /proc, as bubblewrap does: a uid that is root on the host
 # could otherwise write host sysctls through them.
 PROC_COVERS = ("sys", "sysrq-trigger", "irq", "bus", "fs")
+# Files of the fresh /proc hidden under /dev/null, as Docker masks them: the kernel's
+# keyrings are not namespaced, and /proc/keys would list every key the test's uid may view,
+# the host's included (keyrings(7); the seccomp filter refuses every keyring call).
+PROC_MASKED = ("keys", "key-users")
 
 
 # --- building a plan (host side, once per session and options) ------------------------------
@@ -300,6 +304,8 @@ def build_plan(
     ops += [Overlay(path) for path in outermost(writable) if not _in_fresh_tmpfs(path, ops)]
     ops.append(Proc("/proc"))
     ops += [ReadOnlyCover(f"/proc/{name}") for name in PROC_COVERS]
+    masked = [name for name in PROC_MASKED if os.path.exists(f"/proc/{name}")]
+    ops += [Bind("/dev/null", f"/proc/{name}", is_file=True) for name in masked]
     if ident.uid != 0:  # so that containers can be made inside this one
         ops.append(HiddenProc())
     # The working directory must exist inside: if the deepest mount above it is not a

@@ -9,6 +9,7 @@ inner project has it rewritten by pytest, for the same messages as in a test mod
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import errno
 import json
@@ -622,3 +623,270 @@ def host_mounts_later(here: Path) -> None:
 def hang(token: str) -> None:
     subprocess.Popen(["sh", "-c", f"sleep 300; : {token}"])
     time.sleep(300)
+
+
+# --- 18. the host's keyrings: not listed, not linked, read, added to or deleted from --------
+
+_MACHINE = os.uname().machine
+SYS_ADD_KEY, SYS_REQUEST_KEY, SYS_KEYCTL = {"x86_64": (248, 249, 250), "aarch64": (217, 218, 219)}[
+    _MACHINE
+]
+KEYCTL_JOIN_SESSION_KEYRING, KEYCTL_DESCRIBE, KEYCTL_LINK, KEYCTL_UNLINK = 1, 6, 8, 9
+KEYCTL_SEARCH, KEYCTL_READ, KEYCTL_INVALIDATE = 10, 11, 21
+KEY_SPEC_SESSION_KEYRING = -3
+
+
+def _key_call(number: int, *args: int | bytes | None) -> int:
+    ctypes.set_errno(0)
+    values = [ctypes.c_long(a) if isinstance(a, int) else a for a in args]
+    return int(libc.syscall(ctypes.c_long(number), *values))
+
+
+def keyctl(operation: int, *args: int | bytes | None) -> str:
+    result = _key_call(SYS_KEYCTL, operation, *args)
+    return "ok" if result >= 0 else _errno_name(ctypes.get_errno())
+
+
+def _read_key(key: int) -> str:
+    buffer = ctypes.create_string_buffer(4096)
+    size = _key_call(SYS_KEYCTL, KEYCTL_READ, key, ctypes.addressof(buffer), len(buffer))
+    if size < 0:
+        return _errno_name(ctypes.get_errno())
+    return "ok: " + buffer.raw[: min(size, len(buffer))].decode(errors="replace")
+
+
+def _add_key(description: str, keyring: int) -> str:
+    data = b"planted"
+    result = _key_call(SYS_ADD_KEY, b"user", description.encode(), data, len(data), keyring)
+    return "ok" if result >= 0 else _errno_name(ctypes.get_errno())
+
+
+def _request_key(description: str) -> str:
+    result = _key_call(SYS_REQUEST_KEY, b"user", description.encode(), None, 0)
+    return "ok" if result >= 0 else _errno_name(ctypes.get_errno())
+
+
+def _text(path: str) -> str:
+    try:
+        with open(path) as f:
+            return f.read()
+    except OSError as exc:
+        return _errno_name(exc.errno or 0)
+
+
+def reach_the_host_keyrings(user_keyring: int, secret: int, victim: int, token: str) -> None:
+    """The hostile review's steps, with the serials of the host's keys given (a test could
+    read them in /proc/keys): link the host's user keyring into the session keyring (its
+    keys are then possessed), read one, add one, delete one."""
+    listed = {f"/proc/{name}": _text(f"/proc/{name}") for name in ("keys", "key-users")}
+    print(listed)
+    buffer = ctypes.create_string_buffer(4096)
+    results = {
+        "link the user keyring": keyctl(KEYCTL_LINK, user_keyring, KEY_SPEC_SESSION_KEYRING),
+        "search it": keyctl(
+            KEYCTL_SEARCH, KEY_SPEC_SESSION_KEYRING, b"user", f"{token}-secret".encode(), 0
+        ),
+        "describe a host key": keyctl(KEYCTL_DESCRIBE, secret, ctypes.addressof(buffer), 4096),
+        "read a host key": _read_key(secret),
+        "add a key to the host's user keyring": _add_key(f"{token}-planted", user_keyring),
+        "add a key to the session keyring": _add_key(f"{token}-own", KEY_SPEC_SESSION_KEYRING),
+        "request_key": _request_key(f"{token}-secret"),
+        "unlink a host key": keyctl(KEYCTL_UNLINK, victim, user_keyring),
+        "invalidate a host key": keyctl(KEYCTL_INVALIDATE, victim),
+        "join another session keyring": keyctl(KEYCTL_JOIN_SESSION_KEYRING, None),
+    }
+    print(results)
+    # the host's keyrings are not even listed, and every keyring call is refused
+    assert {**listed, **results} == {**dict.fromkeys(listed, ""), **dict.fromkeys(results, "EPERM")}
+
+
+# --- 19. the cgroup tree is out of reach, and a limit holds, also with root=True -------------
+
+CLONE_NEWCGROUP = 0x02000000
+SYS_CLONE, SYS_CLONE3 = {"x86_64": 56, "aarch64": 220}[_MACHINE], 435
+
+
+def _clone(flags: int) -> str:
+    """clone(2) with ``flags`` (all 64 bits of them) and fork semantics; the child leaves at
+    once."""
+    ctypes.set_errno(0)
+    pid = libc.syscall(
+        ctypes.c_long(SYS_CLONE), ctypes.c_ulong(flags | signal.SIGCHLD), None, None, None, None
+    )
+    if pid == 0:
+        os._exit(0)
+    if pid < 0:
+        return _errno_name(ctypes.get_errno())
+    os.waitpid(pid, 0)
+    return "ok"
+
+
+def _clone3(flags: int) -> str:
+    # struct clone_args, CLONE_ARGS_SIZE_VER0: flags, pidfd, child_tid, parent_tid,
+    # exit_signal, stack, stack_size, tls
+    args = (ctypes.c_uint64 * 8)(flags, 0, 0, 0, signal.SIGCHLD, 0, 0, 0)
+    ctypes.set_errno(0)
+    pid = libc.syscall(ctypes.c_long(SYS_CLONE3), ctypes.byref(args), ctypes.c_size_t(64))
+    if pid == 0:
+        os._exit(0)
+    if pid < 0:
+        return _errno_name(ctypes.get_errno())
+    os.waitpid(pid, 0)
+    return "ok"
+
+
+def _hierarchies() -> list[str]:
+    """The controllers of each cgroup v1 hierarchy this process is in, "" for cgroup v2."""
+    with open("/proc/self/cgroup") as f:
+        return [line.rstrip("\n").split(":")[1] for line in f]
+
+
+def _mount_the_cgroup_tree(flags: int, token: str) -> Results:
+    """In a new cgroup namespace: mount every hierarchy, make a cgroup in each, lift the
+    limits of the container's own cgroups (the root of this namespace)."""
+    steps = {"unshare": unshare(flags)}
+    if steps["unshare"] != "ok":
+        return steps
+    if flags & CLONE_NEWUSER:
+        steps["uid_map"] = attempt(_write, "/proc/self/uid_map", f"0 {os.getuid()} 1")
+    for controllers in _hierarchies():
+        name = controllers.replace("name=", "") or "unified"
+        target = f"/tmp/cgroup-{name}"
+        os.makedirs(target, exist_ok=True)
+        if controllers:
+            made = mount("cgroup", target, "cgroup", 0, controllers)
+        else:
+            made = mount("cgroup2", target, "cgroup2")
+        steps[f"mount {name}"] = made
+        if made != "ok":
+            continue
+        steps[f"mkdir {name}/{token}"] = attempt(os.mkdir, f"{target}/{token}")
+        with contextlib.suppress(OSError):
+            os.rmdir(f"{target}/{token}")
+        for knob, value in (("pids.max", "max"), ("memory.max", "max")):
+            if os.path.exists(f"{target}/{knob}"):
+                steps[f"write {name}/{knob}"] = attempt(_write, f"{target}/{knob}", value)
+        if os.path.exists(f"{target}/memory.limit_in_bytes"):
+            steps[f"write {name}/memory.limit_in_bytes"] = attempt(
+                _write, f"{target}/memory.limit_in_bytes", str(1 << 40)
+            )
+    return steps
+
+
+def _fork_bomb(count: int) -> int:
+    """How many sleeping children could be started, up to ``count`` (all killed after)."""
+    children = []
+    try:
+        for _ in range(count):
+            try:
+                pid = os.fork()
+            except OSError:
+                break
+            if pid == 0:
+                time.sleep(60)
+                os._exit(0)
+            children.append(pid)
+        return len(children)
+    finally:
+        for pid in children:
+            os.kill(pid, signal.SIGKILL)
+            os.waitpid(pid, 0)
+
+
+def _allocate(size: int) -> str:
+    """Whether a child could allocate ``size`` bytes (zero-filled: every page touched)."""
+    pid = os.fork()
+    if pid == 0:
+        try:
+            block = bytearray(size)
+            os._exit(0 if len(block) == size else 1)
+        except BaseException:
+            os._exit(1)
+    _, status = os.waitpid(pid, 0)
+    return "allocated" if os.waitstatus_to_exitcode(status) == 0 else "refused"
+
+
+def reach_the_cgroup_tree(root: bool, token: str, pids: int, memory: int) -> None:
+    own = 0 if root else CLONE_NEWUSER  # root=True may make a cgroup namespace straight away
+    results = {
+        "unshare(CLONE_NEWCGROUP)": in_child(unshare, own | CLONE_NEWCGROUP),
+        "clone(CLONE_NEWCGROUP)": _clone(own | CLONE_NEWCGROUP),
+        "clone((1 << 32) | CLONE_NEWCGROUP)": _clone((1 << 32) | own | CLONE_NEWCGROUP),
+        "clone3(CLONE_NEWCGROUP)": _clone3(own | CLONE_NEWCGROUP),
+    }
+    mounted = in_child(_mount_the_cgroup_tree, own | CLONE_NEWCGROUP | CLONE_NEWNS, token)
+    print(results, mounted)
+    assert results == {
+        "unshare(CLONE_NEWCGROUP)": "EPERM",
+        "clone(CLONE_NEWCGROUP)": "EPERM",
+        "clone((1 << 32) | CLONE_NEWCGROUP)": "EPERM",
+        "clone3(CLONE_NEWCGROUP)": "ENOSYS",  # glibc falls back to clone(2), seen above
+    }
+    assert mounted == {"unshare": "EPERM"}
+    # whatever was tried, the limits hold
+    started = _fork_bomb(2 * pids)
+    allocated = _allocate(2 * memory)
+    print(started, allocated)
+    assert started < pids
+    assert allocated == "refused"
+
+
+# --- 20. on a private network, what a root=True member can and cannot do ---------------------
+
+
+def serve_as(name: str, port: int) -> None:
+    """Answer every connection on ``port`` with ``name``, until the container ends."""
+    server = socket.create_server(("0.0.0.0", port))
+    while True:
+        conn, _ = server.accept()
+        with conn:
+            conn.sendall(name.encode())
+
+
+def ask(address: str, port: int) -> str:
+    """Who answers at ``address``: its name, or the error."""
+    deadline = time.monotonic() + 30
+    while True:
+        try:
+            with socket.create_connection((address, port), timeout=5) as conn:
+                return conn.recv(100).decode()
+        except ConnectionRefusedError:  # not listening yet
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(0.01)
+        except OSError as exc:
+            return _errno_name(exc.errno or 0)
+
+
+def take_address(address: str) -> str:
+    """Add ``address`` (another member's) to this member's eth0."""
+    import ipaddress
+
+    from pytest_rootless.kernel.netlink import Netlink
+
+    with Netlink() as nl:
+        return attempt(nl.add_address, "eth0", ipaddress.ip_interface(address))
+
+
+def links() -> list[str]:
+    from pytest_rootless.kernel.netlink import Netlink
+
+    with Netlink() as nl:
+        return sorted(nl.links())
+
+
+def addresses() -> list[tuple[str, str]]:
+    from pytest_rootless.kernel.netlink import Netlink
+
+    with Netlink() as nl:
+        return sorted(nl.addresses())
+
+
+def pull_a_cable(name: str) -> str:
+    """Set link ``name`` down (a bridge port is ``vethN`` in the network's namespace)."""
+    from pytest_rootless.kernel.netlink import Netlink
+
+    if name not in links():
+        return "no such link here"
+    with Netlink() as nl:
+        return attempt(nl.set_up, name, False)

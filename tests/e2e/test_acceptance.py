@@ -52,6 +52,7 @@ from __future__ import annotations
 
 import contextlib
 import errno
+import json
 import os
 import pwd
 import shutil
@@ -900,3 +901,170 @@ def test_a_hang_with_timeout_is_stopped_and_the_session_goes_on(
         assert gone(token) == {}
     result.assert_outcomes(failed=1, passed=1)
     result.stdout.fnmatch_lines(["*rootless:*timeout=1s*during call*", "*in test_hang*"])
+
+
+# --- 18. the host's keyrings are neither listed nor reachable ---------------------------------
+
+KEYRINGS = """
+    import pytest
+
+    import attacks
+    from given import ROOT, SECRET, TOKEN, USER_KEYRING, VICTIM
+
+
+    @pytest.mark.isolated(root=ROOT)
+    def test_reach_the_host_keyrings():
+        attacks.reach_the_host_keyrings(USER_KEYRING, SECRET, VICTIM, TOKEN)
+"""
+
+#: The host's side of the keyring attack, in a process of its own: it joins a fresh session
+#: keyring and links the user keyring into it, so it possesses (may read and unlink) the
+#: keys it adds there, without touching pytest's own keyrings.
+HOST_KEYS = """
+import ctypes, json, os, sys
+
+libc = ctypes.CDLL(None, use_errno=True)
+libc.syscall.restype = ctypes.c_long
+ADD_KEY, KEYCTL = {"x86_64": (248, 250), "aarch64": (217, 219)}[os.uname().machine]
+
+
+def call(number, *args):
+    result = libc.syscall(number, *(ctypes.c_long(a) if isinstance(a, int) else a for a in args))
+    if result < 0:
+        raise OSError(ctypes.get_errno(), os.strerror(ctypes.get_errno()))
+    return result
+
+
+def search(keyring, name):
+    try:
+        return call(KEYCTL, 10, keyring, b"user", name.encode(), 0)  # KEYCTL_SEARCH
+    except OSError:
+        return None
+
+
+action, token = sys.argv[1:]
+call(KEYCTL, 1, None)  # KEYCTL_JOIN_SESSION_KEYRING: a fresh one
+user = call(KEYCTL, 0, -4, 1)  # KEYCTL_GET_KEYRING_ID of KEY_SPEC_USER_KEYRING
+call(KEYCTL, 8, user, -3)  # KEYCTL_LINK into the session keyring
+names = [f"{token}-{n}" for n in ("secret", "victim", "planted")]
+if action == "add":
+    keys = [call(ADD_KEY, b"user", n.encode(), n.encode(), len(n), user) for n in names[:2]]
+    print(json.dumps({"user_keyring": user, "secret": keys[0], "victim": keys[1]}))
+else:
+    found = {n: search(user, n) for n in names}
+    buffer = ctypes.create_string_buffer(256)
+    secret = found[names[0]]
+    size = call(KEYCTL, 11, secret, ctypes.addressof(buffer), 256) if secret else 0
+    for key in found.values():
+        if key is not None and action == "remove":
+            call(KEYCTL, 9, key, user)  # KEYCTL_UNLINK
+    found_names = [n for n, k in found.items() if k]
+    print(json.dumps({"found": found_names, "secret": buffer.raw[:size].decode()}))
+"""
+
+
+def host_keys(action: str, token: str) -> dict[str, object]:
+    done = subprocess.run(
+        [sys.executable, "-c", HOST_KEYS, action, token], capture_output=True, text=True
+    )
+    if done.returncode != 0:
+        pytest.skip(f"the host's keyrings cannot be used here: {done.stderr.strip()}")
+    result: dict[str, object] = json.loads(done.stdout)
+    return result
+
+
+@ROOTS
+def test_the_host_keyrings_are_neither_listed_nor_reachable(
+    pytester: pytest.Pytester, root: bool
+) -> None:
+    token = f"rootless-acceptance-{uuid.uuid4().hex}"
+    keys = host_keys("add", token)
+    try:
+        write_attack(pytester, KEYRINGS, root=root, token=token, **keys)
+        result = run_attack(pytester)
+        after = host_keys("check", token)
+    finally:
+        host_keys("remove", token)
+    assert after == {"found": [f"{token}-secret", f"{token}-victim"], "secret": f"{token}-secret"}
+    result.assert_outcomes(passed=1)
+
+
+# --- 19. the cgroup tree is out of reach, and the limits hold, also with root=True ----------
+
+CGROUPS = """
+    import pytest
+
+    import attacks
+    from given import MEMORY, PIDS, ROOT, TOKEN
+
+
+    @pytest.mark.isolated(root=ROOT, pids=PIDS, memory=MEMORY)
+    def test_reach_the_cgroup_tree():
+        attacks.reach_the_cgroup_tree(ROOT, TOKEN, PIDS, MEMORY)
+"""
+
+
+def cgroups_named(token: str) -> list[str]:
+    """Every cgroup of the host (under /sys/fs/cgroup) whose name holds ``token``."""
+    found = []
+    for top, dirs, _ in os.walk("/sys/fs/cgroup"):
+        found += [os.path.join(top, d) for d in dirs if token in d]
+    return found
+
+
+@ROOTS
+def test_the_cgroup_tree_is_out_of_reach_and_the_limits_hold(
+    pytester: pytest.Pytester, root: bool
+) -> None:
+    token = f"rootless-acceptance-{uuid.uuid4().hex}"
+    write_attack(pytester, CGROUPS, root=root, token=token, pids=16, memory=96 << 20)
+    result = run_attack(pytester)
+    made = cgroups_named(token)
+    for path in made:
+        os.rmdir(path)
+    assert made == [], "the container made cgroups on the host"
+    result.assert_outcomes(passed=1)
+
+
+# --- 20. on a private network, what a root=True member can and cannot do -------------------
+
+NETWORK_IMPOSTOR = """
+    import pytest
+
+    import attacks
+
+    PORT = 9000
+
+
+    def test_an_impostor_on_the_network(container_factory):
+        victim = container_factory(hostname="victim", network="lab")
+        impostor = container_factory(hostname="impostor", network="lab", root=True)
+        client = container_factory(hostname="client", network="lab")
+        own = victim.run(attacks.addresses)
+        # It cannot reach the network's switch nor another member: its namespace holds
+        # its own eth0 and lo, nothing else; the bridge and its ports are the holder's.
+        assert impostor.run(attacks.links) == ["eth0", "lo"]
+        for link in ("veth0", "veth1", "br0"):
+            assert impostor.run(attacks.pull_a_cable, link) == "no such link here"
+        # A member without root=True cannot even take an address.
+        assert client.run(attacks.take_address, victim.address + "/24") == "EPERM"
+        # What it can do: administer its own interface, another member's address included,
+        # and answer for that address where the member itself does not (its cable out).
+        assert impostor.run(attacks.take_address, victim.address + "/24") == "ok"
+        victim.start(attacks.serve_as, "victim", PORT)
+        impostor.start(attacks.serve_as, "impostor", PORT)
+        victim.disconnect()
+        assert client.run(attacks.ask, victim.address, PORT) == "impostor"
+        # The victim's own interface is untouched; back on the network, it still has
+        # its address, and the members that asked have the impostor in their ARP cache.
+        assert victim.run(attacks.addresses) == own
+"""
+
+
+def test_a_root_member_can_answer_for_another_but_reaches_only_its_own_namespace(
+    pytester: pytest.Pytester,
+) -> None:
+    """What docs/security.md says of private networks: a root=True member is root over its
+    own network namespace only; among them, taking a member's address is within reach."""
+    write_attack(pytester, NETWORK_IMPOSTOR)
+    run_attack(pytester).assert_outcomes(passed=1)

@@ -92,7 +92,9 @@ def _init(spec: ContainerSpec, setup_fd: int, start: StartTest) -> int:
     # A fresh, empty session keyring, which every process of the container inherits: the
     # host's may hold Kerberos tickets or filesystem keys (keyrings(7); runc does the
     # same). One per container, not per process: each counts against the user's quota of
-    # 200 keys (kernel.keys.maxkeys) until it is freed.
+    # 200 keys (kernel.keys.maxkeys) until it is freed. The test process's seccomp filter
+    # refuses every keyring call besides; inside a test, where that filter already is,
+    # the call is refused and there is nothing to join.
     sc.keyctl_join_session_keyring()
     # === UTS NAMESPACE ===
     sc.sethostname(spec.hostname)
@@ -346,8 +348,9 @@ def _isolate(spec: ContainerSpec, keep: set[int]) -> None:
     if not spec.root:
         sc.cap_drop_all(spec.last_cap)
     sc.prctl(sc.PR_SET_NO_NEW_PRIVS, 1, "PR_SET_NO_NEW_PRIVS")
-    # No keystrokes into a terminal it inherited (TIOCSTI), whatever it does with it.
-    sc.seccomp_deny_terminal_injection()
+    # No keystrokes into a terminal it inherited (TIOCSTI), whatever it does with it; no
+    # keyring (they are not namespaced) and no cgroup namespace (kernel/seccomp.py).
+    sc.seccomp_filter_test_process()
     spec.rlimits.apply()
     _close_inherited_fds(set(spec.keep_fds) | {0, 1, 2} | keep)
 
