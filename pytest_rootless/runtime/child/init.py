@@ -16,7 +16,6 @@ import select
 import signal
 import socket
 import sys
-import tempfile
 import time
 from typing import NoReturn
 
@@ -26,7 +25,7 @@ from ...kernel.syscalls import CloneFlag as NS
 from ...protocol import framing
 from ...protocol.messages import Call, Live, Result
 from ..spec import ContainerSpec, Payload, StartTest, TestHandover
-from . import changes, mounts
+from . import changes, hoststate, mounts
 from . import holder as network_side
 from .leave import EXIT_SETUP_FAILED, _parent_gone, run_then_exit
 
@@ -62,6 +61,7 @@ def _init(spec: ContainerSpec, setup_fd: int, start: StartTest) -> int:
     if _parent_gone(setup_fd):
         return EXIT_SETUP_FAILED
     # Ctrl-C goes to the host, which ends the container; init must not die of it first.
+    hoststate.save()  # pytest's handlers, for the test process
     signal.signal(signal.SIGINT, signal.SIG_IGN)
 
     # === CGROUPS === first, so that every process of the container is counted.
@@ -360,8 +360,8 @@ def _isolate(spec: ContainerSpec, keep: set[int]) -> None:
         path = os.environ.get(name)
         if path is not None and not os.access(path, os.W_OK | os.X_OK):
             del os.environ[name]
-    tempfile.tempdir = None  # the host's cached choice may not exist in here
     os.chdir(spec.cwd)
+    hoststate.restore()  # what init and the zygote changed, as pytest had it
 
 
 def _test_process(spec: ContainerSpec, channels: TestHandover) -> NoReturn:
