@@ -16,7 +16,7 @@ OPTIONS_KEY = pytest.StashKey[optionrules.Options]()
 ISOLATED_MARKER = (
     "isolated(**options): run the test in a fresh rootless container (own user, mount, "
     "PID, network, UTS and IPC namespaces over a minimal read-only root). Options: "
-    "network, rootfs, hostname, root, timeout, env, mounts (see pytest-rootless)."
+    "network, rootfs, hostname, root, timeout, env, env_allow, mounts (see pytest-rootless)."
 )
 
 
@@ -33,6 +33,11 @@ _INI: dict[str, tuple[str, str]] = {
     "pids": ("string", "default maximum number of processes in a container"),
     "cpu": ("string", "default CPU-time limit of a container, in seconds"),
     "env": ("linelist", "variables set inside containers, one NAME=value per line"),
+    "env_allow": (
+        "linelist",
+        "only these host variables pass into containers, one name or glob per line "
+        "(unset: all of them)",
+    ),
     "mounts": ("linelist", "extra read-only binds, one /inside=/host/path per line"),
     "writable": ("linelist", "paths writable inside containers, one per line"),
 }
@@ -49,7 +54,7 @@ def _ini_options(config: pytest.Config) -> dict[str, Any]:
         elif kind == "linelist":
             if not value:
                 continue
-            if name == "writable":
+            if name in ("writable", "env_allow"):
                 raw[name] = list(value)
                 continue
             pairs = {}

@@ -31,6 +31,11 @@ from .shared import (
     junitxml_plugin,
 )
 
+# Bound once, at import: the forwarder runs while the test runs, and a test may patch
+# these for its duration (see protocol.framing, where the frames are written).
+_read = os.read
+_StringIO = io.StringIO
+
 #: Captured output kept per report section; a frame must stay under framing.MAX_FRAME.
 MAX_SECTION = 8 * 1024 * 1024
 
@@ -69,7 +74,7 @@ def _rendered_with_markup(config: pytest.Config, report: pytest.TestReport) -> s
     ):
         return None
     terminal = config.get_terminal_writer()
-    buffer = io.StringIO()
+    buffer = _StringIO()
     writer = type(terminal)(file=buffer)
     writer.hasmarkup = True
     writer.fullwidth = terminal.fullwidth
@@ -210,7 +215,7 @@ class _Forwarder:
             for stream in (sys.stdout, sys.stderr):  # what the test printed (-s) first
                 stream.flush()
             self.send({"kind": Result.REPORT, "data": _fit(data)})
-            if not os.read(self.ack_fd, 1):
+            if not _read(self.ack_fd, 1):
                 raise RuntimeError("pytest-rootless: the host closed the container's channel")
         if report.when == "setup" and type(report) is pytest.TestReport:
             _tear_down_what_the_container_added(self.item, self.inherited)

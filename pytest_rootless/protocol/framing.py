@@ -21,6 +21,13 @@ from typing import Any, Final
 MAX_FRAME: Final = 64 * 1024 * 1024
 _HEADER: Final = struct.Struct(">I")
 
+# Bound once, at import: a test process sends its reports while the test runs, and a test
+# may patch os.write, os.read or json for its duration (``mock.patch("os.write")``); the
+# machinery must not go through the patched names (tests/parity_corpus/case_patched_stdlib.py).
+_write = os.write
+_fspath = os.fspath
+_send_fds = socket.send_fds
+
 Message = dict[str, Any]
 
 
@@ -34,8 +41,11 @@ def _default(obj: object) -> object:
     if isinstance(obj, (set, frozenset, tuple)):
         return list(obj)
     if isinstance(obj, os.PathLike):
-        return os.fspath(obj)
+        return _fspath(obj)
     return repr(obj)
+
+
+_dumps = json.JSONEncoder(separators=(",", ":"), default=_default).encode
 
 
 def _plain_keys(obj: object) -> object:
@@ -52,9 +62,9 @@ def _plain_keys(obj: object) -> object:
 
 def encode(message: Message) -> bytes:
     try:
-        body = json.dumps(message, default=_default, separators=(",", ":")).encode()
+        body = _dumps(message).encode()
     except (TypeError, ValueError):  # e.g. record_property("m", {(0, 1): 0.5})
-        body = json.dumps(_plain_keys(message), default=_default, separators=(",", ":")).encode()
+        body = _dumps(_plain_keys(message)).encode()
     return _HEADER.pack(len(body)) + body
 
 
@@ -64,9 +74,16 @@ def send(fd: int, message: Message) -> None:
 
 
 def write_all(fd: int, data: bytes) -> None:
+    """Write every byte of ``data``; a write that makes no progress is an error, never a
+    retry forever."""
     view = memoryview(data)
     while view:
-        written = os.write(fd, view)
+        written = _write(fd, view)
+        if not isinstance(written, int) or not 0 < written <= len(view):
+            raise OSError(
+                f"pytest-rootless: write({fd}) returned {written!r} with {len(view)} of "
+                f"{len(data)} bytes still to write: no progress, the frame is abandoned"
+            )
         view = view[written:]
 
 
@@ -132,7 +149,7 @@ def send_packet(
 ) -> None:
     """Send ``message`` as one frame in one packet, with ``fds`` passed along (``flags``:
     send(2)'s, such as MSG_DONTWAIT)."""
-    socket.send_fds(sock, [encode(message)], list(fds), flags)
+    _send_fds(sock, [encode(message)], list(fds), flags)
 
 
 def decode_packet(packet: bytes) -> Message:

@@ -26,6 +26,7 @@ NAMES: Final = (
     "pids",
     "cpu",
     "env",
+    "env_allow",
     "mounts",
     "writable",
 )
@@ -40,6 +41,7 @@ DEFAULTS: Final[Mapping[str, Any]] = {
     "pids": None,
     "cpu": None,
     "env": {},
+    "env_allow": None,
     "mounts": {},
     "writable": [],
 }
@@ -66,6 +68,8 @@ class Options:
     pids: int | None = None
     cpu: float | None = None
     env: tuple[tuple[str, str], ...] = ()
+    #: Names or globs of the host's variables that pass into the container (None: all).
+    env_allow: tuple[str, ...] | None = None
     mounts: tuple[tuple[str, str], ...] = ()
     writable: tuple[str, ...] = field(default=())
 
@@ -169,6 +173,7 @@ def validate(raw: Mapping[str, Any]) -> Options:
         pids=_optional(_pids, "pids", values["pids"]),
         cpu=_optional(_positive_number, "cpu", values["cpu"]),
         env=_env(values["env"]),
+        env_allow=_optional(_env_allow, "env_allow", values["env_allow"]),
         mounts=_mounts(values["mounts"]),
         writable=_writable(values["writable"]),
     )
@@ -243,6 +248,21 @@ def _env(value: object) -> tuple[tuple[str, str], ...]:
                 "empty home directory"
             )
     return env
+
+
+#: Variables env_allow never filters out: pytest-rootless sets them inside (HOME, always
+#: the fresh home) or keeps them only where they name a directory usable inside.
+ENV_ALWAYS: Final = ("HOME", "TMPDIR", "PYTEST_DEBUG_TEMPROOT")
+
+
+def _env_allow(name: str, value: object) -> tuple[str, ...]:
+    accepted = "a list of variable names or globs (like 'LC_*'), without '=' or NUL"
+    if isinstance(value, str) or not isinstance(value, (list, tuple)):
+        raise _fail(name, value, accepted)
+    for pattern in value:
+        if not isinstance(pattern, str) or not pattern or "=" in pattern or "\0" in pattern:
+            raise _fail(name, value, accepted)
+    return tuple(value)
 
 
 def _mounts(value: object) -> tuple[tuple[str, str], ...]:

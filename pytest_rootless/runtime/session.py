@@ -251,6 +251,7 @@ class ContainerSession:
             hostname=options.hostname,
             share_network=options.network == "host",
             env=options.env,
+            env_allow=options.env_allow,
             cwd=cwd,
             timeout=options.timeout,
             keep_fds=self.keep(),

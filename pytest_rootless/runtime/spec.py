@@ -44,6 +44,8 @@ class ContainerSpec:
     control_fd: int | None = None
     #: On a named network: how to join it (see runtime.network).
     network: Join | None = None
+    #: Names or globs of the host's variables the test process keeps (None: all).
+    env_allow: tuple[str, ...] | None = None
 
 
 #: The namespaces the container's init is cloned into (the rest come with the inner

@@ -178,6 +178,7 @@ BAD_OPTION = """
         pytest.param("timeout=-1", "timeout", id="timeout-negative"),
         pytest.param("bogus=1", "bogus", id="unknown-option"),
         pytest.param('env={"A": 1}', "env", id="env-non-string"),
+        pytest.param('env_allow="PATH"', "env_allow", id="env-allow-string"),
         pytest.param('memory="lots"', "memory", id="memory-lots"),
         pytest.param("pids=-1", "pids", id="pids-negative"),
         pytest.param("cpu=0", "cpu", id="cpu-zero"),
@@ -194,6 +195,70 @@ def test_bad_option_is_a_usage_error(pytester: pytest.Pytester, option: str, nam
     result.stderr.fnmatch_lines([f"*test_bad*option*{name}*accepted*"])
     result.stdout.no_fnmatch_line("*passed*")
     assert not (pytester.path / "ran.txt").exists()
+
+
+ENV_ALLOW = """
+    import os
+
+    import pytest
+
+    MARK = {mark}
+
+
+    @MARK
+    def test_env():
+        assert "ROOTLESS_TOKEN" not in os.environ  # listed nowhere
+        assert os.environ["ROOTLESS_KEPT_A"] == "a"  # by a glob
+        assert os.environ["ROOTLESS_SET"] == "by env"  # the env option, always set
+        assert os.path.isdir(os.environ["HOME"]) and not os.listdir(os.environ["HOME"])
+        assert "PATH" not in os.environ
+"""
+
+
+@pytest.mark.parametrize(
+    ("mark", "ini"),
+    [
+        pytest.param(
+            'pytest.mark.isolated(env_allow=["ROOTLESS_KEPT_*"], env={"ROOTLESS_SET": "by env"})',
+            "",
+            id="marker",
+        ),
+        pytest.param(
+            "pytest.mark.isolated",
+            "rootless_env_allow =\n    ROOTLESS_KEPT_*\nrootless_env = ROOTLESS_SET=by env\n",
+            id="ini",
+        ),
+    ],
+)
+def test_env_allow_passes_only_listed_variables(
+    pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch, mark: str, ini: str
+) -> None:
+    monkeypatch.setenv("ROOTLESS_TOKEN", "secret")
+    monkeypatch.setenv("ROOTLESS_KEPT_A", "a")
+    pytester.makeini("[pytest]\n" + ini)
+    pytester.makepyfile(ENV_ALLOW.replace("{mark}", mark))
+    result = pytester.runpytest_subprocess("-p", "rootless", "-v", timeout=TIMEOUT)
+    result.assert_outcomes(passed=1)
+
+
+def test_without_env_allow_every_variable_passes(
+    pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("ROOTLESS_TOKEN", "secret")
+    pytester.makepyfile(
+        """
+        import os
+
+        import pytest
+
+
+        @pytest.mark.isolated
+        def test_env():
+            assert os.environ["ROOTLESS_TOKEN"] == "secret"
+        """
+    )
+    result = pytester.runpytest_subprocess("-p", "rootless", timeout=TIMEOUT)
+    result.assert_outcomes(passed=1)
 
 
 def test_header_line(pytester: pytest.Pytester) -> None:

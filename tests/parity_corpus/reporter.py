@@ -13,11 +13,16 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     parser.addoption("--parity-out", default=None, help="write reports here as JSON lines")
 
 
+# Bound at import: a corpus test patches json (case_patched_stdlib.py) while pytest
+# logs its reports, in this process when run plainly.
+_encode = json.JSONEncoder(default=repr, sort_keys=True).encode
+
+
 def _write(config: pytest.Config, record: dict[str, Any]) -> None:
     path = config.getoption("parity_out")
     if path:
         with open(path, "a", encoding="utf-8") as f:
-            f.write(json.dumps(record, default=repr, sort_keys=True) + "\n")
+            f.write(_encode(record) + "\n")
 
 
 @pytest.hookimpl(trylast=True)

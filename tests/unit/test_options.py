@@ -60,12 +60,24 @@ def test_valid_values_are_normalised() -> None:
         ({"mounts": {"relative": "/usr"}}, "mounts"),
         ({"mounts": {"/data": "/does/not/exist"}}, "mounts"),
         ({"writable": "/x"}, "writable"),
+        ({"env_allow": "PATH"}, "env_allow"),
+        ({"env_allow": ["PATH", 3]}, "env_allow"),
+        ({"env_allow": [""]}, "env_allow"),
+        ({"env_allow": ["A=1"]}, "env_allow"),
+        ({"env_allow": {"PATH": "1"}}, "env_allow"),
         ({"bogus": 1}, "bogus"),
     ],
 )
 def test_bad_values_name_the_option(raw: dict[str, Any], named: str) -> None:
     with pytest.raises(OptionError, match=named):
         validate(raw)
+
+
+def test_env_allow_takes_names_and_globs() -> None:
+    assert validate({}).env_allow is None  # by default every variable passes
+    assert validate({"env_allow": None}).env_allow is None
+    assert validate({"env_allow": ["PATH", "LC_*"]}).env_allow == ("PATH", "LC_*")
+    assert validate({"env_allow": ()}).env_allow == ()  # none of the host's
 
 
 def test_writable_paths_are_kept_as_given() -> None:

@@ -44,6 +44,7 @@ def a_spec() -> ContainerSpec:
         cgroups=("/sys/fs/cgroup/x/cgroup.procs",),
         rlimits=limits.ProcessLimits(data_growth=1 << 29, nproc=9, cpu=1.0),
         report_writes=True,
+        env_allow=("PATH", "LC_*"),
     )
 
 
@@ -55,6 +56,7 @@ def test_a_spec_survives_the_round_trip_through_json() -> None:
     assert type(back.keep_fds) is frozenset
     assert type(back.plan.ops[0]) is Tmpfs
     assert type(back.env[0]) is tuple
+    assert type(back.env_allow) is tuple
 
 
 def test_options_survive_the_round_trip() -> None:

@@ -109,3 +109,34 @@ def test_send_over_a_pipe() -> None:
     finally:
         os.close(r)
     assert framing.Decoder().feed(data) == [{"kind": "report", "data": "x" * 30_000}]
+
+
+def test_a_test_that_patches_os_write_and_json_does_not_reach_the_frames() -> None:
+    """A test may patch these for its whole duration while its reports are sent."""
+    from unittest import mock
+
+    r, w = os.pipe()
+    try:
+        with (
+            mock.patch("os.write", return_value=0),
+            mock.patch("json.dumps", side_effect=RuntimeError("patched")),
+            mock.patch("json.JSONEncoder", side_effect=RuntimeError("patched")),
+        ):
+            framing.send(w, {"kind": "report", "n": 1})
+        assert framing.Decoder().feed(os.read(r, 4096)) == [{"kind": "report", "n": 1}]
+    finally:
+        os.close(r)
+        os.close(w)
+
+
+def test_a_write_that_makes_no_progress_is_an_error(monkeypatch: pytest.MonkeyPatch) -> None:
+    calls = []
+
+    def writes_nothing(fd: int, data: object) -> int:
+        calls.append(fd)
+        return 0
+
+    monkeypatch.setattr(framing, "_write", writes_nothing)
+    with pytest.raises(OSError, match=r"write\(7\) returned 0 with 5 of 5 bytes still to write"):
+        framing.write_all(7, b"hello")
+    assert calls == [7]

@@ -11,12 +11,12 @@ fixture) serves requests instead: each starts a **call process**.
 from __future__ import annotations
 
 import faulthandler
+import fnmatch
 import os
 import select
 import signal
 import socket
 import sys
-import tempfile
 import time
 from typing import NoReturn
 
@@ -25,8 +25,9 @@ from ...kernel import syscalls as sc
 from ...kernel.syscalls import CloneFlag as NS
 from ...protocol import framing
 from ...protocol.messages import Call, Live, Result
+from ..options import ENV_ALWAYS
 from ..spec import ContainerSpec, Payload, StartTest, TestHandover
-from . import changes, mounts
+from . import changes, hoststate, mounts
 from . import holder as network_side
 from .leave import EXIT_SETUP_FAILED, _parent_gone, run_then_exit
 
@@ -62,6 +63,7 @@ def _init(spec: ContainerSpec, setup_fd: int, start: StartTest) -> int:
     if _parent_gone(setup_fd):
         return EXIT_SETUP_FAILED
     # Ctrl-C goes to the host, which ends the container; init must not die of it first.
+    hoststate.save()  # pytest's handlers, for the test process
     signal.signal(signal.SIGINT, signal.SIG_IGN)
 
     # === CGROUPS === first, so that every process of the container is counted.
@@ -355,6 +357,12 @@ def _isolate(spec: ContainerSpec, keep: set[int]) -> None:
     _close_inherited_fds(set(spec.keep_fds) | {0, 1, 2} | keep)
 
     # === ENVIRONMENT ===
+    if spec.env_allow is not None:  # only what the user listed (and ours, set below)
+        for name in list(os.environ):
+            if name not in ENV_ALWAYS and not any(
+                fnmatch.fnmatchcase(name, pattern) for pattern in spec.env_allow
+            ):
+                del os.environ[name]
     os.environ.update(dict(spec.env))
     os.environ["HOME"] = spec.plan.home
     # Temporary roots chosen on the host may be missing or read-only in here: fall back
@@ -363,8 +371,8 @@ def _isolate(spec: ContainerSpec, keep: set[int]) -> None:
         path = os.environ.get(name)
         if path is not None and not os.access(path, os.W_OK | os.X_OK):
             del os.environ[name]
-    tempfile.tempdir = None  # the host's cached choice may not exist in here
     os.chdir(spec.cwd)
+    hoststate.restore()  # what init and the zygote changed, as pytest had it
 
 
 def _test_process(spec: ContainerSpec, channels: TestHandover) -> NoReturn:

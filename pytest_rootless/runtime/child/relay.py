@@ -13,6 +13,7 @@ from ...kernel.syscalls import CloneFlag as NS
 from ...protocol import framing
 from ...protocol.messages import Live
 from ..spec import CLONE_FLAGS, ContainerSpec, Payload
+from . import hoststate
 from .init import container_main
 from .leave import EXIT_SETUP_FAILED, _parent_gone, run_then_exit
 
@@ -27,6 +28,7 @@ def relay_main(spec: ContainerSpec, result_fd: int, crash_fd: int, payload: Payl
             sc.prctl(sc.PR_SET_PDEATHSIG, signal.SIGKILL, "PR_SET_PDEATHSIG")
         if _parent_gone(result_fd):
             return EXIT_SETUP_FAILED
+        hoststate.save()  # pytest's handlers, for the test process
         signal.signal(signal.SIGINT, signal.SIG_IGN)
         if spec.network is not None:
             # The container's namespaces become children of the network's user

@@ -25,6 +25,7 @@ from ...kernel import syscalls as sc
 from ...protocol import framing
 from ...protocol.messages import Prepared, Result, Zygote
 from ..spec import CLONE_FLAGS, ContainerSpec, PayloadFromJob, TestHandover, spec_from_data
+from . import hoststate
 from .init import _close_inherited_fds, _init, _status_fields
 from .leave import EXIT_SETUP_FAILED, _parent_gone, run_then_exit
 
@@ -66,6 +67,7 @@ def _zygote(control_fd: int, keep_fds: frozenset[int], job_payload: PayloadFromJ
     sc.prctl(sc.PR_SET_PDEATHSIG, signal.SIGKILL, "PR_SET_PDEATHSIG")
     if _parent_gone(control_fd):
         return EXIT_SETUP_FAILED
+    hoststate.save()  # pytest's handlers, for the test processes
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     # Nothing of pytest's but what its test processes keep (stdio, capture files): not
     # the pipes of the test running now, not a socket of a plugin's.

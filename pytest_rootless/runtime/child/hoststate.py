@@ -1,0 +1,66 @@
+"""pytest's process state that the processes after a fork change for their own work, put
+back in the test process before the test runs: a test finds what it would find in a
+plain run (tests/parity_corpus/case_process_state.py checks each state; docs/limits.md
+lists what differs on purpose).
+
+* **Signal handlers.** The zygote, the relay and init ignore SIGINT (Ctrl-C is the
+  host's to handle) and handle SIGCHLD; the first of them to run after the fork of
+  pytest saves pytest's handlers, and the test process sets each one back.
+* **tempfile's cached directory.** Where pytest had chosen it (``tempfile.gettempdir()``
+  ran on the host) and the choice is not usable inside (a ``TMPDIR`` that is not
+  there), it is chosen again, before the test: a test that counts calls to ``os.unlink``
+  around ``NamedTemporaryFile`` must not see tempfile's probe of a new directory.
+* **platform's cached uname**, which holds the host's node name: the container has its
+  own hostname.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import sys
+import tempfile
+from typing import Any
+
+#: pytest's Python-level signal handlers, saved in the first process after its fork.
+_SAVED: dict[int, Any] | None = None
+
+
+def save() -> None:
+    """Save pytest's signal handlers, unless a process between pytest and this one did
+    (a prepared init's zygote, a relay): call before changing any."""
+    global _SAVED
+    if _SAVED is None:
+        _SAVED = {signum: signal.getsignal(signum) for signum in signal.valid_signals()}
+
+
+def restore() -> None:
+    """In a test (or call) process, after its isolation and before the test: pytest's
+    state as it was at the fork, where the processes in between changed it."""
+    global _SAVED
+    saved, _SAVED = _SAVED, None  # a container started from the test saves its own
+    for signum, handler in (saved or {}).items():
+        # None: a handler not installed from Python (it was not ours to change)
+        if handler is not None and signal.getsignal(signum) != handler:
+            signal.signal(signum, handler)
+    _choose_tempdir_again()
+    _uname_again()
+
+
+def _usable_dir(path: str) -> bool:
+    return os.path.isdir(path) and os.access(path, os.W_OK | os.X_OK)
+
+
+def _choose_tempdir_again() -> None:
+    chosen = tempfile.tempdir
+    if chosen is None or _usable_dir(chosen):
+        return  # not chosen yet (a plain test would probe too), or still good in here
+    tempfile.tempdir = None
+    tempfile.gettempdir()  # probes, as pytest once did: now, not in the middle of the test
+
+
+def _uname_again() -> None:
+    platform = sys.modules.get("platform")
+    if platform is not None and getattr(platform, "_uname_cache", None) is not None:
+        vars(platform)["_uname_cache"] = None  # (mypy knows no such attribute)
+        platform.uname()
