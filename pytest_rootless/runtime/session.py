@@ -225,10 +225,12 @@ class ContainerSession:
         rw_binds: tuple[str, ...] = (),
         cgroups: limits.Cgroups | None = None,
         report_writes: bool = False,
+        copy_on_write: tuple[str, ...] = (),
     ) -> ContainerSpec:
         """Everything a container of ``options`` needs, decided now. Relative ``writable``
         paths are relative to ``writable_base`` (the project's root; default: the current
-        directory)."""
+        directory). ``copy_on_write``: more absolute paths made writable as ``writable``
+        paths are, whatever the options."""
         self.fresh_if_forked()
         rlimits = (
             limits.ProcessLimits.of(self.limits_backend(), options)
@@ -240,7 +242,7 @@ class ContainerSession:
         writable = tuple(
             os.path.normpath(os.path.join(writable_base or cwd, os.path.expanduser(p)))
             for p in options.writable
-        )
+        ) + tuple(os.path.normpath(p) for p in copy_on_write)
         return ContainerSpec(
             plan=self.plan(options, ro_paths, cwd, writable),
             rw_binds=rw_binds,
