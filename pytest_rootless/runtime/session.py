@@ -62,6 +62,10 @@ class ContainerSession:
 
     trace: bool = False
     tmpfs_size: int | None = DEFAULT_TMPFS_SIZE
+    #: RLIMIT_DATA headroom of every process of a container with no ``memory`` option
+    #: (ini rootless_default_memory; None: none), so that a runaway cannot take the host's
+    #: memory.
+    memory_ceiling: int | None = field(default_factory=limits.default_ceiling)
     #: The fds every container's processes keep (computed once, on first use).
     fds: Callable[[], frozenset[int]] = stdio_fds
     support: probe.Support | None = None
@@ -232,10 +236,11 @@ class ContainerSession:
         directory). ``copy_on_write``: more absolute paths made writable as ``writable``
         paths are, whatever the options."""
         self.fresh_if_forked()
+        ceiling = self.memory_ceiling if options.memory is None else None
         rlimits = (
-            limits.ProcessLimits.of(self.limits_backend(), options)
+            limits.ProcessLimits.of(self.limits_backend(), options, ceiling)
             if options.memory or options.pids or options.cpu
-            else limits.ProcessLimits()
+            else limits.ProcessLimits(data_growth=ceiling)
         )
         cwd = os.getcwd()
         # writable: absolute, or relative to the project's root ("." is the project)
