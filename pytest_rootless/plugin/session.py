@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 
 import pytest
 
+from ..kernel.paths import is_under
 from ..runtime import limits
 from ..runtime.options import Options
 from ..runtime.session import ContainerSession, stdio_fds, visible_paths
@@ -107,6 +108,7 @@ class SessionState:
         directory = str(item.path.parent) if item is not None else None
         basetemp = self._basetemp()
         private = tuple(basetemp) if item is not None and rw_binds else ()
+        private += _tool_caches(item, rootdir or directory)
         return self.containers.spec(
             options,
             visible_paths(rootdir, basetemp, directory),
@@ -116,6 +118,32 @@ class SessionState:
             report_writes=self.report_writes and item is not None,
             copy_on_write=private,
         )
+
+
+def _tool_caches(item: pytest.Item | None, project: str | None) -> tuple[str, ...]:
+    """The caches a test's tools write inside the project, made copy-on-write for it (a
+    throwaway view: the project is read-only inside). hypothesis's example database
+    (``.hypothesis``), for a hypothesis test: in a read-only project hypothesis warns,
+    which ``filterwarnings = error`` makes a failure. Created on the host first, as
+    hypothesis itself would on its first run (an overlay needs its directory).
+    ``project``: the read-only directory the container shows (rootdir, or the test's)."""
+    function = getattr(item, "obj", None) if item is not None else None
+    if not project or not getattr(function, "is_hypothesis_test", False):
+        return ()
+    try:
+        from hypothesis.configuration import storage_directory
+    except ImportError:
+        return ()
+    storage = storage_directory("examples", intent_to_write=False)
+    home = os.path.realpath(storage.home_directory)
+    if not is_under(home, os.path.realpath(project)):
+        return ()  # outside the project: not shown, or writable already (/tmp)
+    if not os.path.isdir(storage.path):
+        try:
+            storage.create_if_missing()
+        except OSError:
+            return ()  # read-only plainly too: hypothesis says so, as it would
+    return (home,)
 
 
 #: The plugin's state, in ``config.stash``.

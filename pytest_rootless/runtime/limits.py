@@ -363,8 +363,11 @@ DEFAULT_CEILING_SHARE = 2
 
 
 def default_ceiling() -> int:
-    """The default memory ceiling of a test process: half of this machine's RAM."""
-    return os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE") // DEFAULT_CEILING_SHARE
+    """The default memory ceiling of a test process: half of this machine's RAM, in whole
+    MiB (whole GiB from 2G on), so that the header shows it as a user would write it."""
+    share = os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE") // DEFAULT_CEILING_SHARE
+    unit = 1 << 30 if share >= 2 << 30 else 1 << 20
+    return max(unit, share // unit * unit)
 
 
 def ceiling_header(ceiling: int | None) -> str:
