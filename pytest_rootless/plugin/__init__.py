@@ -12,6 +12,7 @@ from typing import Any
 
 import pytest
 
+from ..runtime import limits
 from ..runtime import options as optionrules
 from ..runtime.session import ContainerSession
 from . import hookspecs, host_item
@@ -54,6 +55,10 @@ HELP_TMPFS_SIZE = (
     "layers of writable paths), like 512M or 2G; a full one gives the test ENOSPC "
     "(default 1G)."
 )
+HELP_DEFAULT_MEMORY = (
+    "memory ceiling of every process of a container with no memory= option (RLIMIT_DATA: "
+    "how much each may grow), like 4G; none: no ceiling (default: half this machine's RAM)."
+)
 HELP_DOCTOR = (
     "print what this host allows for isolated tests and the fix for what it lacks, then "
     "exit (1 when isolation cannot work); same as `python -m pytest_rootless doctor`."
@@ -77,6 +82,7 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         "--rootless-no-prepare", action="store_true", default=False, help=HELP_NO_PREPARE
     )
     parser.addini("rootless_tmpfs_size", HELP_TMPFS_SIZE, default="")
+    parser.addini("rootless_default_memory", HELP_DEFAULT_MEMORY, default="")
     group.addoption("--rootless-doctor", action="store_true", default=False, help=HELP_DOCTOR)
     parser.addini("rootless_require", HELP_REQUIRE, type="bool", default=False)
     for name, (kind, help_text) in _INI.items():
@@ -110,6 +116,17 @@ def pytest_configure(config: pytest.Config) -> None:
         except ValueError:
             raise pytest.UsageError(
                 f"ini rootless_tmpfs_size={size!r} is invalid: accepted a size like 512M or 2G"
+            ) from None
+    ceiling = config.getini("rootless_default_memory").strip()
+    if ceiling.lower() == "none":
+        state.containers.memory_ceiling = None
+    elif ceiling:
+        try:
+            state.containers.memory_ceiling = optionrules.parse_size(ceiling)
+        except ValueError:
+            raise pytest.UsageError(
+                f"ini rootless_default_memory={ceiling!r} is invalid: accepted a size like "
+                "4G, or none"
             ) from None
     config.stash[STATE_KEY] = state
 
@@ -196,7 +213,8 @@ def pytest_report_header(config: pytest.Config) -> list[str]:
     lines = [line]
     state = config.stash.get(STATE_KEY, None)
     if state is not None and not config.getoption("rootless_off"):
-        lines.append(f"rootless: {state.containers.limits_backend().header()}")
+        ceiling = limits.ceiling_header(state.containers.memory_ceiling)
+        lines.append(f"rootless: {state.containers.limits_backend().header()}; {ceiling}")
     for extra in config.hook.pytest_rootless_report_header(config=config):
         lines.extend(extra)
     return lines

@@ -208,12 +208,16 @@ class ContainerRun:
                     "session": {name: getattr(item.session, name) for name in SESSION_COUNTS},
                     "tmp": dataclasses.astuple(tmp) if tmp else None,
                     "options": spec_data(options),
+                    "ceiling": spec.rlimits.data_growth if options.memory is None else None,
                 }
                 outcome = state.keeper.run(item, spec, job, ack_r, self.on_message, ahead)
                 if outcome is not None:
                     return outcome
             spec = dataclasses.replace(spec, keep_fds=spec.keep_fds | {ack_r})
-            payload = functools.partial(_container_protocol, item, tmp, notes, ack_r)
+            ceiling = spec.rlimits.data_growth if options.memory is None else None
+            payload = functools.partial(
+                _container_protocol, item, tmp, notes, ack_r, ceiling=ceiling
+            )
             return state.containers.run(spec, payload, self.on_message, cgroups)
         finally:
             os.close(ack_r)

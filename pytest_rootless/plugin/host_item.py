@@ -34,6 +34,8 @@ import contextlib
 import faulthandler
 import io
 import logging
+import os
+import tempfile
 from collections.abc import Callable, Iterator
 
 import pytest
@@ -119,8 +121,66 @@ class _HostCapture:
         return out, err
 
 
+def _skip_marks(config: pytest.Config) -> Callable[..., object] | None:
+    """pytest's own evaluation of ``skip``, ``skipif`` and ``xfail(run=False)``: its
+    skipping plugin's ``pytest_runtest_setup``, called alone (a subset of the hook, public
+    pluggy API). None with ``-p no:skipping``."""
+    skipping = config.pluginmanager.getplugin("skipping")
+    if skipping is None:
+        return None
+    others = [p for p in config.pluginmanager.get_plugins() if p is not skipping]
+    hook: Callable[..., object] = config.pluginmanager.subset_hook_caller(
+        "pytest_runtest_setup", others
+    )
+    return hook
+
+
 def _host_setup(item: pytest.Item) -> None:
-    """Set up the collector chain and every non-function-scoped fixture on the host."""
+    """Set up the collector chain and every non-function-scoped fixture on the host.
+
+    First, as pytest does (its skipping plugin's setup hook runs first), the item's skip
+    marks: a skipped item sets up nothing, so a module- or session-scoped fixture that
+    needs what a ``skipif`` guards against never runs."""
+    evaluate = _skip_marks(item.config)
+    if evaluate is not None:
+        evaluate(item=item)  # raises skip.Exception or xfail.Exception
+    with _tempdir_the_container_sees(item.config):
+        _set_up_higher_scopes(item)
+
+
+#: Where ``tempfile`` points while the host sets up fixtures for isolated tests, in basetemp.
+HOST_TMP = "rootless-host-tmp"
+#: Temporary directories a container replaces by fresh, empty ones.
+FRESH_INSIDE = ("/tmp", "/var/tmp", "/dev/shm")
+
+
+@contextlib.contextmanager
+def _tempdir_the_container_sees(config: pytest.Config) -> Iterator[None]:
+    """A class, module or session fixture set up on the host for an isolated test makes
+    its temporary files (``tempfile.mkdtemp()``, ``mkstemp``, ``NamedTemporaryFile``)
+    where the test can read them: in pytest's basetemp, which containers show, instead of
+    the host's /tmp, which each container replaces by a fresh one. ``tempfile``'s choice
+    is the host's again afterwards."""
+    factory = getattr(config, "_tmp_path_factory", None)
+    chosen = tempfile.gettempdir()
+    home = os.environ.get("HOME") or "/nonexistent"
+    hidden = any(
+        os.path.commonpath([os.path.realpath(chosen), area]) == area
+        for area in (*FRESH_INSIDE, os.path.realpath(home))
+    )
+    if factory is None or not hidden:
+        yield
+        return
+    directory = factory.getbasetemp() / HOST_TMP
+    directory.mkdir(mode=0o700, exist_ok=True)
+    saved, tempfile.tempdir = tempfile.tempdir, str(directory)
+    try:
+        yield
+    finally:
+        tempfile.tempdir = saved
+
+
+def _set_up_higher_scopes(item: pytest.Item) -> None:
     setupstate = item.session._setupstate
     # SetupState.setup() only needs listchain() of its argument: the parent's chain.
     setupstate.setup(item.parent)  # type: ignore[arg-type]

@@ -185,10 +185,16 @@ class _Forwarder:
     the test prints next, as in one process."""
 
     def attach(
-        self, item: pytest.Item, send: Callable[[framing.Message], None], ack_fd: int
+        self,
+        item: pytest.Item,
+        send: Callable[[framing.Message], None],
+        ack_fd: int,
+        ceiling: int | None = None,
     ) -> None:
-        """Forward for ``item``, in its test process."""
+        """Forward for ``item``, in its test process (``ceiling``: the default memory
+        ceiling its processes have, see _name_the_ceiling)."""
         self.item = item
+        self.ceiling = ceiling
         self.config = item.config
         self.send = send
         self.ack_fd = ack_fd
@@ -204,6 +210,7 @@ class _Forwarder:
         # subtests fail a passed test that "contains failed subtests" here, from a count
         # kept in this process): let the hook settle it before the report leaves.
         config.hook.pytest_report_teststatus(report=report, config=config)
+        self._name_the_ceiling(report)
         data = config.hook.pytest_report_to_serializable(config=config, report=report)
         markup = _rendered_with_markup(config, report)
         if markup is not None:
@@ -220,6 +227,18 @@ class _Forwarder:
         if report.when == "setup" and type(report) is pytest.TestReport:
             _tear_down_what_the_container_added(self.item, self.inherited)
         self._stop_the_session_on_the_host()
+
+    def _name_the_ceiling(self, report: pytest.TestReport) -> None:
+        """A test that failed of a MemoryError under the default memory ceiling says so, in
+        the section a ``memory`` limit's failure has (here, not in a makereport wrapper:
+        registering a plugin costs every test process ~1 ms)."""
+        if self.ceiling is None or not report.failed:
+            return
+        crash = getattr(report.longrepr, "reprcrash", None)
+        message = str(getattr(crash, "message", ""))
+        if message.startswith("MemoryError") and LIMIT_SECTION not in dict(report.sections):
+            line = limits_mod.ceiling_line(self.ceiling)
+            report.sections.append((LIMIT_SECTION, f"{line}."))
 
     def _stop_the_session_on_the_host(self) -> None:
         """A test that stops the session (``session.shouldstop``/``shouldfail``) stops the
@@ -264,7 +283,10 @@ def _terminal_line(config: pytest.Config) -> str | None:
 
 
 def _forward_log_hooks(
-    item: pytest.Item, send: Callable[[framing.Message], None], ack_fd: int
+    item: pytest.Item,
+    send: Callable[[framing.Message], None],
+    ack_fd: int,
+    ceiling: int | None = None,
 ) -> None:
     """Replace, in this process only, the callers of the logging hooks by ones whose only
     implementation is a :class:`_Forwarder`. Made by a PluginManager of their own (public
@@ -272,7 +294,7 @@ def _forward_log_hooks(
     per-directory subsets (FSHookProxy) resolve to them too."""
     config = item.config
     manager, forwarder = _forwarding()
-    forwarder.attach(item, send, ack_fd)
+    forwarder.attach(item, send, ack_fd, ceiling)
     relays = {id(relay): relay for relay in (config.pluginmanager.hook, config.hook)}
     for name in vars(_LogHookSpecs):
         if name.startswith("pytest_"):
@@ -389,17 +411,20 @@ def _container_protocol(
     limit_notes: Callable[..., list[str]] | None,
     ack_fd: int,
     result_fd: int,
+    *,
+    ceiling: int | None = None,
 ) -> int:
     """pytest's own runtest protocol for one item (``pytest_runtest_protocol``, with every
     plugin's wrapper: warnings, faulthandler, assertion, unittest, timeouts), the
     logging hooks forwarded to the host instead (see :class:`_Forwarder`).
     ``limit_notes(exception=...)`` names the limit an exception comes from, if one (None:
-    the test has no limits)."""
+    the test has no limits). ``ceiling``: the default memory ceiling, when the test has
+    no ``memory`` option."""
     config = item.config
     measuring = ContainerCoverage.start()
     _use_host_tmp_path(config, prepared_tmp)
     send = functools.partial(framing.send, result_fd)
-    _forward_log_hooks(item, send, ack_fd)
+    _forward_log_hooks(item, send, ack_fd, ceiling)
     if limit_notes is not None:  # registering a plugin costs a test process ~1 ms
         config.pluginmanager.register(_LimitNotes(limit_notes), "rootless-limits")
     item.stash[INSIDE_KEY] = True

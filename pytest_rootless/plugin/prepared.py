@@ -203,4 +203,12 @@ def _job_payload(
     prepared = TmpPath(str(tmp[0]), str(tmp[1]), bool(tmp[2])) if tmp else None
     options = spec_from_data(job["options"], Options)
     notes = _limit_notes(options, backend or limits.detect())
-    return functools.partial(_container_protocol, item, prepared, notes, ack_fd)
+    ceiling = job.get("ceiling")
+    return functools.partial(
+        _container_protocol,
+        item,
+        prepared,
+        notes,
+        ack_fd,
+        ceiling=ceiling if isinstance(ceiling, int) else None,
+    )

@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 
 import pytest
 
+from ..kernel.paths import is_under
 from ..runtime import limits
 from ..runtime.options import Options
 from ..runtime.session import ContainerSession, stdio_fds, visible_paths
@@ -64,8 +65,8 @@ class SessionState:
 
     def _basetemp(self) -> list[str]:
         # pytest's basetemp is created lazily: create it on the host now, or the container
-        # would make its own. Containers see it read-only (host-side fixtures keep files
-        # there); only the test's own tmp_path is writable, see tmp_path_for().
+        # would make its own. Containers see it (host-side fixtures keep files there); a
+        # test with a tmp_path gets it copy-on-write, its tmp_path bound on top, see spec().
         factory = getattr(self.config, "_tmp_path_factory", None)
         if factory is None:
             return []
@@ -92,7 +93,12 @@ class SessionState:
         cgroups: limits.Cgroups | None = None,
     ) -> ContainerSpec:
         """The spec of a container of ``options`` for ``item`` (None: a live container):
-        it shows Python, pytest's basetemp, the project and the test's own directory."""
+        it shows Python, pytest's basetemp, the project and the test's own directory.
+
+        A test with a ``tmp_path`` (``rw_binds``: it, made on the host) may write next to
+        it, as plainly (``make_ssl_devcert(str(tmp_path))`` writes ``<tmp_path>.crt``):
+        basetemp is a copy-on-write view, whose changes go with the container, and the
+        tmp_path a bind of the host's directory on top, which stays."""
         rootdir = str(self.config.rootpath) if self.config else os.getcwd()
         if os.path.realpath(rootdir) in self.containers.not_a_project():
             # pytest ran with no ini file from (above) a directory that must stay hidden,
@@ -100,14 +106,44 @@ class SessionState:
             rootdir = ""
         # its directory, when outside the project (one plan per place)
         directory = str(item.path.parent) if item is not None else None
+        basetemp = self._basetemp()
+        private = tuple(basetemp) if item is not None and rw_binds else ()
+        private += _tool_caches(item, rootdir or directory)
         return self.containers.spec(
             options,
-            visible_paths(rootdir, self._basetemp(), directory),
+            visible_paths(rootdir, basetemp, directory),
             writable_base=rootdir or None,
             rw_binds=rw_binds,
             cgroups=cgroups,
             report_writes=self.report_writes and item is not None,
+            copy_on_write=private,
         )
+
+
+def _tool_caches(item: pytest.Item | None, project: str | None) -> tuple[str, ...]:
+    """The caches a test's tools write inside the project, made copy-on-write for it (a
+    throwaway view: the project is read-only inside). hypothesis's example database
+    (``.hypothesis``), for a hypothesis test: in a read-only project hypothesis warns,
+    which ``filterwarnings = error`` makes a failure. Created on the host first, as
+    hypothesis itself would on its first run (an overlay needs its directory).
+    ``project``: the read-only directory the container shows (rootdir, or the test's)."""
+    function = getattr(item, "obj", None) if item is not None else None
+    if not project or not getattr(function, "is_hypothesis_test", False):
+        return ()
+    try:
+        from hypothesis.configuration import storage_directory
+    except ImportError:
+        return ()
+    storage = storage_directory("examples", intent_to_write=False)
+    home = os.path.realpath(storage.home_directory)
+    if not is_under(home, os.path.realpath(project)):
+        return ()  # outside the project: not shown, or writable already (/tmp)
+    if not os.path.isdir(storage.path):
+        try:
+            storage.create_if_missing()
+        except OSError:
+            return ()  # read-only plainly too: hypothesis says so, as it would
+    return (home,)
 
 
 #: The plugin's state, in ``config.stash``.

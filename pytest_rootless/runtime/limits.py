@@ -321,9 +321,12 @@ class ProcessLimits:
     oom_first: bool = False
 
     @classmethod
-    def of(cls, backend: Backend, options: Options) -> ProcessLimits:
+    def of(cls, backend: Backend, options: Options, ceiling: int | None = None) -> ProcessLimits:
+        """The rlimits for ``options``; ``ceiling``: the default memory ceiling, the
+        RLIMIT_DATA headroom of every process of a container with no ``memory`` option."""
+        growth = options.memory if backend.memory is None else None
         return cls(
-            data_growth=options.memory if backend.memory is None else None,
+            data_growth=ceiling if options.memory is None else growth,
             nproc=options.pids if backend.pids is None else None,
             cpu=options.cpu,
             oom_first=options.memory is not None and backend.memory is not None,
@@ -349,6 +352,41 @@ class ProcessLimits:
             # SIGXCPU at the soft limit; the hard one (SIGKILL) if it is caught or ignored.
             seconds = max(1, math.ceil(self.cpu))
             resource.setrlimit(resource.RLIMIT_CPU, (seconds, seconds + 1))
+
+
+# --- the default memory ceiling ------------------------------------------------------------
+
+#: The default memory ceiling's share of the machine's RAM: no normal test grows by half
+#: the machine, and a runaway (a mock recording calls in a loop) stops before the OOM killer
+#: picks among the host's processes.
+DEFAULT_CEILING_SHARE = 2
+
+
+def default_ceiling() -> int:
+    """The default memory ceiling of a test process: half of this machine's RAM, in whole
+    MiB (whole GiB from 2G on), so that the header shows it as a user would write it."""
+    share = os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE") // DEFAULT_CEILING_SHARE
+    unit = 1 << 30 if share >= 2 << 30 else 1 << 20
+    return max(unit, share // unit * unit)
+
+
+def ceiling_header(ceiling: int | None) -> str:
+    """The header's words for the default memory ceiling (ini rootless_default_memory)."""
+    if ceiling is None:
+        return "default memory ceiling: none (rootless_default_memory = none)"
+    return (
+        f"default memory ceiling: {format_size(ceiling)} per process where no memory= is set "
+        "(RLIMIT_DATA; ini rootless_default_memory)"
+    )
+
+
+def ceiling_line(ceiling: int) -> str:
+    """The sentence naming the default memory ceiling when a test hit it."""
+    return (
+        f"the default memory ceiling rootless_default_memory={format_size(ceiling)} was "
+        "reached (RLIMIT_DATA, per process): an allocation failed; give the test its own "
+        "memory= limit, or set rootless_default_memory (none: no ceiling)"
+    )
 
 
 # --- reporting ---------------------------------------------------------------------------

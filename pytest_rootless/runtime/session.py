@@ -62,6 +62,10 @@ class ContainerSession:
 
     trace: bool = False
     tmpfs_size: int | None = DEFAULT_TMPFS_SIZE
+    #: RLIMIT_DATA headroom of every process of a container with no ``memory`` option
+    #: (ini rootless_default_memory; None: none), so that a runaway cannot take the host's
+    #: memory.
+    memory_ceiling: int | None = field(default_factory=limits.default_ceiling)
     #: The fds every container's processes keep (computed once, on first use).
     fds: Callable[[], frozenset[int]] = stdio_fds
     support: probe.Support | None = None
@@ -225,22 +229,25 @@ class ContainerSession:
         rw_binds: tuple[str, ...] = (),
         cgroups: limits.Cgroups | None = None,
         report_writes: bool = False,
+        copy_on_write: tuple[str, ...] = (),
     ) -> ContainerSpec:
         """Everything a container of ``options`` needs, decided now. Relative ``writable``
         paths are relative to ``writable_base`` (the project's root; default: the current
-        directory)."""
+        directory). ``copy_on_write``: more absolute paths made writable as ``writable``
+        paths are, whatever the options."""
         self.fresh_if_forked()
+        ceiling = self.memory_ceiling if options.memory is None else None
         rlimits = (
-            limits.ProcessLimits.of(self.limits_backend(), options)
+            limits.ProcessLimits.of(self.limits_backend(), options, ceiling)
             if options.memory or options.pids or options.cpu
-            else limits.ProcessLimits()
+            else limits.ProcessLimits(data_growth=ceiling)
         )
         cwd = os.getcwd()
         # writable: absolute, or relative to the project's root ("." is the project)
         writable = tuple(
             os.path.normpath(os.path.join(writable_base or cwd, os.path.expanduser(p)))
             for p in options.writable
-        )
+        ) + tuple(os.path.normpath(p) for p in copy_on_write)
         return ContainerSpec(
             plan=self.plan(options, ro_paths, cwd, writable),
             rw_binds=rw_binds,

@@ -404,3 +404,39 @@ def test_fork_warnings_stay_errors(pytester: pytest.Pytester, threads: list[str]
     pytester.makepyfile(OWN_FORK)
     result = pytester.runpytest_subprocess("-p", "rootless", "--rootless", *threads)
     result.assert_outcomes(passed=4)
+
+
+HYPOTHESIS_TESTS = """
+from hypothesis import given, settings, strategies as st
+
+@settings(max_examples=20)
+@given(st.integers())
+def test_property(n):
+    assert isinstance(n, int)
+
+@settings(max_examples=50)
+@given(st.integers(min_value=0))
+def test_failing_property(n):
+    assert n < 10
+"""
+
+
+def test_hypothesis_works_in_a_read_only_project(pytester: pytest.Pytester) -> None:
+    """hypothesis's example database ``.hypothesis/`` lies in the project, read-only
+    inside: isolated tests get a throwaway copy-on-write view of it, so hypothesis does
+    not warn (``filterwarnings = error`` would fail every hypothesis test), and the
+    host's database is left as it was."""
+    pytest.importorskip("hypothesis", reason="hypothesis is in the test extra")
+    pytester.makeini("[pytest]\nfilterwarnings = error\n")
+    pytester.makepyfile(HYPOTHESIS_TESTS)
+    for fresh in (True, False):  # no .hypothesis yet, then one a plain run filled
+        if not fresh:
+            pytester.runpytest_subprocess("-p", "no:rootless").assert_outcomes(passed=1, failed=1)
+        database = pytester.path / ".hypothesis" / "examples"
+        before = sorted(p.relative_to(database) for p in database.rglob("*"))
+        assert fresh or before  # the plain run saved its failing example
+        result = pytester.runpytest_subprocess("-p", "rootless", "--rootless", "-rA")
+        result.assert_outcomes(passed=1, failed=1)
+        result.stdout.fnmatch_lines(["E       assert 10 < 10"])
+        result.stdout.no_fnmatch_line("*HypothesisWarning*")
+        assert sorted(p.relative_to(database) for p in database.rglob("*")) == before

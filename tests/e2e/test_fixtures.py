@@ -127,13 +127,14 @@ def test_tmp_path_works_inside_and_stays_on_the_host(pytester: pytest.Pytester) 
     assert made.read_text() == "hello from the container"
 
 
-def test_only_its_own_tmp_path_is_writable_in_basetemp(pytester: pytest.Pytester) -> None:
-    """Host-side fixtures keep files in basetemp; an isolated test sees them read-only and
-    can write only its own tmp_path, which stays on the host."""
+def test_only_its_own_tmp_path_reaches_the_host_from_basetemp(pytester: pytest.Pytester) -> None:
+    """Host-side fixtures keep files in basetemp; an isolated test sees them, and what it
+    writes there besides its own tmp_path (their files, new ones) is a copy-on-write view
+    that goes with its container: only its tmp_path stays on the host."""
     basetemp = pytester.path / "basetemp"
     pytester.makepyfile(
         """
-        import errno, os
+        import os
         import pytest
 
         @pytest.fixture(scope="session")
@@ -147,9 +148,8 @@ def test_only_its_own_tmp_path_is_writable_in_basetemp(pytester: pytest.Pytester
             assert golden.read_text() == "GOOD"  # visible
             (tmp_path / "mine.txt").write_text("kept")
             for victim in (golden, tmp_path.parent / "planted.txt"):
-                with pytest.raises(OSError) as exc:
-                    victim.write_text("TAMPERED")
-                assert exc.value.errno == errno.EROFS
+                victim.write_text("TAMPERED")
+                assert victim.read_text() == "TAMPERED"  # in the container's own view
 
         def test_on_the_host_afterwards(golden):
             assert golden.read_text() == "GOOD"
@@ -158,7 +158,42 @@ def test_only_its_own_tmp_path_is_writable_in_basetemp(pytester: pytest.Pytester
     result = pytester.runpytest_subprocess("-p", "rootless", f"--basetemp={basetemp}")
     result.assert_outcomes(passed=2)
     assert (basetemp / "test_inside0" / "mine.txt").read_text() == "kept"
+    assert (basetemp / "golden0" / "expected.txt").read_text() == "GOOD"
     assert not (basetemp / "planted.txt").exists()
+
+
+def test_writes_next_to_tmp_path_work_as_plainly(pytester: pytest.Pytester) -> None:
+    """A test may write in basetemp beside its tmp_path, as a plain one does
+    (``make_ssl_devcert(str(tmp_path))`` writes ``<tmp_path>.crt``), and make directories
+    with tmp_path_factory: it reads them back; what it wrote beside tmp_path goes with its
+    container (docs/filesystems-and-limits.md), its tmp_path stays on the host."""
+    pytester.makepyfile(
+        """
+        import os
+        import pytest
+
+        def test_devcert(tmp_path, tmp_path_factory):
+            cert = str(tmp_path) + ".crt"
+            with open(cert, "w") as f:
+                f.write("CERT")
+            with open(cert) as f:
+                assert f.read() == "CERT"
+            other = tmp_path_factory.mktemp("x") / "f.txt"
+            other.write_text("factory")
+            assert other.read_text() == "factory"
+            (tmp_path / "kept.txt").write_text("kept")
+            os.rename(cert, cert + ".old")
+            assert os.path.exists(cert + ".old")
+        """
+    )
+    for isolated in (False, True):
+        basetemp = pytester.path / f"basetemp-{isolated}"
+        args = ["-p", "rootless", f"--basetemp={basetemp}", *(["--rootless"] * isolated)]
+        result = pytester.runpytest_subprocess(*args, timeout=TIMEOUT)
+        result.assert_outcomes(passed=1)
+        assert (basetemp / "test_devcert0" / "kept.txt").read_text() == "kept"
+    # isolated, the sibling was the container's own: the host's basetemp has none
+    assert not list(basetemp.glob("*.crt*"))
 
 
 def test_teardown_errors_of_both_halves_are_reported(pytester: pytest.Pytester) -> None:

@@ -11,7 +11,7 @@ import subprocess
 import pytest
 
 from pytest_rootless.runtime import limits, stale
-from pytest_rootless.runtime.options import validate
+from pytest_rootless.runtime.options import format_size, validate
 
 #: Real root with no writable pids cgroup cannot have a pids limit (RLIMIT_NPROC does not
 #: bind it): those runs check the refusal instead of the limit.
@@ -191,3 +191,57 @@ def test_a_pids_limit_that_cannot_be_enforced_fails_the_test(pytester: pytest.Py
     result = pytester.runpytest_subprocess("-p", "rootless")
     result.assert_outcomes(errors=1)
     result.stdout.fnmatch_lines(["*pids=8 cannot be enforced*"])
+
+
+RUNAWAY = """
+import pytest
+
+@pytest.mark.isolated
+def test_runaway():
+    hoard = []
+    while len(hoard) < 128:  # 1 GiB, bounded: a run with no ceiling must not hurt the host
+        hoard.append(bytearray(8 << 20))
+
+@pytest.mark.isolated
+def test_normal():
+    assert len(bytearray(16 << 20)) == 16 << 20
+
+@pytest.mark.isolated(memory="512M")
+def test_own_limit_wins():
+    assert len(bytearray(200 << 20)) == 200 << 20
+"""
+
+
+def test_a_default_memory_ceiling_stops_a_runaway_and_names_itself(
+    pytester: pytest.Pytester,
+) -> None:
+    """A container with no memory option has the default ceiling (ini
+    rootless_default_memory): a runaway fails naming it, the session goes on; its own
+    memory= limit replaces it."""
+    pytester.makeini("[pytest]\nrootless_default_memory = 128M\n")
+    pytester.makepyfile(RUNAWAY)
+    result = pytester.runpytest_subprocess("-p", "rootless", timeout=300)
+    result.assert_outcomes(failed=1, passed=2)
+    result.stdout.re_match_lines(
+        [r"rootless: limits: .*; default memory ceiling: 128M per process where no memory= .*"]
+    )
+    result.stdout.fnmatch_lines(
+        ["*the default memory ceiling rootless_default_memory=128M was reached (RLIMIT_DATA*"]
+    )
+
+
+def test_the_default_memory_ceiling_is_half_the_ram_and_can_be_off(
+    pytester: pytest.Pytester,
+) -> None:
+    pytester.makepyfile("def test_nothing(): pass")
+    result = pytester.runpytest_subprocess("-p", "rootless")
+    half = limits.default_ceiling()
+    ram = os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+    assert ram // 2 - (1 << 30) < half <= ram // 2 or half == 1 << 20
+    result.stdout.fnmatch_lines(
+        [f"rootless: limits: *; default memory ceiling: {format_size(half)} per process*"]
+    )
+    result = pytester.runpytest_subprocess("-p", "rootless", "-o", "rootless_default_memory=none")
+    result.stdout.fnmatch_lines(["rootless: limits: *; default memory ceiling: none *"])
+    result = pytester.runpytest_subprocess("-p", "rootless", "-o", "rootless_default_memory=lots")
+    result.stderr.fnmatch_lines(["*rootless_default_memory='lots' is invalid*"])

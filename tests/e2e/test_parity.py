@@ -201,6 +201,17 @@ VARIANTS = {
     "maxfail": Variant(("--maxfail=3", "-v"), files=EVERYDAY),
     "exitfirst": Variant(("-x", "-rA"), files=("case_fixtures.py",)),
     "session-stop": Variant(("-rA", "-v"), files=(SESSION_STOP, "case_outcomes.py")),
+    # skip marks before any fixture; what host-side fixtures leave in the temporary dir
+    "skip-and-host-fixtures": Variant(
+        ("-rA", "-v"),
+        files=(
+            "case_skip_guards_fixtures.py",
+            "case_host_tempfiles.py",
+            "case_skip_module.py",
+            "case_skip_module_level.py",
+            "case_xfail_module.py",
+        ),
+    ),
 }
 
 
