@@ -54,10 +54,12 @@ def _lasting_handlers():
 
 
 def _state():
+    # RLIMIT_DATA is the default memory ceiling in a container with no memory option
+    # (ini rootless_default_memory): a difference on purpose, see docs/limits.md.
     rlimits = {
         name: resource.getrlimit(getattr(resource, name))
         for name in dir(resource)
-        if name.startswith("RLIMIT_")
+        if name.startswith("RLIMIT_") and name != "RLIMIT_DATA"
     }
     umask = os.umask(0o022)
     os.umask(umask)
