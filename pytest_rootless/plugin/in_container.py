@@ -6,6 +6,7 @@ from __future__ import annotations
 import functools
 import io
 import json
+import linecache
 import os
 import sys
 import threading
@@ -240,14 +241,21 @@ class _Forwarder:
         self, warning_message: warnings.WarningMessage, when: str, nodeid: str, location: Any
     ) -> None:
         category = warning_message.category
+        filename, lineno = str(warning_message.filename), int(warning_message.lineno or 0)
+        # The source line as this process sees it: the host shows it as sent and never
+        # opens a file a container names (see reports._reissue_warning).
+        line = warning_message.line
+        if line is None:
+            line = linecache.getline(filename, lineno)
         self.send(
             {
                 "kind": Result.WARNING,
                 "message": str(warning_message.message),
                 "category": category.__name__,
                 "module": category.__module__,
-                "filename": str(warning_message.filename),
-                "lineno": int(warning_message.lineno or 0),
+                "filename": filename,
+                "lineno": lineno,
+                "line": str(line),
             }
         )
 

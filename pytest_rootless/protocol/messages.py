@@ -192,9 +192,12 @@ def checked_writes(message: Message) -> dict[str, str]:
 
 
 def checked_warning(message: Message) -> Message:
-    """A warning frame's ``message``, ``category``, ``module``, ``filename`` (texts, cut
-    at MAX_WARNING_TEXT) and ``lineno``; the category is a name."""
-    fields = ("message", "category", "module", "filename")
+    """A warning frame's ``message``, ``category``, ``module``, ``filename``, ``line``
+    (texts, cut at MAX_WARNING_TEXT) and ``lineno``; the category is a name. ``line`` is
+    the source line the container saw ("" if none, or not sent): the host shows it, and
+    never reads the file a container names."""
+    fields = ("message", "category", "module", "filename", "line")
+    message = {"line": "", **message}
     if not all(isinstance(message.get(key), str) for key in fields):
         raise ProtocolError("a warning frame is malformed")
     if not isinstance(message.get("lineno"), int):

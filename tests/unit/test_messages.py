@@ -78,6 +78,7 @@ RESULT_FRAMES: list[tuple[framing.Message, Any, Any]] = [
             "module": "builtins",
             "filename": "test_a.py",
             "lineno": 3,
+            "line": "    warn()\n",
         },
         messages.checked_warning,
         {
@@ -86,6 +87,7 @@ RESULT_FRAMES: list[tuple[framing.Message, Any, Any]] = [
             "module": "builtins",
             "filename": "test_a.py",
             "lineno": 3,
+            "line": "    warn()\n",
         },
     ),
     (
@@ -213,6 +215,7 @@ def test_a_warning_is_cut_to_its_bound() -> None:
         {"message": 1},
         {"filename": None},
         {"lineno": "3"},
+        {"line": None},
         {"category": "os.system('x')"},
         {"category": "Warning; import os"},
     ],
@@ -220,6 +223,12 @@ def test_a_warning_is_cut_to_its_bound() -> None:
 def test_malformed_warnings_are_refused(change: dict[str, object]) -> None:
     with pytest.raises(ProtocolError, match="warning"):
         messages.checked_warning({**WARNING, **change})
+
+
+def test_a_warning_carries_the_line_the_container_saw() -> None:
+    """The host shows that line and never reads the file the container names."""
+    assert messages.checked_warning({**WARNING, "line": "  x = 1\n"})["line"] == "  x = 1\n"
+    assert messages.checked_warning(WARNING)["line"] == ""  # none sent: none shown
 
 
 def test_a_warning_without_a_field_is_refused() -> None:
