@@ -18,7 +18,7 @@ import pluggy
 import pytest
 
 from ..protocol import framing
-from ..protocol.messages import Result
+from ..protocol.messages import Result, cache_key_problem
 from ..runtime import limits as limits_mod
 from ..runtime.options import Options
 from .in_container_coverage import ContainerCoverage
@@ -320,6 +320,9 @@ class _CacheWrites:
 
     def set_value(self, key: str, value: object) -> None:
         __tracebackhide__ = True
+        problem = cache_key_problem(key) if isinstance(key, str) else "is not a string"
+        if problem is not None:  # the host would refuse it: say so here, in the test
+            raise ValueError(f"pytest-rootless: the cache key {key!r} {problem}")
         json.dumps(value, ensure_ascii=False, indent=2)  # as the real set: its error, here
         self.values[key] = value
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import builtins
 import dataclasses
+import os
 import signal
 import time
 import warnings
@@ -13,6 +14,7 @@ from typing import Any
 
 import pytest
 
+from ..kernel.paths import is_under
 from ..protocol import framing, messages
 from ..runtime import launch
 from ..runtime.options import Options
@@ -392,9 +394,23 @@ def _crash_lines(outcome: launch.Outcome) -> list[str]:
 
 
 def _apply_cache(config: pytest.Config, message: framing.Message) -> None:
+    """Set on the host the values a test set in ``config.cache``: keys checked as text
+    (messages.checked_cache), then where they lead (a symlink in the cache directory may
+    point out of it); any key that leaves the directory refuses the whole frame."""
     values = messages.checked_cache(message)
     cache: Any = getattr(config, "cache", None)
-    for key, value in values.items() if cache is not None else ():
+    if cache is None:
+        return
+    cachedir = getattr(cache, "_cachedir", None)  # pytest's own attribute, where it is
+    if cachedir is not None:
+        base = os.path.realpath(os.path.join(cachedir, "v"))
+        for key in values:
+            resolved = os.path.realpath(os.path.join(base, key))
+            if resolved == base or not is_under(resolved, base):
+                raise framing.ProtocolError(
+                    f"a cache key {key!r:.200} resolves outside the cache directory"
+                )
+    for key, value in values.items():
         cache.set(key, value)
 
 

@@ -236,7 +236,8 @@ def checked_junit(message: Message) -> dict[str, list[tuple[str, str]]]:
 
 
 def checked_cache(message: Message) -> dict[str, Any]:
-    """A cache frame's ``{key: value}``, at most MAX_CACHE_VALUES values."""
+    """A cache frame's ``{key: value}``, at most MAX_CACHE_VALUES values, each key one
+    that stays in the cache directory (see :func:`cache_key_problem`)."""
     values = message.get("values")
     if not (
         isinstance(values, dict)
@@ -244,7 +245,32 @@ def checked_cache(message: Message) -> dict[str, Any]:
         and all(isinstance(key, str) for key in values)
     ):
         raise ProtocolError("a cache frame is malformed")
+    for key in values:
+        problem = cache_key_problem(key)
+        if problem is not None:
+            raise ProtocolError(f"a cache key {key!r:.200} {problem}")
     return values
+
+
+def cache_key_problem(key: str) -> str | None:
+    """Why ``key`` may not name a value of pytest's cache, or None: a key is a relative
+    path of ``/``-separated names inside the cache directory. pytest 8 joins a key to
+    the directory unchecked (an absolute key, or one with ``..``, names any file); the
+    host checks every key itself, for every pytest (and where the key's path resolves,
+    see plugin.reports._apply_cache)."""
+    if not key or len(key) > MAX_CACHE_KEY:
+        return "is empty or too long"
+    if "\0" in key or "\\" in key:
+        return "holds a NUL or a backslash"
+    if key.startswith("/"):
+        return "is an absolute path: it would leave the cache directory"
+    if ".." in key.split("/"):
+        return "has a '..' component: it could leave the cache directory"
+    return None
+
+
+#: Longest cache key a container may set.
+MAX_CACHE_KEY: Final = 4096
 
 
 def checked_coverage(message: Message) -> tuple[bool, dict[str, dict[str, list[Any]]]]:

@@ -331,3 +331,18 @@ def test_malformed_trials_are_refused(change: dict[str, object]) -> None:
     assert messages.checked_trial(TRIAL) == (True, None, None, "")
     with pytest.raises(ProtocolError, match="trial"):
         messages.checked_trial({**TRIAL, **change})
+
+
+@pytest.mark.parametrize(
+    "key",
+    ["/home/u/.bashrc", "../../x", "a/../../x", "a/..", "", "a\\..\\x", "a\0b", "x" * 5000],
+)
+def test_a_cache_key_that_could_leave_the_cache_is_refused(key: str) -> None:
+    """For every pytest: pytest 8 joins a key to its directory unchecked."""
+    with pytest.raises(ProtocolError, match="a cache key"):
+        messages.checked_cache({"kind": Result.CACHE, "values": {"ok/key": 1, key: 2}})
+
+
+@pytest.mark.parametrize("key", ["cache/lastfailed", "my-plugin/a.b/c", "name..with..dots"])
+def test_a_cache_key_inside_the_cache_is_kept(key: str) -> None:
+    assert messages.checked_cache({"kind": Result.CACHE, "values": {key: 1}}) == {key: 1}
