@@ -13,6 +13,7 @@ each takes a decoded frame, returns what the host may use, bounded, or raises
 
 from __future__ import annotations
 
+import re
 from enum import StrEnum, unique
 from typing import Any, Final
 
@@ -232,7 +233,22 @@ def checked_junit(message: Message) -> dict[str, list[tuple[str, str]]]:
         ):
             raise ProtocolError("a junitxml frame is malformed")
         pairs[key] = [(name, text) for name, text in value]
+    for name, _ in pairs["attributes"]:
+        # an attribute's name is written into the XML as it is (a property's is a value)
+        if not XML_NAME.fullmatch(name):
+            raise ProtocolError(f"a junitxml attribute name is not an XML name: {name!r:.200}")
     return pairs
+
+
+_NAME_START = (
+    ":A-Z_a-z\xc0-\xd6\xd8-\xf6\xf8-\u02ff\u0370-\u037d\u037f-\u1fff\u200c-\u200d"
+    "\u2070-\u218f\u2c00-\u2fef\u3001-\ud7ff\uf900-\ufdcf\ufdf0-\ufffd"
+    "\U00010000-\U000effff"
+)
+#: The Name production of XML 1.0 (fifth edition, section 2.3).
+XML_NAME: Final = re.compile(
+    f"[{_NAME_START}][{_NAME_START}\\-.0-9\xb7\u0300-\u036f\u203f-\u2040]*"
+)
 
 
 def checked_cache(message: Message) -> dict[str, Any]:

@@ -346,3 +346,17 @@ def test_a_cache_key_that_could_leave_the_cache_is_refused(key: str) -> None:
 @pytest.mark.parametrize("key", ["cache/lastfailed", "my-plugin/a.b/c", "name..with..dots"])
 def test_a_cache_key_inside_the_cache_is_kept(key: str) -> None:
     assert messages.checked_cache({"kind": Result.CACHE, "values": {key: 1}}) == {key: 1}
+
+
+@pytest.mark.parametrize("name", ['a="1"><injected/><x y', "1a", "-a", "a b", "a>", "", "a\n"])
+def test_a_junit_attribute_name_must_be_an_xml_name(name: str) -> None:
+    """junitxml writes an attribute's name as it is: anything else could inject XML."""
+    message = {"kind": Result.JUNITXML, "attributes": [[name, "v"]], "properties": []}
+    with pytest.raises(ProtocolError, match="not an XML name"):
+        messages.checked_junit(message)
+
+
+@pytest.mark.parametrize("name", ["a", "ok-name.1", ":x", "_a", "é", "a·b"])
+def test_xml_names_are_kept_as_junit_attributes(name: str) -> None:
+    message = {"kind": Result.JUNITXML, "attributes": [[name, "v"]], "properties": [["1 x", "v"]]}
+    assert messages.checked_junit(message)["attributes"] == [(name, "v")]
