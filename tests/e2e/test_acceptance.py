@@ -1186,9 +1186,15 @@ def test_symlinks_left_in_tmp_path_make_the_later_cleanup_touch_nothing_else(
     result = run_inner(pytester, "-v")
     result.assert_outcomes(failed=1)
     (basetemp,) = pytester.path.glob("runpytest-*")
-    kept = [p for p in basetemp.rglob("*") if p.is_symlink()]
-    assert kept == []
-    assert sorted(p.name for p in basetemp.rglob("*link*")) == ["link", "link"]
+    kept = basetemp / "test_leave_symlinks0"  # the test's tmp_path, kept: the test failed
+    assert [p for p in kept.rglob("*") if p.is_symlink()] == []
+    assert sorted(str(p.relative_to(kept)) for p in kept.rglob("*")) == [
+        "link",
+        "locked",
+        "locked/link",
+        "locked/relative",
+    ]
+    assert (kept / "link").read_text() == ""  # an empty file in its place
     rm_rf(basetemp)  # as pytest removes an old basetemp in a later session
     assert not basetemp.exists()
     assert stat.S_IMODE(target.stat().st_mode) == 0o400
