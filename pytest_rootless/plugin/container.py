@@ -174,7 +174,7 @@ class Process:
                 self._messages.append(message)
                 continue
             try:  # lines the call ran, for coverage.py measuring pytest
-                COVERAGE.add(message)
+                COVERAGE.add(message, self._live.plan)
             except framing.ProtocolError:
                 pass
         return any(m["kind"] in (Call.RESULT, Call.ERROR) for m in self._messages)

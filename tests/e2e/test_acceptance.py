@@ -1006,7 +1006,7 @@ COVERAGE = """
     import pytest
 
     import attacks
-    from given import ROOT, SECRET
+    from given import NOTES, ROOT, SECRET
 
 
     @pytest.mark.isolated(root=ROOT)
@@ -1014,30 +1014,33 @@ COVERAGE = """
         import pkg
 
         pkg.used()
-        attacks.send_frame(
-            {"kind": "coverage", "arcs": False, "contexts": {"": {SECRET: [1, 2]}}}
-        )
+        forged = {SECRET: [1, 2], NOTES: [1]}
+        attacks.send_frame({"kind": "coverage", "arcs": False, "contexts": {"": forged}})
 """
 
 
 @ROOTS
+@pytest.mark.parametrize("source", ["--cov", "--cov=pkg"])
 def test_forged_coverage_data_renders_no_host_file(
-    pytester: pytest.Pytester, tmp_path_factory: pytest.TempPathFactory, root: bool
+    pytester: pytest.Pytester, tmp_path_factory: pytest.TempPathFactory, root: bool, source: str
 ) -> None:
     secret = tmp_path_factory.mktemp("host-only") / "secret.py"
     token = f"rootless_secret_{uuid.uuid4().hex}"
     secret.write_text(f"{token} = 1\n{token}_2 = 2\n")
+    notes = pytester.path / "notes.py"  # the container sees it, outside the source
+    notes.write_text(f"{token}_notes = 1\n")
     pytester.mkpydir("pkg").joinpath("__init__.py").write_text("def used():\n    return 1\n")
-    write_attack(pytester, COVERAGE, root=root, secret=str(secret))
-    result = run_attack(pytester, "--cov", "--cov-report=html", "--cov-report=term")
+    write_attack(pytester, COVERAGE, root=root, secret=str(secret), notes=str(notes))
+    result = run_attack(pytester, source, "--cov-report=html", "--cov-report=term")
     result.assert_outcomes(passed=1)
     html = pytester.path / "htmlcov"
-    assert (html / "index.html").exists()
     rendered = "".join(p.read_text(errors="replace") for p in html.rglob("*.html"))
-    assert "def used" in rendered  # the project's own file is there
-    assert token not in rendered
-    assert token not in result.stdout.str()
+    assert ">used</span>" in rendered  # the project's own file is there
+    assert f"{token}_2" not in rendered  # never a file the container did not see
     assert str(secret) not in result.stdout.str()
+    if source == "--cov=pkg":  # nor one outside the run's source
+        assert token not in rendered
+        assert "notes.py" not in result.stdout.str()
 
 
 # --- 21. a result full of hash collisions is refused within the call's timeout ----------------
