@@ -272,16 +272,18 @@ def _reissue_warning(message: framing.Message) -> None:
     it in order with the host's own (a module fixture's setup warning comes before the
     test's), then reports each through ``pytest_warning_recorded`` as for any test.
     ``showwarning`` is the step after the filters: the container applied them already
-    (an "error" filter raised there). The source line is the one the container sent:
-    given a line, ``formatwarning`` never opens the file (nor fills ``linecache`` with
-    it), which names a path of the container's choosing."""
+    (an "error" filter raised there). A container's warning (messages.checked_warning)
+    holds the source line it saw: given a line, ``formatwarning`` never opens the file
+    (nor fills ``linecache`` with it), which names a path of the container's choosing.
+    Only a warning the host makes itself, about its own item, has none."""
     category = _warning_category(str(message["category"]), str(message["module"]))
+    line = message.get("line")
     warnings.showwarning(
         category(str(message["message"])),
         category,
         str(message["filename"]),
         int(message["lineno"]),
-        line=str(message["line"]),
+        line=None if line is None else str(line),
     )
 
 
