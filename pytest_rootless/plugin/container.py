@@ -28,6 +28,17 @@ from .session import SessionState
 from .trace import _show_trace
 
 
+class DecodeTimeoutError(TimeoutError):
+    """A call's result arrived in time but took longer than the rest of its timeout to
+    decode on the host."""
+
+    def __init__(self, timeout: float | None) -> None:
+        super().__init__(
+            f"the call's result could not be decoded within timeout={timeout:g}s: it is "
+            "too large or too costly to rebuild (see docs/container-fixture.md)"
+        )
+
+
 @final
 class Process:
     """A process started in a container by :meth:`Container.start`."""
@@ -62,12 +73,17 @@ class Process:
         """Its function's return value, or raise what it raised: a builtin exception as
         the same type, anything else as :class:`pytest_rootless.RemoteError`. A crash
         raises RemoteError naming the signal or exit status; ``timeout`` (seconds)
-        raises TimeoutError and leaves the process running."""
+        raises TimeoutError and leaves the process running. Decoding the result counts
+        within ``timeout``: a result that takes longer to decode raises TimeoutError
+        too (see protocol.values for the bounds of a result)."""
+        deadline = None if timeout is None else time.monotonic() + timeout
         if not self._read(timeout):
             raise TimeoutError(f"the process did not finish within {timeout} s")
         if self._outcome is None:
             try:
-                self._outcome = (False, self._decode())
+                self._outcome = (False, self._decode(deadline))
+            except values.DecodeTimeout:
+                self._outcome = (True, DecodeTimeoutError(timeout))
             except errors.RemoteError as exc:
                 self._outcome = (True, exc)
             except Exception as exc:
@@ -81,7 +97,7 @@ class Process:
             raise value
         return value
 
-    def _decode(self) -> Any:
+    def _decode(self, deadline: float | None = None) -> Any:
         for message in self._messages:
             if message["kind"] == Call.RESULT:
                 if message.get("encoding") != values.ENCODING_VERSION:
@@ -91,7 +107,7 @@ class Process:
                         f"{values.ENCODING_VERSION}",
                     )
                 try:
-                    return values.decode_value(message.get("value"))
+                    return values.decode_value(message.get("value"), deadline)
                 except ValueError as exc:
                     raise errors.RemoteError("ProtocolError", str(exc)) from None
             if message["kind"] == Call.ERROR:
@@ -158,7 +174,7 @@ class Process:
                 self._messages.append(message)
                 continue
             try:  # lines the call ran, for coverage.py measuring pytest
-                COVERAGE.add(message)
+                COVERAGE.add(message, self._live.plan)
             except framing.ProtocolError:
                 pass
         return any(m["kind"] in (Call.RESULT, Call.ERROR) for m in self._messages)
@@ -258,6 +274,8 @@ class Container:
         process = self.start(fn, *args, **kwargs)
         try:
             return process.wait(self._options.timeout)
+        except DecodeTimeoutError:
+            raise
         except TimeoutError:
             process.kill()
             raise TimeoutError(

@@ -8,7 +8,10 @@ import os
 import sys
 from typing import Any
 
+from ..kernel.paths import is_under
 from ..protocol import framing, messages
+from ..runtime.mountplan import Plan
+from ..runtime.rootfs import shows_host_file
 from .in_container_coverage import ContainerCoverage
 
 
@@ -24,16 +27,21 @@ class CoverageSink:
         self.arcs: bool | None = None
         self.owner = os.getpid()
 
-    def add(self, message: framing.Message) -> None:
+    def add(self, message: framing.Message, plan: Plan) -> None:
         """Take one frame: ``{"arcs": bool, "contexts": {context: {path: lines or
         arcs}}}``, the lines (or arcs) measured under each dynamic context (see
-        messages.checked_coverage)."""
+        messages.checked_coverage), from a container of ``plan``. Only files that
+        container saw of the host's tree, and that the measuring Coverage's settings
+        select, are kept: a report renders each file's source from the host, and a test
+        can forge this frame naming any path (see _accepts)."""
         arcs, checked = messages.checked_coverage(message)
         data = self._data(arcs)
         if data is None:
             return
         nested = data is not self.data  # the live measurement of a test process
+        accepts = _Selection(sys.modules["coverage"].Coverage.current(), plan)
         for context, files in checked.items():
+            files = {path: found for path, found in files.items() if accepts(path)}
             if not nested:
                 data.set_context(context)
             if arcs:
@@ -71,6 +79,68 @@ class CoverageSink:
         if current is not None:
             current.get_data().update(self.data)
             self.data = self.arcs = None
+
+
+class _Selection:
+    """Which files measured in a container the host takes (see CoverageSink.add): a file
+    the container saw at the same path on the host (runtime.rootfs.shows_host_file: not
+    one of its fresh tmpfs, its own root's or an image's), which the measuring
+    Coverage's ``source`` (directories or packages) or else ``include`` select, and its
+    ``omit`` does not. The test process measures with the same settings, so this drops
+    only what a test forged (or wrote in a scratch area, which the host does not have)."""
+
+    def __init__(self, coverage: Any, plan: Plan) -> None:
+        self.plan = plan
+        option = coverage.get_option
+        self.dirs: list[str] = []
+        self.packages: list[str] = []
+        for entry in [*(_option(option, "run:source")), *(_option(option, "run:source_dirs"))]:
+            if os.path.isdir(entry):
+                self.dirs.append(os.path.realpath(entry))
+            else:
+                self.packages.append(entry)
+        self.packages += _option(option, "run:source_pkgs")
+        self.include = _matcher(_option(option, "run:include"))
+        self.omit = _matcher(_option(option, "run:omit"))
+
+    def __call__(self, name: str) -> bool:
+        # relative to the current directory with coverage.py's relative_files; a path
+        # through a symlink is not the file the container saw there
+        path = os.path.abspath(name)
+        if not shows_host_file(self.plan, path) or os.path.realpath(path) != path:
+            return False
+        if self.omit is not None and self.omit.match(path):
+            return False
+        if self.dirs or self.packages:
+            return any(is_under(path, d) for d in self.dirs) or any(
+                _in_package(path, name) for name in self.packages
+            )
+        return self.include is None or bool(self.include.match(path))
+
+
+def _option(get: Any, name: str) -> list[str]:
+    try:
+        value = get(name)
+    except Exception:  # an option this coverage.py does not have
+        return []
+    return [str(v) for v in value or () if v]
+
+
+def _matcher(patterns: list[str]) -> Any:
+    """coverage.py's own matcher of file patterns (relative ones from the current
+    directory, as coverage.py reads them)."""
+    if not patterns:
+        return None
+    from coverage.files import GlobMatcher, prep_patterns
+
+    return GlobMatcher(prep_patterns(patterns), "rootless")
+
+
+def _in_package(path: str, name: str) -> bool:
+    """Whether ``path`` is a module of the package ``name`` (by its directories: the host
+    does not import a package to find it)."""
+    parts = "/" + name.replace(".", "/")
+    return f"{parts}/" in path or path.endswith(f"{parts}.py")
 
 
 #: This process's sink (the host's), for isolated tests and live containers alike.

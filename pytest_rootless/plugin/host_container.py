@@ -18,6 +18,7 @@ from ..protocol import framing, messages
 from ..protocol.messages import Result
 from ..runtime import launch
 from ..runtime import limits as limits_mod
+from ..runtime.mountplan import Plan
 from ..runtime.options import Options
 from ..runtime.spec import ContainerSpec, spec_data
 from .coverage import COVERAGE
@@ -63,6 +64,7 @@ class ContainerRun:
         self.writer: Any = item.config.pluginmanager.getplugin("terminalreporter")
         self.terminal = item.config.get_terminal_writer()
         self.ack_w = -1  # the host's end of the container's ack pipe, once it exists
+        self.plan: Plan | None = None  # the container's mount plan, once it is known
         self.handlers: dict[str, Callable[[framing.Message], None]] = {
             Result.REPORT: self.on_report,
             Result.WARNING: self.on_warning,
@@ -134,7 +136,8 @@ class ContainerRun:
         _apply_cache(self.item.config, message)
 
     def on_coverage(self, message: framing.Message) -> None:
-        COVERAGE.add(message)
+        if self.plan is not None:
+            COVERAGE.add(message, self.plan)
 
     def on_session_stop(self, message: framing.Message) -> None:
         name, reason = messages.checked_session_stop(message)
@@ -172,6 +175,7 @@ class ContainerRun:
         except OSError as exc:  # what the host prepares for it (its root's plan)
             self._fail_setup(f"rootless: the container could not be built: {exc.strerror or exc}")
             return
+        self.plan = spec.plan
         _forwarding()  # made here, once, rather than in every test process
         tracing = state.trace and self.writer is not None
         if tracing:

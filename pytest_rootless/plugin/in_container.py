@@ -6,6 +6,7 @@ from __future__ import annotations
 import functools
 import io
 import json
+import linecache
 import os
 import sys
 import threading
@@ -17,7 +18,7 @@ import pluggy
 import pytest
 
 from ..protocol import framing
-from ..protocol.messages import Result
+from ..protocol.messages import Result, cache_key_problem
 from ..runtime import limits as limits_mod
 from ..runtime.options import Options
 from .in_container_coverage import ContainerCoverage
@@ -264,14 +265,21 @@ class _Forwarder:
         self, warning_message: warnings.WarningMessage, when: str, nodeid: str, location: Any
     ) -> None:
         category = warning_message.category
+        filename, lineno = str(warning_message.filename), int(warning_message.lineno or 0)
+        # The source line as this process sees it: the host shows it as sent and never
+        # opens a file a container names (see reports._reissue_warning).
+        line = warning_message.line
+        if line is None:
+            line = linecache.getline(filename, lineno)
         self.send(
             {
                 "kind": Result.WARNING,
                 "message": str(warning_message.message),
                 "category": category.__name__,
                 "module": category.__module__,
-                "filename": str(warning_message.filename),
-                "lineno": int(warning_message.lineno or 0),
+                "filename": filename,
+                "lineno": lineno,
+                "line": str(line),
             }
         )
 
@@ -339,6 +347,9 @@ class _CacheWrites:
 
     def set_value(self, key: str, value: object) -> None:
         __tracebackhide__ = True
+        problem = cache_key_problem(key) if isinstance(key, str) else "is not a string"
+        if problem is not None:  # the host would refuse it: say so here, in the test
+            raise ValueError(f"pytest-rootless: the cache key {key!r} {problem}")
         json.dumps(value, ensure_ascii=False, indent=2)  # as the real set: its error, here
         self.values[key] = value
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import builtins
 import dataclasses
+import os
 import signal
 import time
 import warnings
@@ -13,6 +14,7 @@ from typing import Any
 
 import pytest
 
+from ..kernel.paths import is_under
 from ..protocol import framing, messages
 from ..runtime import launch
 from ..runtime.options import Options
@@ -270,13 +272,18 @@ def _reissue_warning(message: framing.Message) -> None:
     it in order with the host's own (a module fixture's setup warning comes before the
     test's), then reports each through ``pytest_warning_recorded`` as for any test.
     ``showwarning`` is the step after the filters: the container applied them already
-    (an "error" filter raised there)."""
+    (an "error" filter raised there). A container's warning (messages.checked_warning)
+    holds the source line it saw: given a line, ``formatwarning`` never opens the file
+    (nor fills ``linecache`` with it), which names a path of the container's choosing.
+    Only a warning the host makes itself, about its own item, has none."""
     category = _warning_category(str(message["category"]), str(message["module"]))
+    line = message.get("line")
     warnings.showwarning(
         category(str(message["message"])),
         category,
         str(message["filename"]),
         int(message["lineno"]),
+        line=None if line is None else str(line),
     )
 
 
@@ -389,9 +396,23 @@ def _crash_lines(outcome: launch.Outcome) -> list[str]:
 
 
 def _apply_cache(config: pytest.Config, message: framing.Message) -> None:
+    """Set on the host the values a test set in ``config.cache``: keys checked as text
+    (messages.checked_cache), then where they lead (a symlink in the cache directory may
+    point out of it); any key that leaves the directory refuses the whole frame."""
     values = messages.checked_cache(message)
     cache: Any = getattr(config, "cache", None)
-    for key, value in values.items() if cache is not None else ():
+    if cache is None:
+        return
+    cachedir = getattr(cache, "_cachedir", None)  # pytest's own attribute, where it is
+    if cachedir is not None:
+        base = os.path.realpath(os.path.join(cachedir, "v"))
+        for key in values:
+            resolved = os.path.realpath(os.path.join(base, key))
+            if resolved == base or not is_under(resolved, base):
+                raise framing.ProtocolError(
+                    f"a cache key {key!r:.200} resolves outside the cache directory"
+                )
+    for key, value in values.items():
         cache.set(key, value)
 
 

@@ -4,6 +4,7 @@ the test's ``tmp_path`` made on the host, and finding pytest's junitxml plugin."
 from __future__ import annotations
 
 import os
+import stat
 from dataclasses import dataclass
 from typing import Any, Literal
 
@@ -55,17 +56,82 @@ class TmpPath:
 
     def tidy(self, config: pytest.Config, passed: bool) -> None:
         """Remove it if the test left it empty and pytest would not have kept it: never
-        asked for, or the retention policy drops the directories of passed tests."""
+        asked for, or the retention policy drops the directories of passed tests. What
+        is kept holds no symlink (see replace_symlinks)."""
         policy = config.getini("tmp_path_retention_policy")
-        if self.statically_used and not (policy == "failed" and passed):
-            return
-        self.tidy_unused()
+        if not self.statically_used or (policy == "failed" and passed):
+            self.tidy_unused()
+        if os.path.lexists(self.path):
+            replace_symlinks(self.path)
 
     def tidy_unused(self) -> None:
         try:
             os.rmdir(self.path)  # only if empty
         except OSError:
             pass
+
+
+def replace_symlinks(top: str) -> None:
+    """Replace every symlink below ``top`` by an empty file of the same name (mode 0600).
+    A container's symlink names a path of the container's view, and pytest's later
+    cleanup of basetemp follows it: where it cannot unlink an entry it chmods the entry
+    (``_pytest.pathlib.on_rm_rf_error``), that is, a symlink's target on the host.
+    Walked through directory fds, never following a link; a directory the test made
+    unreadable or read-only is given back u+rwx where that is needed to get in or to
+    replace a link."""
+    try:
+        fd = os.open(top, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW)
+    except OSError:
+        return
+    try:
+        _replace_symlinks_in(fd)
+    finally:
+        os.close(fd)
+
+
+def _replace_symlinks_in(dirfd: int) -> None:
+    try:
+        entries = [(e.name, e.stat(follow_symlinks=False).st_mode) for e in os.scandir(dirfd)]
+    except OSError:
+        return
+    for name, mode in entries:
+        try:
+            if stat.S_ISLNK(mode):
+                _replace_symlink(name, dirfd)
+            elif stat.S_ISDIR(mode):
+                fd = _open_directory(name, dirfd)
+                try:
+                    _replace_symlinks_in(fd)
+                finally:
+                    os.close(fd)
+        except OSError:
+            continue  # gone meanwhile, or out of reach: nothing to follow there
+
+
+def _replace_symlink(name: str, dirfd: int) -> None:
+    try:
+        os.unlink(name, dir_fd=dirfd)
+    except PermissionError:
+        os.fchmod(dirfd, stat.S_IMODE(os.fstat(dirfd).st_mode) | stat.S_IRWXU)
+        os.unlink(name, dir_fd=dirfd)
+    flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
+    os.close(os.open(name, flags, 0o600, dir_fd=dirfd))
+
+
+def _open_directory(name: str, dirfd: int) -> int:
+    """The directory ``name`` (never a link), opened; made u+rwx first if need be."""
+    flags = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
+    try:
+        return os.open(name, flags, dir_fd=dirfd)
+    except PermissionError:
+        # chmod through an O_PATH fd of the directory itself: no link can redirect it
+        path_fd = os.open(name, os.O_PATH | os.O_DIRECTORY | os.O_NOFOLLOW, dir_fd=dirfd)
+        try:
+            mode = stat.S_IMODE(os.fstat(path_fd).st_mode) | stat.S_IRWXU
+            os.chmod(f"/proc/self/fd/{path_fd}", mode)
+        finally:
+            os.close(path_fd)
+        return os.open(name, flags, dir_fd=dirfd)
 
 
 #: Fixtures that make temporary directories (pytester's use tmp_path_factory).

@@ -13,6 +13,7 @@ each takes a decoded frame, returns what the host may use, bounded, or raises
 
 from __future__ import annotations
 
+import re
 from enum import StrEnum, unique
 from typing import Any, Final
 
@@ -192,9 +193,12 @@ def checked_writes(message: Message) -> dict[str, str]:
 
 
 def checked_warning(message: Message) -> Message:
-    """A warning frame's ``message``, ``category``, ``module``, ``filename`` (texts, cut
-    at MAX_WARNING_TEXT) and ``lineno``; the category is a name."""
-    fields = ("message", "category", "module", "filename")
+    """A warning frame's ``message``, ``category``, ``module``, ``filename``, ``line``
+    (texts, cut at MAX_WARNING_TEXT) and ``lineno``; the category is a name. ``line`` is
+    the source line the container saw ("" if none, or not sent): the host shows it, and
+    never reads the file a container names."""
+    fields = ("message", "category", "module", "filename", "line")
+    message = {"line": "", **message}
     if not all(isinstance(message.get(key), str) for key in fields):
         raise ProtocolError("a warning frame is malformed")
     if not isinstance(message.get("lineno"), int):
@@ -229,11 +233,27 @@ def checked_junit(message: Message) -> dict[str, list[tuple[str, str]]]:
         ):
             raise ProtocolError("a junitxml frame is malformed")
         pairs[key] = [(name, text) for name, text in value]
+    for name, _ in pairs["attributes"]:
+        # an attribute's name is written into the XML as it is (a property's is a value)
+        if not XML_NAME.fullmatch(name):
+            raise ProtocolError(f"a junitxml attribute name is not an XML name: {name!r:.200}")
     return pairs
 
 
+_NAME_START = (
+    ":A-Z_a-z\xc0-\xd6\xd8-\xf6\xf8-\u02ff\u0370-\u037d\u037f-\u1fff\u200c-\u200d"
+    "\u2070-\u218f\u2c00-\u2fef\u3001-\ud7ff\uf900-\ufdcf\ufdf0-\ufffd"
+    "\U00010000-\U000effff"
+)
+#: The Name production of XML 1.0 (fifth edition, section 2.3).
+XML_NAME: Final = re.compile(
+    f"[{_NAME_START}][{_NAME_START}\\-.0-9\xb7\u0300-\u036f\u203f-\u2040]*"
+)
+
+
 def checked_cache(message: Message) -> dict[str, Any]:
-    """A cache frame's ``{key: value}``, at most MAX_CACHE_VALUES values."""
+    """A cache frame's ``{key: value}``, at most MAX_CACHE_VALUES values, each key one
+    that stays in the cache directory (see :func:`cache_key_problem`)."""
     values = message.get("values")
     if not (
         isinstance(values, dict)
@@ -241,7 +261,32 @@ def checked_cache(message: Message) -> dict[str, Any]:
         and all(isinstance(key, str) for key in values)
     ):
         raise ProtocolError("a cache frame is malformed")
+    for key in values:
+        problem = cache_key_problem(key)
+        if problem is not None:
+            raise ProtocolError(f"a cache key {key!r:.200} {problem}")
     return values
+
+
+def cache_key_problem(key: str) -> str | None:
+    """Why ``key`` may not name a value of pytest's cache, or None: a key is a relative
+    path of ``/``-separated names inside the cache directory. pytest 8 joins a key to
+    the directory unchecked (an absolute key, or one with ``..``, names any file); the
+    host checks every key itself, for every pytest (and where the key's path resolves,
+    see plugin.reports._apply_cache)."""
+    if not key or len(key) > MAX_CACHE_KEY:
+        return "is empty or too long"
+    if "\0" in key or "\\" in key:
+        return "holds a NUL or a backslash"
+    if key.startswith("/"):
+        return "is an absolute path: it would leave the cache directory"
+    if ".." in key.split("/"):
+        return "has a '..' component: it could leave the cache directory"
+    return None
+
+
+#: Longest cache key a container may set.
+MAX_CACHE_KEY: Final = 4096
 
 
 def checked_coverage(message: Message) -> tuple[bool, dict[str, dict[str, list[Any]]]]:

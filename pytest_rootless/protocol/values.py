@@ -33,12 +33,17 @@ import decimal
 import math
 import pathlib
 import re
+import time
+from collections import Counter
 from collections.abc import Callable
 from typing import Final, TypeVar
 
 __all__ = [
     "ENCODING_VERSION",
     "MAX_DEPTH",
+    "MAX_ENTRIES",
+    "MAX_SHARED_HASH",
+    "DecodeTimeout",
     "EncodeError",
     "decode_value",
     "encode_value",
@@ -48,6 +53,16 @@ __all__ = [
 ENCODING_VERSION: Final[int] = 1
 #: How many containers (lists, dicts, tuples, sets) may nest in a value, on both sides.
 MAX_DEPTH: Final = 100
+#: How many values (every element, key and value, at any depth) one decoded value holds
+#: at most; a frame's size bounds it already, this bounds the host's work on it.
+MAX_ENTRIES: Final = 10_000_000
+#: How many distinct elements of one set, or keys of one dict, may share a hash: Python
+#: compares every pair of them when building it, so a value made of ints that all hash
+#: alike (n and n + k * (2**61 - 1)) costs quadratic time. Distinct values sharing a
+#: hash are otherwise rare (-1 and -2 do).
+MAX_SHARED_HASH: Final = 32
+#: Values decoded between two looks at the clock.
+_CLOCK_EVERY: Final = 4096
 
 _T = TypeVar("_T")
 
@@ -237,36 +252,61 @@ def _tagged(tag: str, payload: object) -> dict[str, object]:
 # --- values: decoding (runs on the host, on untrusted input) -------------------------------
 
 
-def decode_value(data: object) -> object:
+class DecodeTimeout(TimeoutError):
+    """Decoding a value took longer than its deadline (see :func:`decode_value`)."""
+
+
+class _Budget:
+    """What decoding one value may still do: entries, and time until a deadline."""
+
+    def __init__(self, deadline: float | None) -> None:
+        self.deadline = deadline
+        self.entries = 0
+
+    def spend(self, count: int) -> None:
+        self.entries += count
+        if self.entries > MAX_ENTRIES:
+            raise Failure(f"more than {MAX_ENTRIES} values")
+
+    def tick(self) -> None:
+        if self.deadline is not None and time.monotonic() > self.deadline:
+            raise DecodeTimeout("decoding the value took longer than its deadline")
+
+
+def decode_value(data: object, deadline: float | None = None) -> object:
     """The value that :func:`encode_value` encoded as ``data``.
 
     ``data`` comes from an untrusted container: anything :func:`encode_value` could not
     have produced (an unknown tag, a wrong shape, bad base64, nesting deeper than
-    :data:`MAX_DEPTH`) is a :class:`ValueError`. Only builtin values are created.
+    :data:`MAX_DEPTH`), more than :data:`MAX_ENTRIES` values, or a set or dict with more
+    than :data:`MAX_SHARED_HASH` members of one hash, is a :class:`ValueError`. Past
+    ``deadline`` (a ``time.monotonic()``), :class:`DecodeTimeout`. Only builtin values
+    are created.
     """
-    return decode_root(data, "result")
+    return decode_root(data, "result", deadline)
 
 
-def decode_root(data: object, root: str) -> object:
+def decode_root(data: object, root: str, deadline: float | None = None) -> object:
     try:
-        return _decode(data, 0)
+        return _decode(data, 0, _Budget(deadline))
     except Failure as failure:
         raise ValueError(f"{failure.path(root)}: {failure.reason}") from None
 
 
-def _decode(data: object, depth: int) -> object:
+def _decode(data: object, depth: int, budget: _Budget) -> object:
     kind = type(data)
     if data is None or kind in (bool, int, float, str):
         return data
     if kind is list:
         assert isinstance(data, list)
         _check_depth(depth)
-        return _decode_items(data, depth + 1, is_set=False)
+        return _decode_items(data, depth + 1, budget, is_set=False)
     if kind is dict:
         assert isinstance(data, dict)
         if _TAG in data:
-            return _decode_tagged(data, depth)
+            return _decode_tagged(data, depth, budget)
         _check_depth(depth)
+        budget.spend(len(data))
         plain: dict[str, object] = {}
         for key, item in data.items():
             if type(key) is not str:
@@ -275,7 +315,7 @@ def _decode(data: object, depth: int) -> object:
                 plain[key] = item
                 continue
             try:
-                plain[key] = _decode(item, depth + 1)
+                plain[key] = _decode(item, depth + 1, budget)
             except Failure as failure:
                 raise failure.at(f"[{_short_repr(key)}]") from None
         return plain
@@ -287,20 +327,23 @@ def _check_depth(depth: int) -> None:
         raise Failure(f"nested deeper than {MAX_DEPTH} levels")
 
 
-def _decode_items(data: list[object], depth: int, *, is_set: bool) -> list[object]:
+def _decode_items(data: list[object], depth: int, budget: _Budget, *, is_set: bool) -> list[object]:
+    budget.spend(len(data))
     items: list[object] = []
     for index, item in enumerate(data):
         if type(item) in _AS_IS:
             items.append(item)
             continue
+        if index % _CLOCK_EVERY == 0:
+            budget.tick()
         try:
-            items.append(_decode(item, depth))
+            items.append(_decode(item, depth, budget))
         except Failure as failure:
             raise failure.at(f"<element {index}>" if is_set else f"[{index}]") from None
     return items
 
 
-def _decode_tagged(data: dict[object, object], depth: int) -> object:
+def _decode_tagged(data: dict[object, object], depth: int, budget: _Budget) -> object:
     if len(data) != 2 or _PAYLOAD not in data:
         raise Failure(f"a tagged value must have exactly the keys {_TAG!r} and {_PAYLOAD!r}")
     tag = data[_TAG]
@@ -309,28 +352,40 @@ def _decode_tagged(data: dict[object, object], depth: int) -> object:
         raise Failure(f"a tag is not a string but {type_name(type(tag))}")
     assert isinstance(tag, str)
     if tag in ("tuple", "set", "frozenset", "dict"):
-        return _decode_container(tag, payload, depth)
+        return _decode_container(tag, payload, depth, budget)
     decode = _SCALARS.get(tag)
     if decode is None:
         raise Failure(f"unknown tag {_short_repr(tag)}")
     return decode(tag, payload)
 
 
-def _decode_container(tag: str, payload: object, depth: int) -> object:
+def _decode_container(tag: str, payload: object, depth: int, budget: _Budget) -> object:
     _check_depth(depth)
     items = _expect(payload, list, tag)
     if tag == "dict":
-        return _decode_pairs(items, depth + 1)
-    values = _decode_items(items, depth + 1, is_set=tag != "tuple")
+        return _decode_pairs(items, depth + 1, budget)
+    values = _decode_items(items, depth + 1, budget, is_set=tag != "tuple")
     if tag == "tuple":
         return tuple(values)
     try:
+        _check_shared_hashes(tag, values)
         members = set(values)
     except TypeError:
         raise Failure(f"a {tag} holds an unhashable element") from None
     if len(members) != len(values):
         raise Failure(f"a {tag} holds the same element twice")
     return members if tag == "set" else frozenset(members)
+
+
+def _check_shared_hashes(tag: str, members: list[object]) -> None:
+    """Before a set is built from ``members`` (see MAX_SHARED_HASH): hashes counted in a
+    dict of ints, which no container chose (an int's hash is itself, almost always)."""
+    counts = Counter(hash(member) for member in members)
+    if counts and max(counts.values()) > MAX_SHARED_HASH:
+        raise Failure(
+            f"a {tag} holds more than {MAX_SHARED_HASH} elements with one hash "
+            "(which would take the host quadratic time to build)"
+        )
 
 
 def _decode_bytes(tag: str, payload: object) -> object:
@@ -417,22 +472,32 @@ _SCALARS: Final[dict[str, Callable[[str, object], object]]] = {
 }
 
 
-def _decode_pairs(pairs: list[object], depth: int) -> dict[object, object]:
+def _decode_pairs(pairs: list[object], depth: int, budget: _Budget) -> dict[object, object]:
+    budget.spend(len(pairs))
     result: dict[object, object] = {}
+    hashes: Counter[int] = Counter()
     for index, pair in enumerate(pairs):
         if type(pair) is not list or len(pair) != 2:
             raise Failure("a dict entry is not a [key, value] pair").at(f"<key {index}>")
+        if index % _CLOCK_EVERY == 0:
+            budget.tick()
         try:
-            key = _decode(pair[0], depth)
+            key = _decode(pair[0], depth, budget)
         except Failure as failure:
             raise failure.at(f"<key {index}>") from None
         try:
+            shared = hashes[hash(key)] = hashes[hash(key)] + 1
+            if shared > MAX_SHARED_HASH:
+                raise Failure(
+                    f"a dict holds more than {MAX_SHARED_HASH} keys with one hash "
+                    "(which would take the host quadratic time to build)"
+                ).at(f"<key {index}>")
             if key in result:
                 raise Failure("a dict holds the same key twice").at(f"<key {index}>")
         except TypeError:
             raise Failure("a dict key is unhashable").at(f"<key {index}>") from None
         try:
-            result[key] = _decode(pair[1], depth)
+            result[key] = _decode(pair[1], depth, budget)
         except Failure as failure:
             raise failure.at(f"[{_short_repr(key)}]") from None
     return result

@@ -69,11 +69,12 @@ class CrashChannel:
 
 
 class Reaper:
-    """Containers whose test process said it is done end on their own (the test process
-    exits, then init) and are reaped later: the kernel tears them down (unmapping memory,
-    unmounting, freeing namespaces) on another core while pytest reports the test. One
-    still running when the next container starts is killed then: a test cannot keep a
-    container alive by claiming to be done."""
+    """Containers whose test process said it is done are killed at once (SIGKILL to init:
+    one cheap system call, see _collect) and reaped later: the kernel tears them down
+    (unmapping memory, unmounting, freeing namespaces) on another core while pytest
+    reports the test. A test cannot keep its container alive by claiming to be done.
+    (One that sends its writes after the test, --rootless-report-writes, is followed to
+    its end; one still running when the next container starts is killed then.)"""
 
     #: Containers being torn down at most; past that, the host waits for the oldest.
     MAX_PENDING = 8
@@ -269,10 +270,13 @@ def _collect(
                 outcome.setup_error = message
             elif kind == Result.DONE:
                 # The test process sent everything and flushed its output: nothing it
-                # does after this counts. The container ends by itself; see Reaper.
+                # does after this counts. Its init is killed now, before the host prints
+                # anything more (a test that forged this frame early must not write
+                # into what comes next); reaped later, see Reaper.
                 outcome.status = _int_or_none(message.get("status"))
                 outcome.done = True
                 if not until_exit:
+                    kill()
                     return
             else:
                 try:

@@ -42,6 +42,7 @@ class LiveInit:
 
     def __init__(self, spec: ContainerSpec, payload: Payload) -> None:
         self.crash = CrashChannel()
+        self.plan = spec.plan  # what its processes see (coverage data is checked by it)
         self.pid, self._events, self._control, self.relayed = _start_init(spec, payload, self.crash)
         self.trace: list[str] = []
         self._statuses: dict[int, tuple[int | None, int | None]] = {}

@@ -406,6 +406,18 @@ def _deepest_mount(path: str, ops: Sequence[Op]) -> Op | None:
     return max(above, key=lambda op: op.target.count("/") + len(op.target), default=None)
 
 
+def shows_host_file(plan: Plan, path: str) -> bool:
+    """Whether a container of ``plan`` sees the host's own file at the absolute ``path``:
+    through a bind of the host's tree at the same place (a writable path's overlay keeps
+    that bind below it), not a fresh tmpfs, the root's own files or an image's."""
+    covers = [op for op in plan.ops if isinstance(op, COVERS) and is_under(path, op.target)]
+    if not covers:
+        return False
+    # the deepest; of two on one place, the later (it is mounted over the other)
+    _, deepest = max(enumerate(covers), key=lambda pair: (len(pair[1].target), pair[0]))
+    return isinstance(deepest, Bind) and deepest.source == deepest.target
+
+
 def _in_fresh_tmpfs(path: str, ops: Sequence[Op]) -> bool:
     """Whether ``path`` is writable already: in a fresh tmpfs (/tmp, HOME), not in a bind
     of the host's tree under one."""

@@ -890,3 +890,67 @@ def pull_a_cable(name: str) -> str:
         return "no such link here"
     with Netlink() as nl:
         return attempt(nl.set_up, name, False)
+
+
+# --- 21 to 23. frames a test forges on its own result channel --------------------------------
+
+
+def result_channel() -> int:
+    """The test process's result channel: the only pipe above stdio open for writing."""
+    import fcntl
+
+    for name in os.listdir("/proc/self/fd"):
+        fd = int(name)
+        try:
+            writable = fcntl.fcntl(fd, fcntl.F_GETFL) & os.O_ACCMODE == os.O_WRONLY
+            if fd > 2 and writable and stat.S_ISFIFO(os.fstat(fd).st_mode):
+                return fd
+        except OSError:
+            pass
+    raise AssertionError("no result channel in this test process")
+
+
+def send_frame(message: dict[str, Any]) -> None:
+    """One frame (a big-endian length, then JSON) on the result channel, as the
+    machinery of the test process sends its own."""
+    body = json.dumps(message).encode()
+    data = memoryview(len(body).to_bytes(4, "big") + body)
+    fd = result_channel()
+    while data:
+        data = data[os.write(fd, data) :]
+
+
+# --- 25. a forged "done" frame does not keep the container alive -----------------------------
+
+
+def outlive_the_test(token: str) -> None:
+    """Say "done" early, then keep writing to the host's capture from a child."""
+    send_frame({"kind": "done", "status": 0})
+    subprocess.Popen(["sh", "-c", f"sleep 0.5; while :; do echo {token}; sleep 0.1; done"])
+    time.sleep(30)
+
+
+# --- 24. a result full of hash collisions ------------------------------------------------------
+
+#: Python hashes an int modulo this prime: ints that differ by a multiple share one hash.
+HASH_MODULUS = 2**61 - 1
+
+
+def forge_colliding_set(n: int) -> None:
+    """In a call process: send, as its result, a set of ``n`` ints with one hash, encoded
+    as the host decodes it (building that set in here would take as long as decoding it
+    there), and end."""
+    members = [{"$t": "int", "v": format(1 + k * HASH_MODULUS, "x")} for k in range(n)]
+    body = json.dumps(
+        {"kind": "result", "encoding": 1, "value": {"$t": "set", "v": members}}
+    ).encode()
+    frame = len(body).to_bytes(4, "big") + body
+    for name in os.listdir("/proc/self/fd"):
+        try:
+            if stat.S_ISSOCK(os.fstat(int(name)).st_mode):
+                view = memoryview(frame)
+                while view:
+                    view = view[os.write(int(name), view) :]
+        except OSError:
+            pass
+    os._exit(0)

@@ -58,6 +58,7 @@ import pwd
 import shutil
 import signal
 import socket
+import stat
 import subprocess
 import sys
 import tempfile
@@ -1068,3 +1069,303 @@ def test_a_root_member_can_answer_for_another_but_reaches_only_its_own_namespace
     own network namespace only; among them, taking a member's address is within reach."""
     write_attack(pytester, NETWORK_IMPOSTOR)
     run_attack(pytester).assert_outcomes(passed=1)
+
+
+# --- 21. a warning's filename makes the host read no file -------------------------------------
+
+WARNING_FILENAME = """
+    import linecache
+    import warnings
+
+    import pytest
+
+    from given import ROOT, SECRET
+
+
+    @pytest.mark.isolated(root=ROOT)
+    def test_warn_naming_a_host_file():
+        warnings.warn_explicit("named a host file", UserWarning, SECRET, 1)
+
+
+    def test_the_host_never_read_it():  # on the host, in the same session
+        assert SECRET not in linecache.cache
+"""
+
+
+@ROOTS
+def test_a_warnings_filename_makes_the_host_read_no_file(
+    pytester: pytest.Pytester, tmp_path_factory: pytest.TempPathFactory, root: bool
+) -> None:
+    secret = tmp_path_factory.mktemp("host-only") / "secret.txt"
+    token = f"rootless-secret-{uuid.uuid4().hex}"
+    secret.write_text(f"{token} first line\n{token} second line\n")
+    write_attack(pytester, WARNING_FILENAME, root=root, secret=str(secret))
+    result = run_attack(pytester, "-W", "default")
+    result.assert_outcomes(passed=2, warnings=1)
+    result.stdout.fnmatch_lines(["*named a host file*"])
+    assert token not in result.stdout.str() + result.stderr.str()
+
+
+# --- 22. a cache key names no file outside the cache directory --------------------------------
+
+CACHE_KEYS = """
+    import pytest
+
+    import attacks
+    from given import FORGED, KEYS, ROOT
+
+
+    @pytest.mark.isolated(root=ROOT)
+    @pytest.mark.parametrize("key", KEYS)
+    def test_set_a_key_that_leaves_the_cache(request, key):
+        with pytest.raises(ValueError, match="cache"):
+            request.config.cache.set(key, "overwritten")
+
+
+    @pytest.mark.isolated(root=ROOT)
+    @pytest.mark.parametrize("key", FORGED)
+    def test_forge_a_cache_frame(key):
+        attacks.send_frame({"kind": "cache", "values": {key: "overwritten"}})
+"""
+
+# The host's pytest joins keys as pytest 8 does, without a check of its own (9.2 refuses
+# some keys itself): the plugin's check must hold for every supported pytest.
+PYTEST_8_CACHE = """
+    from pathlib import Path
+
+    import pytest
+    from _pytest.cacheprovider import Cache
+
+    pytest.register_assert_rewrite("attacks")
+
+
+    def _getvaluepath(self, key):
+        return self._cachedir.joinpath(self._CACHE_PREFIX_VALUES, Path(key))
+
+
+    Cache._getvaluepath = _getvaluepath
+"""
+
+
+@ROOTS
+def test_a_cache_key_writes_no_file_outside_the_cache(
+    pytester: pytest.Pytester, tmp_path_factory: pytest.TempPathFactory, root: bool
+) -> None:
+    outside = tmp_path_factory.mktemp("host-only")
+    target = outside / "bashrc"
+    target.write_text("original")
+    values = pytester.path / ".pytest_cache" / "v"
+    values.mkdir(parents=True)
+    (values / "link").symlink_to(outside)  # a key through it resolves outside
+    relative = os.path.relpath(target, values)
+    keys = [str(target), relative, "sub/../" + relative]
+    write_attack(pytester, CACHE_KEYS, root=root, keys=keys, forged=[*keys, "link/bashrc"])
+    pytester.makeconftest(PYTEST_8_CACHE)
+    result = run_attack(pytester)
+    assert target.read_text() == "original"
+    assert sorted(p.name for p in outside.iterdir()) == ["bashrc"]
+    result.assert_outcomes(passed=3, failed=4)
+    result.stdout.fnmatch_lines(["*malformed data*a cache key*"])
+
+
+# --- 23. forged coverage data renders no host file --------------------------------------------
+
+COVERAGE = """
+    import pytest
+
+    import attacks
+    from given import NOTES, ROOT, SECRET
+
+
+    @pytest.mark.isolated(root=ROOT)
+    def test_forge_coverage():
+        import pkg
+
+        pkg.used()
+        forged = {SECRET: [1, 2], NOTES: [1]}
+        attacks.send_frame({"kind": "coverage", "arcs": False, "contexts": {"": forged}})
+"""
+
+
+@ROOTS
+@pytest.mark.parametrize("source", ["--cov", "--cov=pkg"])
+def test_forged_coverage_data_renders_no_host_file(
+    pytester: pytest.Pytester, tmp_path_factory: pytest.TempPathFactory, root: bool, source: str
+) -> None:
+    secret = tmp_path_factory.mktemp("host-only") / "secret.py"
+    token = f"rootless_secret_{uuid.uuid4().hex}"
+    secret.write_text(f"{token} = 1\n{token}_2 = 2\n")
+    notes = pytester.path / "notes.py"  # the container sees it, outside the source
+    notes.write_text(f"{token}_notes = 1\n")
+    pytester.mkpydir("pkg").joinpath("__init__.py").write_text("def used():\n    return 1\n")
+    write_attack(pytester, COVERAGE, root=root, secret=str(secret), notes=str(notes))
+    result = run_attack(pytester, source, "--cov-report=html", "--cov-report=term")
+    result.assert_outcomes(passed=1)
+    html = pytester.path / "htmlcov"
+    rendered = "".join(p.read_text(errors="replace") for p in html.rglob("*.html"))
+    assert ">used</span>" in rendered  # the project's own file is there
+    assert f"{token}_2" not in rendered  # never a file the container did not see
+    assert str(secret) not in result.stdout.str()
+    if source == "--cov=pkg":  # nor one outside the run's source
+        assert token not in rendered
+        assert "notes.py" not in result.stdout.str()
+
+
+# --- 24. a result full of hash collisions is refused within the call's timeout ----------------
+
+COLLISIONS = """
+    import time
+
+    import pytest
+
+    import attacks
+    from given import ROOT
+
+
+    def colliding(n):
+        return {1 + k * attacks.HASH_MODULUS for k in range(n)}
+
+
+    @pytest.mark.container(root=ROOT, timeout=2)
+    def test_colliding_set(container):
+        started = time.monotonic()
+        with pytest.raises(Exception) as raised:
+            container.run(attacks.forge_colliding_set, 30_000)
+        print(type(raised.value).__name__, raised.value)
+        assert time.monotonic() - started < 3, raised.value
+
+
+    @pytest.mark.container(root=ROOT, timeout=2)
+    def test_large_results_still_come_back(container):
+        assert container.run(list, range(100_000)) == list(range(100_000))
+        strings = {f"s{i}" for i in range(10_000)}
+        assert container.run(set, strings) == strings
+        assert len(container.run(colliding, 8)) == 8  # a few collisions are data
+"""
+
+
+@ROOTS
+def test_a_result_full_of_hash_collisions_is_refused_within_the_timeout(
+    pytester: pytest.Pytester, root: bool
+) -> None:
+    write_attack(pytester, COLLISIONS, root=root)
+    result = run_attack(pytester, "-s")
+    result.assert_outcomes(passed=2)
+
+
+# --- 25. a forged "done" frame does not keep the container alive ------------------------------
+
+FORGED_DONE = """
+    import time
+
+    import pytest
+
+    import attacks
+    from given import ROOT, TOKEN
+
+
+    @pytest.mark.isolated(root=ROOT)
+    def test_outlive_the_test():
+        attacks.outlive_the_test(TOKEN)
+
+
+    def test_next(capfd):  # on the host: nothing of the last container writes here
+        time.sleep(2)
+        print("next test's own output")
+"""
+
+
+@ROOTS
+def test_a_forged_done_frame_does_not_keep_the_container_alive(
+    pytester: pytest.Pytester, root: bool
+) -> None:
+    token = f"rootless-acceptance-{uuid.uuid4().hex}"
+    write_attack(pytester, FORGED_DONE, root=root, token=token)
+    with killed_afterwards(token):
+        result = run_attack(pytester, "-rA")
+        assert gone(token) == {}
+    result.assert_outcomes(failed=1, passed=1)
+    result.stdout.fnmatch_lines(["*next test's own output*"])
+    assert token not in result.stdout.str() + result.stderr.str()
+
+
+# --- 26. junit attribute names inject no element ----------------------------------------------
+
+JUNIT_NAMES = """
+    import pytest
+
+    from given import ROOT
+
+
+    @pytest.mark.isolated(root=ROOT)
+    def test_inject(record_xml_attribute):
+        record_xml_attribute('a="1"><injected/><x y', "v")
+
+
+    @pytest.mark.isolated(root=ROOT)
+    def test_plain(record_xml_attribute):
+        record_xml_attribute("ok-name.1", "v")
+"""
+
+
+@ROOTS
+def test_junit_attribute_names_inject_no_element(pytester: pytest.Pytester, root: bool) -> None:
+    import xml.etree.ElementTree as ET
+
+    write_attack(pytester, JUNIT_NAMES, root=root)
+    result = run_attack(pytester, "--junitxml=out.xml", "-o", "junit_family=xunit1")
+    result.assert_outcomes(passed=2, errors=1)  # the frame comes after the teardown report
+    result.stdout.fnmatch_lines(["*malformed data*not an XML name*"])
+    tree = ET.parse(pytester.path / "out.xml")  # well-formed
+    assert tree.find(".//injected") is None
+    cases = {case.get("name"): case for case in tree.iter("testcase")}
+    assert cases["test_plain"].get("ok-name.1") == "v"
+
+
+# --- 27. symlinks left in tmp_path make pytest's later cleanup touch nothing else --------------
+
+TMP_SYMLINKS = """
+    import os
+
+    import pytest
+
+    from given import ROOT, TARGET
+
+
+    @pytest.mark.isolated(root=ROOT)
+    def test_leave_symlinks(tmp_path):
+        os.symlink(TARGET, tmp_path / "link")
+        locked = tmp_path / "locked"
+        locked.mkdir()
+        os.symlink(TARGET, locked / "link")
+        os.symlink("../link", locked / "relative")
+        os.chmod(locked, 0o500)  # pytest's rm_rf fails to unlink in here, then chmods
+        assert False, "keep my tmp_path"
+"""
+
+
+@ROOTS
+def test_symlinks_left_in_tmp_path_make_the_later_cleanup_touch_nothing_else(
+    pytester: pytest.Pytester, tmp_path_factory: pytest.TempPathFactory, root: bool
+) -> None:
+    from _pytest.pathlib import rm_rf
+
+    target = tmp_path_factory.mktemp("host-only") / "private.txt"
+    target.write_text("the user's own file")
+    target.chmod(0o400)
+    write_attack(pytester, TMP_SYMLINKS, root=root, target=str(target))
+    result = run_inner(pytester, "-v")
+    result.assert_outcomes(failed=1)
+    (basetemp,) = pytester.path.glob("runpytest-*")
+    kept = basetemp / "test_leave_symlinks0"  # the test's tmp_path, kept: the test failed
+    assert [p for p in kept.rglob("*") if p.is_symlink()] == []
+    assert sorted(str(p.relative_to(kept)) for p in kept.rglob("*")) == [
+        "link",
+        "locked",
+        "locked/link",
+        "locked/relative",
+    ]
+    assert (kept / "link").read_text() == ""  # an empty file in its place
+    rm_rf(basetemp)  # as pytest removes an old basetemp in a later session
+    assert not basetemp.exists()
+    assert stat.S_IMODE(target.stat().st_mode) == 0o400

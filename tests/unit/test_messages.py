@@ -78,6 +78,7 @@ RESULT_FRAMES: list[tuple[framing.Message, Any, Any]] = [
             "module": "builtins",
             "filename": "test_a.py",
             "lineno": 3,
+            "line": "    warn()\n",
         },
         messages.checked_warning,
         {
@@ -86,6 +87,7 @@ RESULT_FRAMES: list[tuple[framing.Message, Any, Any]] = [
             "module": "builtins",
             "filename": "test_a.py",
             "lineno": 3,
+            "line": "    warn()\n",
         },
     ),
     (
@@ -213,6 +215,7 @@ def test_a_warning_is_cut_to_its_bound() -> None:
         {"message": 1},
         {"filename": None},
         {"lineno": "3"},
+        {"line": None},
         {"category": "os.system('x')"},
         {"category": "Warning; import os"},
     ],
@@ -220,6 +223,12 @@ def test_a_warning_is_cut_to_its_bound() -> None:
 def test_malformed_warnings_are_refused(change: dict[str, object]) -> None:
     with pytest.raises(ProtocolError, match="warning"):
         messages.checked_warning({**WARNING, **change})
+
+
+def test_a_warning_carries_the_line_the_container_saw() -> None:
+    """The host shows that line and never reads the file the container names."""
+    assert messages.checked_warning({**WARNING, "line": "  x = 1\n"})["line"] == "  x = 1\n"
+    assert messages.checked_warning(WARNING)["line"] == ""  # none sent: none shown
 
 
 def test_a_warning_without_a_field_is_refused() -> None:
@@ -322,3 +331,32 @@ def test_malformed_trials_are_refused(change: dict[str, object]) -> None:
     assert messages.checked_trial(TRIAL) == (True, None, None, "")
     with pytest.raises(ProtocolError, match="trial"):
         messages.checked_trial({**TRIAL, **change})
+
+
+@pytest.mark.parametrize(
+    "key",
+    ["/home/u/.bashrc", "../../x", "a/../../x", "a/..", "", "a\\..\\x", "a\0b", "x" * 5000],
+)
+def test_a_cache_key_that_could_leave_the_cache_is_refused(key: str) -> None:
+    """For every pytest: pytest 8 joins a key to its directory unchecked."""
+    with pytest.raises(ProtocolError, match="a cache key"):
+        messages.checked_cache({"kind": Result.CACHE, "values": {"ok/key": 1, key: 2}})
+
+
+@pytest.mark.parametrize("key", ["cache/lastfailed", "my-plugin/a.b/c", "name..with..dots"])
+def test_a_cache_key_inside_the_cache_is_kept(key: str) -> None:
+    assert messages.checked_cache({"kind": Result.CACHE, "values": {key: 1}}) == {key: 1}
+
+
+@pytest.mark.parametrize("name", ['a="1"><injected/><x y', "1a", "-a", "a b", "a>", "", "a\n"])
+def test_a_junit_attribute_name_must_be_an_xml_name(name: str) -> None:
+    """junitxml writes an attribute's name as it is: anything else could inject XML."""
+    message = {"kind": Result.JUNITXML, "attributes": [[name, "v"]], "properties": []}
+    with pytest.raises(ProtocolError, match="not an XML name"):
+        messages.checked_junit(message)
+
+
+@pytest.mark.parametrize("name", ["a", "ok-name.1", ":x", "_a", "é", "a·b"])
+def test_xml_names_are_kept_as_junit_attributes(name: str) -> None:
+    message = {"kind": Result.JUNITXML, "attributes": [[name, "v"]], "properties": [["1 x", "v"]]}
+    assert messages.checked_junit(message)["attributes"] == [(name, "v")]

@@ -13,12 +13,13 @@ import math
 import os
 import pathlib
 import sys
+import time
 from collections.abc import Callable
 from typing import Any, NamedTuple
 
 import pytest
 
-from pytest_rootless.protocol import framing
+from pytest_rootless.protocol import framing, values
 from pytest_rootless.protocol.errors import (
     MAX_GROUP_DEPTH,
     RemoteError,
@@ -775,3 +776,55 @@ def test_changes_diff_names_each_kind() -> None:
     before = {"/tmp/a": ["file", 0o644, 1, 10], "/tmp/b": ["dir", 0o755], "/tmp/c": ["link", "x"]}
     now = {"/tmp/a": ["file", 0o644, 2, 11], "/tmp/c": ["link", "x"], "/tmp/d": ["dir", 0o700]}
     assert diff(before, now) == {"/tmp/a": "modified", "/tmp/b": "deleted", "/tmp/d": "added"}
+
+
+# --- decoding work is bounded ---------------------------------------------------------------
+
+#: Python hashes an int modulo this prime: ints that differ by a multiple share one hash.
+HASH_MODULUS = 2**61 - 1
+
+
+def _colliding(n: int) -> list[object]:
+    return [{"$t": "int", "v": format(1 + k * HASH_MODULUS, "x")} for k in range(n)]
+
+
+@pytest.mark.parametrize("tag", ["set", "frozenset"])
+def test_a_set_of_many_colliding_hashes_is_refused_at_once(tag: str) -> None:
+    started = time.monotonic()
+    with pytest.raises(ValueError, match="elements with one hash"):
+        values.decode_value({"$t": tag, "v": _colliding(30_000)})
+    assert time.monotonic() - started < 1
+
+
+def test_a_dict_of_many_colliding_keys_is_refused_at_once() -> None:
+    pairs = [[key, 0] for key in _colliding(30_000)]
+    started = time.monotonic()
+    with pytest.raises(ValueError, match="keys with one hash"):
+        values.decode_value({"$t": "dict", "v": pairs})
+    assert time.monotonic() - started < 1
+
+
+def test_a_few_colliding_hashes_are_data() -> None:
+    n = values.MAX_SHARED_HASH
+    expected = {1 + k * HASH_MODULUS for k in range(n)}
+    assert values.decode_value({"$t": "set", "v": _colliding(n)}) == expected
+    assert values.decode_value({"$t": "set", "v": [-1, -2]}) == {-1, -2}  # one hash
+
+
+def test_decoding_stops_at_its_deadline() -> None:
+    data = [[i] for i in range(200_000)]
+    with pytest.raises(values.DecodeTimeout):
+        values.decode_value(data, deadline=time.monotonic() - 1)
+    assert values.decode_value(data, deadline=time.monotonic() + 60) == data
+
+
+def test_large_results_decode_within_their_bounds() -> None:
+    assert values.decode_value(list(range(100_000))) == list(range(100_000))
+    strings = [f"s{i}" for i in range(10_000)]
+    assert values.decode_value({"$t": "set", "v": strings}) == set(strings)
+
+
+def test_more_values_than_the_bound_are_refused(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(values, "MAX_ENTRIES", 1000)
+    with pytest.raises(ValueError, match="more than 1000 values"):
+        values.decode_value([[0] * 600, [0] * 600])

@@ -213,3 +213,25 @@ def test_an_existing_mount_point_behind_a_symlink_is_refused(tmp_path: Path) -> 
     with pytest.raises(mounts.RootfsError, match="symlink"):
         mounts._makedirs(str(tmp_path / "link" / "mnt"))
     mounts._makedirs(str(tmp_path / "real" / "mnt"))  # the same directory, directly: fine
+
+
+def test_shows_host_file_only_through_a_bind_at_the_same_place() -> None:
+    """What coverage data from a container may name (plugin.coverage): a host file the
+    container saw there, not its fresh tmpfs, its own files, or a file bound elsewhere."""
+    plan = mountplan.Plan(
+        (
+            Bind("/", "/"),
+            Tmpfs("/home/u"),
+            Bind("/home/u/project", "/home/u/project"),
+            Bind("/state/empty", "/etc/shadow", is_file=True),
+            Tmpfs("/tmp"),
+        ),
+        home="/home/u",
+    )
+    assert rootfs.shows_host_file(plan, "/usr/lib/python3/os.py")
+    assert rootfs.shows_host_file(plan, "/home/u/project/pkg/mod.py")
+    assert not rootfs.shows_host_file(plan, "/home/u/.ssh/id_ed25519")
+    assert not rootfs.shows_host_file(plan, "/etc/shadow")
+    assert not rootfs.shows_host_file(plan, "/tmp/generated.py")
+    own = mountplan.Plan((Bind("/usr", "/usr"), Tmpfs("/tmp")), home="/home/u")
+    assert not rootfs.shows_host_file(own, "/etc/passwd")  # the root's own files
