@@ -15,6 +15,7 @@ import pytest
 from ..runtime import options as optionrules
 from ..runtime.session import ContainerSession
 from . import hookspecs, host_item
+from . import landlock as landlock_tier
 from .config import (
     _INI,
     CONTAINER_MARKER,
@@ -78,6 +79,7 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     )
     parser.addini("rootless_tmpfs_size", HELP_TMPFS_SIZE, default="")
     group.addoption("--rootless-doctor", action="store_true", default=False, help=HELP_DOCTOR)
+    landlock_tier.addoption(parser, group)
     parser.addini("rootless_require", HELP_REQUIRE, type="bool", default=False)
     for name, (kind, help_text) in _INI.items():
         default: Any = {"bool": False, "linelist": []}.get(kind, "")
@@ -112,6 +114,7 @@ def pytest_configure(config: pytest.Config) -> None:
                 f"ini rootless_tmpfs_size={size!r} is invalid: accepted a size like 512M or 2G"
             ) from None
     config.stash[STATE_KEY] = state
+    landlock_tier.configure(config)
 
 
 def pytest_unconfigure(config: pytest.Config) -> None:
@@ -141,11 +144,17 @@ def pytest_collection_modifyitems(
     if not isolated or config.getoption("rootless_off"):
         return
     support = state.containers.probe()
-    if support.ok or require(config):
+    if support.ok:
+        return
+    landlocked = landlock_tier.wanted(config) and landlock_tier.assign(
+        config, isolated, support, OPTIONS_KEY, require(config)
+    )
+    if landlocked or require(config):
         return
     state.unsupported = len(isolated)
+    also = landlock_tier.unavailable(config) if landlock_tier.wanted(config) else ""
     for item in isolated:
-        item.add_marker(pytest.mark.skip(reason=f"rootless: {support.reason}"))
+        item.add_marker(pytest.mark.skip(reason=f"rootless: {support.reason}{also}"))
         del item.stash[OPTIONS_KEY]
 
 
@@ -169,6 +178,9 @@ def pytest_runtest_protocol(item: pytest.Item, nextitem: pytest.Item | None) -> 
         state.keeper.local_runs += 1
         return None
     support = state.containers.probe()
+    if not support.ok and landlock_tier.runs(item):
+        host_item.run_item(item, nextitem, options, state, runner=landlock_tier.LandlockRun)
+        return True
     if not support.ok:
         host_item.fail_without_running(
             item, f"rootless: isolation is required (--rootless-require) but {support.reason}"
@@ -197,6 +209,8 @@ def pytest_report_header(config: pytest.Config) -> list[str]:
     state = config.stash.get(STATE_KEY, None)
     if state is not None and not config.getoption("rootless_off"):
         lines.append(f"rootless: {state.containers.limits_backend().header()}")
+        if landlock_tier.wanted(config):
+            lines.append(f"rootless: {landlock_tier.header(config, state.containers.probe())}")
     for extra in config.hook.pytest_rootless_report_header(config=config):
         lines.extend(extra)
     return lines
@@ -219,6 +233,7 @@ def pytest_terminal_summary(terminalreporter: Any, exitstatus: int, config: pyte
             f"{state.unsupported} isolated test(s) skipped: {state.containers.support.reason}",
             yellow=True,
         )
+    landlock_tier.summary(terminalreporter, config)
     if state.report_writes:
         _report_writes(terminalreporter, state.writes)
 
