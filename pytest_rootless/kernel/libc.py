@@ -52,6 +52,9 @@ _SYSCALLS = {
         "fsopen": 430,
         "fsconfig": 431,
         "fsmount": 432,
+        "landlock_create_ruleset": 444,
+        "landlock_add_rule": 445,
+        "landlock_restrict_self": 446,
     },
     "aarch64": {
         "clone": 220,
@@ -63,6 +66,9 @@ _SYSCALLS = {
         "fsopen": 430,
         "fsconfig": 431,
         "fsmount": 432,
+        "landlock_create_ruleset": 444,
+        "landlock_add_rule": 445,
+        "landlock_restrict_self": 446,
     },
 }
 

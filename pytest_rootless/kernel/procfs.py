@@ -9,6 +9,7 @@ reads as empty. The parsers take the text, so they can be tried on any.
 
 from __future__ import annotations
 
+import os
 import re
 from dataclasses import dataclass
 
@@ -105,3 +106,30 @@ def parse_status_field(text: str, name: str) -> str | None:
 def status_field(name: str, root: str = "/", pid: str = "self") -> str | None:
     """One field of ``/proc/PID/status``, e.g. ``Seccomp``, ``CapEff`` or ``VmData``."""
     return parse_status_field(read(f"/proc/{pid}/status", root) or "", name)
+
+
+def parent_of(pid: str, root: str = "/") -> int | None:
+    """The parent pid of ``pid`` (field 4 of proc_pid_stat(5)); None when it is gone."""
+    try:
+        with open(in_root(root, f"/proc/{pid}/stat"), "rb") as f:
+            fields = f.read().rsplit(b")", 1)[1].split()
+    except (OSError, IndexError):
+        return None
+    return int(fields[1]) if len(fields) > 1 else None
+
+
+def descendants(pid: int, root: str = "/") -> list[int]:
+    """Every living process whose chain of parents leads to ``pid``, read from ``/proc``
+    (a process that forks meanwhile may be missed: callers repeat until none is left)."""
+    children: dict[int, list[int]] = {}
+    for name in os.listdir(in_root(root, "/proc")):
+        if name.isdigit():
+            parent = parent_of(name, root)
+            if parent is not None:
+                children.setdefault(parent, []).append(int(name))
+    found, todo = [], list(children.get(pid, ()))
+    while todo:
+        child = todo.pop()
+        found.append(child)
+        todo.extend(children.get(child, ()))
+    return found

@@ -49,6 +49,7 @@ PR_SET_PDEATHSIG = 1
 PR_SET_DUMPABLE = 4
 PR_CAPBSET_DROP = 24
 PR_SET_NO_NEW_PRIVS = 38
+PR_SET_CHILD_SUBREAPER = 36
 PR_CAP_AMBIENT = 47
 PR_CAP_AMBIENT_CLEAR_ALL = 4
 
@@ -246,6 +247,18 @@ def seccomp_filter_test_process() -> None:
     check(
         libc.prctl(PR_SET_SECCOMP, SECCOMP_MODE_FILTER, ctypes.byref(prog), 0, 0),
         f"prctl(PR_SET_SECCOMP, SECCOMP_MODE_FILTER, [{seccomp.DESCRIPTION}])",
+    )
+
+
+def seccomp_set_mode_filter(code: list[tuple[int, int, int, int]], label: str) -> None:
+    """Install any classic BPF program ``code`` (prctl(PR_SET_SECCOMP,
+    SECCOMP_MODE_FILTER)); ``label`` says what it does, for the trace and errors. The
+    caller sets PR_SET_NO_NEW_PRIVS first unless it has CAP_SYS_ADMIN."""
+    filters = (_SockFilter * len(code))(*(_SockFilter(*insn) for insn in code))
+    prog = _SockFprog(len(code), filters)
+    check(
+        libc.prctl(PR_SET_SECCOMP, SECCOMP_MODE_FILTER, ctypes.byref(prog), 0, 0),
+        f"prctl(PR_SET_SECCOMP, SECCOMP_MODE_FILTER, [{label}])",
     )
 
 

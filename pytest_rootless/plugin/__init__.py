@@ -16,6 +16,7 @@ from ..runtime import limits
 from ..runtime import options as optionrules
 from ..runtime.session import ContainerSession
 from . import hookspecs, host_item
+from . import landlock as landlock_tier
 from .config import (
     _INI,
     CONTAINER_MARKER,
@@ -84,6 +85,7 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     parser.addini("rootless_tmpfs_size", HELP_TMPFS_SIZE, default="")
     parser.addini("rootless_default_memory", HELP_DEFAULT_MEMORY, default="")
     group.addoption("--rootless-doctor", action="store_true", default=False, help=HELP_DOCTOR)
+    landlock_tier.addoption(parser, group)
     parser.addini("rootless_require", HELP_REQUIRE, type="bool", default=False)
     for name, (kind, help_text) in _INI.items():
         default: Any = {"bool": False, "linelist": []}.get(kind, "")
@@ -129,6 +131,7 @@ def pytest_configure(config: pytest.Config) -> None:
                 "4G, or none"
             ) from None
     config.stash[STATE_KEY] = state
+    landlock_tier.configure(config)
 
 
 def pytest_unconfigure(config: pytest.Config) -> None:
@@ -158,11 +161,17 @@ def pytest_collection_modifyitems(
     if not isolated or config.getoption("rootless_off"):
         return
     support = state.containers.probe()
-    if support.ok or require(config):
+    if support.ok:
+        return
+    landlocked = landlock_tier.wanted(config) and landlock_tier.assign(
+        config, isolated, support, OPTIONS_KEY, require(config)
+    )
+    if landlocked or require(config):
         return
     state.unsupported = len(isolated)
+    also = landlock_tier.unavailable(config) if landlock_tier.wanted(config) else ""
     for item in isolated:
-        item.add_marker(pytest.mark.skip(reason=f"rootless: {support.reason}"))
+        item.add_marker(pytest.mark.skip(reason=f"rootless: {support.reason}{also}"))
         del item.stash[OPTIONS_KEY]
 
 
@@ -186,6 +195,9 @@ def pytest_runtest_protocol(item: pytest.Item, nextitem: pytest.Item | None) -> 
         state.keeper.local_runs += 1
         return None
     support = state.containers.probe()
+    if not support.ok and landlock_tier.runs(item):
+        host_item.run_item(item, nextitem, options, state, runner=landlock_tier.LandlockRun)
+        return True
     if not support.ok:
         host_item.fail_without_running(
             item, f"rootless: isolation is required (--rootless-require) but {support.reason}"
@@ -215,6 +227,8 @@ def pytest_report_header(config: pytest.Config) -> list[str]:
     if state is not None and not config.getoption("rootless_off"):
         ceiling = limits.ceiling_header(state.containers.memory_ceiling)
         lines.append(f"rootless: {state.containers.limits_backend().header()}; {ceiling}")
+        if landlock_tier.wanted(config):
+            lines.append(f"rootless: {landlock_tier.header(config, state.containers.probe())}")
     for extra in config.hook.pytest_rootless_report_header(config=config):
         lines.extend(extra)
     return lines
@@ -237,6 +251,7 @@ def pytest_terminal_summary(terminalreporter: Any, exitstatus: int, config: pyte
             f"{state.unsupported} isolated test(s) skipped: {state.containers.support.reason}",
             yellow=True,
         )
+    landlock_tier.summary(terminalreporter, config)
     if state.report_writes:
         _report_writes(terminalreporter, state.writes)
 

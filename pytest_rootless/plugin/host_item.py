@@ -243,8 +243,10 @@ def run_item(
     options: Options,
     state: SessionState,
     next_options: Options | None = None,
+    runner: type[ContainerRun] = ContainerRun,
 ) -> None:
-    """pytest's runtest protocol for ``item``, with the item's own phases in a container."""
+    """pytest's runtest protocol for ``item``, with the item's own phases in a container
+    (or, ``runner``, in what stands in for one: the Landlock tier's sandbox)."""
     ihook = item.ihook
     ihook.pytest_runtest_logstart(nodeid=item.nodeid, location=item.location)
     reraise = _reraise(item)
@@ -263,7 +265,7 @@ def run_item(
     else:
         _hand_timers_to_the_container(item)
         ahead = (nextitem, next_options) if nextitem is not None and next_options else None
-        run = ContainerRun(item, options, state, received, capture.drain, setup_call.duration)
+        run = runner(item, options, state, received, capture.drain, setup_call.duration)
         run.run(ahead)
 
     if received.exit_request is not None:
