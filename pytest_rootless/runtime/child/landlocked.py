@@ -190,7 +190,7 @@ def _isolate(spec: SandboxSpec, keep: set[int]) -> None:
     if _has_capabilities():  # real root (an unprivileged user has none to drop)
         sc.cap_drop_all(spec.last_cap)
     sc.prctl(sc.PR_SET_NO_NEW_PRIVS, 1, "PR_SET_NO_NEW_PRIVS")
-    sc.seccomp_deny_terminal_injection()
+    sc.seccomp_filter_test_process()
     spec.rlimits.apply()  # before Landlock: it may write /proc/self/oom_score_adj
     confine(spec)
     _close_inherited_fds(set(spec.keep_fds) | {0, 1, 2} | keep)
