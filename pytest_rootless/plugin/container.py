@@ -17,7 +17,7 @@ from typing import Any, final
 
 import cloudpickle  # type: ignore[import-untyped]
 
-from ..protocol import errors, framing, values
+from ..protocol import decoding, errors, framing, values
 from ..protocol.messages import Call, Live
 from ..runtime import launch, limits, live, network
 from ..runtime.options import Options
@@ -82,7 +82,7 @@ class Process:
         if self._outcome is None:
             try:
                 self._outcome = (False, self._decode(deadline))
-            except values.DecodeTimeout:
+            except decoding.DecodeTimeout:
                 self._outcome = (True, DecodeTimeoutError(timeout))
             except errors.RemoteError as exc:
                 self._outcome = (True, exc)
@@ -107,7 +107,7 @@ class Process:
                         f"{values.ENCODING_VERSION}",
                     )
                 try:
-                    return values.decode_value(message.get("value"), deadline)
+                    return decoding.decode_value(message.get("value"), deadline)
                 except ValueError as exc:
                     raise errors.RemoteError("ProtocolError", str(exc)) from None
             if message["kind"] == Call.ERROR:

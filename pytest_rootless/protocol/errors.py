@@ -12,7 +12,8 @@ import builtins
 import traceback
 from typing import Final, TypeVar
 
-from .values import decode_root, encode_root
+from .decoding import decode_root
+from .values import encode_root
 from .values import type_name as name_of
 
 __all__ = ["MAX_GROUP_DEPTH", "RemoteError", "decode_exception", "encode_exception"]

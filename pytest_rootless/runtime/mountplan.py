@@ -156,7 +156,7 @@ class Plan:
 
     ops: tuple[Op, ...]
     home: str
-    #: A host directory holding the root's own files (set by :func:`.rootfs.make_skeleton`).
+    #: A host directory holding the root's own files (set by :func:`.skeleton.make_skeleton`).
     skeleton: str | None = None
     #: Size of each fresh tmpfs and of the store of the overlays' upper layers, in bytes.
     tmpfs_size: int | None = None

@@ -22,7 +22,7 @@ from typing import Any
 from ..kernel import syscalls as sc
 from ..kernel.paths import is_under
 from ..protocol import framing
-from . import launch, limits, probe, rootfs, statedir
+from . import launch, limits, probe, rootfs, skeleton, statedir
 from .mountplan import Plan
 from .options import Options
 from .spec import ContainerSpec, Payload
@@ -217,7 +217,9 @@ class ContainerSession:
                 writable=writable,
                 tmpfs_size=self.tmpfs_size,
             )
-            plan = rootfs.make_skeleton(plan, tempfile.mkdtemp(dir=self.state_dir, prefix="root-"))
+            plan = skeleton.make_skeleton(
+                plan, tempfile.mkdtemp(dir=self.state_dir, prefix="root-")
+            )
             self.plans[key] = plan
         return plan
 

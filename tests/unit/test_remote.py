@@ -19,7 +19,8 @@ from typing import Any, NamedTuple
 
 import pytest
 
-from pytest_rootless.protocol import framing, values
+from pytest_rootless.protocol import decoding, framing
+from pytest_rootless.protocol.decoding import decode_value
 from pytest_rootless.protocol.errors import (
     MAX_GROUP_DEPTH,
     RemoteError,
@@ -30,7 +31,6 @@ from pytest_rootless.protocol.values import (
     ENCODING_VERSION,
     MAX_DEPTH,
     EncodeError,
-    decode_value,
     encode_value,
 )
 
@@ -792,7 +792,7 @@ def _colliding(n: int) -> list[object]:
 def test_a_set_of_many_colliding_hashes_is_refused_at_once(tag: str) -> None:
     started = time.monotonic()
     with pytest.raises(ValueError, match="elements with one hash"):
-        values.decode_value({"$t": tag, "v": _colliding(30_000)})
+        decoding.decode_value({"$t": tag, "v": _colliding(30_000)})
     assert time.monotonic() - started < 1
 
 
@@ -800,31 +800,31 @@ def test_a_dict_of_many_colliding_keys_is_refused_at_once() -> None:
     pairs = [[key, 0] for key in _colliding(30_000)]
     started = time.monotonic()
     with pytest.raises(ValueError, match="keys with one hash"):
-        values.decode_value({"$t": "dict", "v": pairs})
+        decoding.decode_value({"$t": "dict", "v": pairs})
     assert time.monotonic() - started < 1
 
 
 def test_a_few_colliding_hashes_are_data() -> None:
-    n = values.MAX_SHARED_HASH
+    n = decoding.MAX_SHARED_HASH
     expected = {1 + k * HASH_MODULUS for k in range(n)}
-    assert values.decode_value({"$t": "set", "v": _colliding(n)}) == expected
-    assert values.decode_value({"$t": "set", "v": [-1, -2]}) == {-1, -2}  # one hash
+    assert decoding.decode_value({"$t": "set", "v": _colliding(n)}) == expected
+    assert decoding.decode_value({"$t": "set", "v": [-1, -2]}) == {-1, -2}  # one hash
 
 
 def test_decoding_stops_at_its_deadline() -> None:
     data = [[i] for i in range(200_000)]
-    with pytest.raises(values.DecodeTimeout):
-        values.decode_value(data, deadline=time.monotonic() - 1)
-    assert values.decode_value(data, deadline=time.monotonic() + 60) == data
+    with pytest.raises(decoding.DecodeTimeout):
+        decoding.decode_value(data, deadline=time.monotonic() - 1)
+    assert decoding.decode_value(data, deadline=time.monotonic() + 60) == data
 
 
 def test_large_results_decode_within_their_bounds() -> None:
-    assert values.decode_value(list(range(100_000))) == list(range(100_000))
+    assert decoding.decode_value(list(range(100_000))) == list(range(100_000))
     strings = [f"s{i}" for i in range(10_000)]
-    assert values.decode_value({"$t": "set", "v": strings}) == set(strings)
+    assert decoding.decode_value({"$t": "set", "v": strings}) == set(strings)
 
 
 def test_more_values_than_the_bound_are_refused(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(values, "MAX_ENTRIES", 1000)
+    monkeypatch.setattr(decoding, "MAX_ENTRIES", 1000)
     with pytest.raises(ValueError, match="more than 1000 values"):
-        values.decode_value([[0] * 600, [0] * 600])
+        decoding.decode_value([[0] * 600, [0] * 600])

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from pytest_rootless.runtime import mountplan, rootfs
+from pytest_rootless.runtime import mountplan, rootfs, skeleton
 from pytest_rootless.runtime.child import mounts
 from pytest_rootless.runtime.mountplan import Bind, Dir, File, Proc, ReadOnlyCover, Symlink, Tmpfs
 
@@ -104,7 +104,7 @@ def test_host_root_binds_everything_read_only(tmp_path: Path) -> None:
 
 
 def test_prepare_writes_the_skeleton_once(tmp_path: Path) -> None:
-    p = rootfs.make_skeleton(plan(), str(tmp_path / "skel"))
+    p = skeleton.make_skeleton(plan(), str(tmp_path / "skel"))
     skel = tmp_path / "skel"
     assert (skel / "etc/hostname").read_text() == "sandbox\n"
     assert (skel / "dev/null").is_file()  # mount point for the host's node
@@ -124,8 +124,8 @@ def test_apply_order_with_the_recording_fake(
     kernel = FakeKernel()
     monkeypatch.setattr(mounts, "mnt", kernel)
     monkeypatch.chdir(tmp_path)
-    skeleton = str(tmp_path / "skel")
-    p = rootfs.make_skeleton(
+    skel = str(tmp_path / "skel")
+    p = skeleton.make_skeleton(
         mountplan.Plan(
             (
                 Bind("/usr", "/usr"),
@@ -138,18 +138,18 @@ def test_apply_order_with_the_recording_fake(
             ),
             home="/home/x",
         ),
-        skeleton,
+        skel,
     )
     # The fake mounts nothing: build on the skeleton itself, stand in for the fresh proc.
-    base = skeleton
-    os.makedirs(skeleton + "/proc/sys")
+    base = skel
+    os.makedirs(skel + "/proc/sys")
     mounts.apply(p, base=base)
     names = kernel.names()
     # propagation first, sources pinned before the new root covers them
     assert kernel.calls[0][:3] == ("mount", "None", "/")
     first_mount = names.index("mount", 1)
     assert all(n == "open_path" for n in names[1:first_mount])
-    assert kernel.calls[first_mount][1:3] == (skeleton, base)  # the skeleton is the root
+    assert kernel.calls[first_mount][1:3] == (skel, base)  # the skel is the root
     # each read-only bind is followed by a recursive read-only mount_setattr
     usr = kernel.calls.index(("mount", "/usr", base + "/usr", "None", "20480"))
     assert kernel.calls[usr + 1] == ("mount_setattr", base + "/usr", "1", "True")
@@ -166,7 +166,7 @@ def test_apply_order_with_the_recording_fake(
     assert kernel.calls[-3] == ("mount_setattr", base, "1", "False")
     assert kernel.calls[-2] == ("pivot_root", ".", ".")
     assert kernel.calls[-1] == ("umount2", ".", "2")
-    assert os.readlink(skeleton + "/bin") == "usr/bin"
+    assert os.readlink(skel + "/bin") == "usr/bin"
 
 
 def test_a_symlink_never_redirects_a_mount_point(tmp_path: Path) -> None:
@@ -174,7 +174,7 @@ def test_a_symlink_never_redirects_a_mount_point(tmp_path: Path) -> None:
     escape.mkdir()
     p = mountplan.Plan((Symlink("/lib", str(escape)), Dir("/lib/evil")), home="/h")
     with pytest.raises(mounts.RootfsError, match="symlink"):
-        rootfs.make_skeleton(p, str(tmp_path / "skel"))
+        skeleton.make_skeleton(p, str(tmp_path / "skel"))
     assert not (escape / "evil").exists()
 
 

@@ -3,7 +3,7 @@
 1. make every mount private (``MS_REC|MS_PRIVATE`` on ``/``), so nothing we mount leaks
    to the host and host mounts made later do not leak in (mount_namespaces(7));
 2. pin every bind source with an ``O_PATH`` fd, then bind the plan's skeleton (see
-   :func:`pytest_rootless.runtime.rootfs.make_skeleton`) on ``/tmp`` as the new root (the
+   :func:`pytest_rootless.runtime.skeleton.make_skeleton`) on ``/tmp`` as the new root (the
    fds keep reachable the sources it covers);
 3. apply the operations, parents before children; each read-only bind is made read-only
    with ``mount_setattr(AT_RECURSIVE, MOUNT_ATTR_RDONLY)`` because ``MS_RDONLY`` in the bind
@@ -179,7 +179,7 @@ def apply(
 
 def _image_root(image: str, lowers: list[int], base: str, store: Store) -> None:
     """The root of an image directory: an overlay of the skeleton (the mount points and
-    /etc files the container adds, see rootfs.make_skeleton) over the image; its upper
+    /etc files the container adds, see skeleton.make_skeleton) over the image; its upper
     layer (in the store, not a layer of :func:`changes`) takes what is left to create;
     it is made read-only with the rest of the root."""
     mode = stat.S_IMODE(os.fstat(lowers[-1]).st_mode) | 0o700
