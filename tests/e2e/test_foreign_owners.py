@@ -174,3 +174,33 @@ def test_writable_over_files_of_foreign_owners(pytester: pytest.Pytester, foreig
     result = pytester.runpytest_subprocess("-p", "rootless", "-p", "no:cacheprovider")
     result.assert_outcomes(passed=2)
     assert snapshot(foreign) == before
+
+
+def test_writable_dot_over_a_project_of_foreign_owners(
+    pytester: pytest.Pytester, foreign: Path
+) -> None:
+    """The same, as a project: pytest's rootdir is the tree, and ``writable=["."]``."""
+    pytester.makepyfile(
+        f"""
+        import os
+        import pytest
+
+        @pytest.mark.isolated(writable=["."])
+        def test_isolated():
+            project = {str(foreign)!r}
+            with open(os.path.join(project, "foreign-group.txt"), "a") as f:
+                f.write("more\\n")
+            with open(os.path.join(project, "world.txt"), "a") as f:
+                f.write("more\\n")
+            with open(os.path.join(project, "world", "new.txt"), "w") as f:
+                f.write("new\\n")
+            with open(os.path.join(project, "created.txt"), "w") as f:
+                f.write("created\\n")
+        """
+    )
+    before = snapshot(foreign)
+    result = pytester.runpytest_subprocess(
+        "-p", "rootless", "-p", "no:cacheprovider", f"--rootdir={foreign}"
+    )
+    result.assert_outcomes(passed=1)
+    assert snapshot(foreign) == before
