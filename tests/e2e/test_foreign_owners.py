@@ -11,12 +11,12 @@ as an image."""
 from __future__ import annotations
 
 import os
-import shutil
 import stat
-import subprocess
 from pathlib import Path
 
 import pytest
+
+from .tinyroot import make_tiny_root
 
 AS_ROOT = os.geteuid() == 0
 #: Ids no container of the test's user maps (run as root).
@@ -40,16 +40,7 @@ def image(tmp_path_factory: pytest.TempPathFactory) -> Path:
     if not AS_ROOT:
         return Path("/usr")
     root = tmp_path_factory.mktemp("image") / "rootfs"
-    (root / "etc").mkdir(parents=True)
-    (root / "bin").mkdir()
-    shutil.copy2("/bin/sh", root / "bin" / "sh")
-    libraries = subprocess.run(["ldd", "/bin/sh"], capture_output=True, text=True).stdout
-    for word in libraries.split():
-        if word.startswith("/"):
-            target = root / word.lstrip("/")
-            target.parent.mkdir(parents=True, exist_ok=True)
-            shutil.copy2(word, target)
-    (root / "etc" / "resolv.conf").symlink_to("../run/resolvconf/resolv.conf")
+    make_tiny_root(root)
     for path in [root, *root.rglob("*")]:
         os.lchown(path, OTHER_UID, OTHER_GID)
         if not path.is_symlink():

@@ -5,11 +5,11 @@ the project mounted in read-only, and /etc/hosts, hostname and resolv.conf provi
 from __future__ import annotations
 
 import os
-import shutil
-import subprocess
 from pathlib import Path
 
 import pytest
+
+from .tinyroot import make_tiny_root
 
 
 @pytest.fixture
@@ -18,17 +18,8 @@ def root(tmp_path_factory: pytest.TempPathFactory) -> Path:
     symlinks an image has (resolv.conf pointing into /run). Outside the test's project,
     so that pytest does not collect in it."""
     root = tmp_path_factory.mktemp("image") / "rootfs"
-    (root / "etc").mkdir(parents=True)
-    (root / "bin").mkdir()
-    shutil.copy2("/bin/sh", root / "bin" / "sh")
-    libraries = subprocess.run(["ldd", "/bin/sh"], capture_output=True, text=True).stdout
-    for word in libraries.split():
-        if word.startswith("/"):
-            target = root / word.lstrip("/")
-            target.parent.mkdir(parents=True, exist_ok=True)
-            shutil.copy2(word, target)
+    make_tiny_root(root)
     (root / "etc" / "os-release").write_text("ID=tiny\n")
-    (root / "etc" / "resolv.conf").symlink_to("../run/resolvconf/resolv.conf")
     return root
 
 

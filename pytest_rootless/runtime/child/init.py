@@ -17,7 +17,6 @@ import select
 import signal
 import socket
 import sys
-import time
 from typing import NoReturn
 
 from ...kernel import libc
@@ -30,11 +29,7 @@ from ..spec import ContainerSpec, Payload, StartTest, TestHandover
 from . import changes, hoststate, mounts
 from . import holder as network_side
 from .leave import EXIT_SETUP_FAILED, _parent_gone, run_then_exit
-
-#: faulthandler dumps every thread's stack on this signal (sent by init on timeout).
-DUMP_SIGNAL = signal.SIGRTMAX - 1
-#: How long init waits for the stack dump after a timeout before it ends the container.
-DUMP_GRACE = 0.3
+from .timeout import DUMP_SIGNAL, TestTimeout, status_fields
 
 
 def container_main(
@@ -251,7 +246,7 @@ def _reap_children(running: dict[int, int]) -> list[framing.Message]:
             return reports
         ident = running.pop(pid, None)
         if ident is not None:
-            reports.append({"kind": Live.EXITED, "id": ident, **_status_fields(wait_status)})
+            reports.append({"kind": Live.EXITED, "id": ident, **status_fields(wait_status)})
 
 
 def _call_process(spec: ContainerSpec, channel_fd: int, payload: Payload) -> NoReturn:
@@ -280,33 +275,9 @@ def _changes_process(store: mounts.Store | None, channel_fd: int) -> NoReturn:
     run_then_exit("changes", channel_fd, report)
 
 
-def _status_fields(wait_status: int) -> dict[str, int]:
-    """A child's end as the engines report it: its exit code, or 128+signal (bubblewrap,
-    nsjail and Bazel do the same) with the signal named apart."""
-    if os.WIFSIGNALED(wait_status):
-        signum = os.WTERMSIG(wait_status)
-        return {"signal": signum, "status": 128 + signum}
-    return {"status": os.waitstatus_to_exitcode(wait_status)}
-
-
 def _reap(spec: ContainerSpec, result_fd: int, test_pid: int, store: mounts.Store | None) -> int:
     """PID 1: reap every child (orphans re-parent to us) until the test process ends."""
-    timed_out = False
-
-    if spec.timeout is not None:
-
-        def on_alarm(signum: int, frame: object) -> None:
-            nonlocal timed_out
-            timed_out = True
-            try:
-                os.kill(test_pid, DUMP_SIGNAL)  # faulthandler in the test dumps all stacks
-            except ProcessLookupError:
-                return
-            time.sleep(DUMP_GRACE)
-            os.kill(test_pid, signal.SIGKILL)
-
-        signal.signal(signal.SIGALRM, on_alarm)
-        signal.setitimer(signal.ITIMER_REAL, spec.timeout)
+    timeout = TestTimeout(test_pid, spec.timeout)
 
     while True:
         try:
@@ -320,7 +291,7 @@ def _reap(spec: ContainerSpec, result_fd: int, test_pid: int, store: mounts.Stor
     if spec.report_writes:
         framing.send(result_fd, {"kind": Result.WRITES, "changes": _writes(store)})
     framing.send(
-        result_fd, {"kind": Result.EXIT, "timed_out": timed_out, **_status_fields(wait_status)}
+        result_fd, {"kind": Result.EXIT, "timed_out": timeout.expired, **status_fields(wait_status)}
     )
     return 0  # our exit ends every process left in the namespace
 

@@ -23,7 +23,6 @@ import faulthandler
 import os
 import signal
 import tempfile
-import time
 from dataclasses import dataclass, field
 from typing import NoReturn
 
@@ -33,8 +32,9 @@ from ...protocol import framing
 from ...protocol.messages import Result
 from ..limits import ProcessLimits
 from ..spec import Payload
-from .init import DUMP_GRACE, DUMP_SIGNAL, _close_inherited_fds, _status_fields
+from .init import _close_inherited_fds
 from .leave import EXIT_SETUP_FAILED, _parent_gone, run_then_exit
+from .timeout import DUMP_SIGNAL, TestTimeout, status_fields
 
 #: Device files a test may open for writing (and truncate: ``> /dev/null`` in a shell).
 WRITABLE_DEVICES = ("/dev/null", "/dev/zero", "/dev/full", "/dev/tty", "/dev/ptmx")
@@ -125,21 +125,7 @@ def _keeper(spec: SandboxSpec, result_fd: int, crash_fd: int, payload: Payload) 
 def _reap(spec: SandboxSpec, result_fd: int, test_pid: int) -> None:
     """Reap every child (orphans re-parent to the keeper) until the test process ends,
     ending it on its timeout after a stack dump, as a container's init does."""
-    timed_out = False
-    if spec.timeout is not None:
-
-        def on_alarm(signum: int, frame: object) -> None:
-            nonlocal timed_out
-            timed_out = True
-            try:
-                os.kill(test_pid, DUMP_SIGNAL)
-            except ProcessLookupError:
-                return
-            time.sleep(DUMP_GRACE)
-            os.kill(test_pid, signal.SIGKILL)
-
-        signal.signal(signal.SIGALRM, on_alarm)
-        signal.setitimer(signal.ITIMER_REAL, spec.timeout)
+    timeout = TestTimeout(test_pid, spec.timeout)
     while True:
         pid, wait_status = os.waitpid(-1, 0)
         if pid == test_pid:
@@ -147,7 +133,7 @@ def _reap(spec: SandboxSpec, result_fd: int, test_pid: int) -> None:
     if spec.timeout is not None:
         signal.setitimer(signal.ITIMER_REAL, 0)
     framing.send(
-        result_fd, {"kind": Result.EXIT, "timed_out": timed_out, **_status_fields(wait_status)}
+        result_fd, {"kind": Result.EXIT, "timed_out": timeout.expired, **status_fields(wait_status)}
     )
 
 

@@ -26,8 +26,9 @@ from ...protocol import framing
 from ...protocol.messages import Prepared, Result, Zygote
 from ..spec import CLONE_FLAGS, ContainerSpec, PayloadFromJob, TestHandover, spec_from_data
 from . import hoststate
-from .init import _close_inherited_fds, _init, _status_fields
+from .init import _close_inherited_fds, _init
 from .leave import EXIT_SETUP_FAILED, _parent_gone, run_then_exit
+from .timeout import status_fields
 
 
 def zygote_main(control_fd: int, keep_fds: frozenset[int], job_payload: PayloadFromJob) -> NoReturn:
@@ -254,7 +255,7 @@ def _reap_inits(started: dict[int, int]) -> None:
         fd = started.pop(pid, None)
         if fd is not None:
             try:
-                framing.send(fd, {"kind": Result.INIT_EXIT, **_status_fields(wait_status)})
+                framing.send(fd, {"kind": Result.INIT_EXIT, **status_fields(wait_status)})
             except OSError:
                 pass  # the host stopped reading: the test was done
             os.close(fd)
