@@ -421,12 +421,19 @@ def test_failing_property(n):
 """
 
 
-def test_hypothesis_works_in_a_read_only_project(pytester: pytest.Pytester) -> None:
+def test_hypothesis_works_in_a_read_only_project(
+    pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """hypothesis's example database ``.hypothesis/`` lies in the project, read-only
     inside: isolated tests get a throwaway copy-on-write view of it, so hypothesis does
     not warn (``filterwarnings = error`` would fail every hypothesis test), and the
     host's database is left as it was."""
     pytest.importorskip("hypothesis", reason="hypothesis is in the test extra")
+    # On a CI machine hypothesis keeps no database (its "ci" profile): the inner runs
+    # are a developer's, where it does.
+    settings_module = pytest.importorskip("hypothesis._settings")
+    for key in getattr(settings_module, "_CI_VARS", {"CI": None}):
+        monkeypatch.delenv(key, raising=False)
     pytester.makeini("[pytest]\nfilterwarnings = error\n")
     pytester.makepyfile(HYPOTHESIS_TESTS)
     for fresh in (True, False):  # no .hypothesis yet, then one a plain run filled
