@@ -16,7 +16,9 @@ on the way to an entry come too, with their write bits kept only where the user 
 write them plainly, so the copy grants nothing the plain run would not.
 
 What the test then sees of such an entry is the user as its owner and group, instead of
-the overflow ids (``nobody``). A file of the user's whose group is foreign is copied
+the overflow ids (``nobody``): in its own view it may change their modes (as for the top
+directory of every writable path, which is the upper layer's, the user's); whatever it
+does there stays in the container. A file of the user's whose group is foreign is copied
 only if the user may write it; an entry the user may not change plainly stays as it is,
 and stays unwritable, as it would be. A writable file the user cannot read cannot be
 copied: that is an error before the test runs, naming the file, its owner and group.
@@ -59,8 +61,9 @@ def make_fixups(source: str, directory: str) -> bool:
         return False
     # Modes and times last, deepest first: a directory's own may forbid what made it.
     for target, (mode, real) in sorted(modes.items(), key=lambda kv: -kv[0].count("/")):
+        st = os.lstat(real)
         os.chmod(target, mode)
-        shutil.copystat(real, target, follow_symlinks=False)
+        os.utime(target, ns=(st.st_atime_ns, st.st_mtime_ns))
     return True
 
 
@@ -86,7 +89,11 @@ def _copy(
         modes[target] = (stat.S_IMODE(st.st_mode), path)
         return
     try:
-        shutil.copy2(path, target, follow_symlinks=False)
+        # Content, mode and times; never xattrs (a user.overlay.* one would speak to the
+        # overlay the copy becomes a layer of).
+        shutil.copyfile(path, target, follow_symlinks=False)
+        os.chmod(target, stat.S_IMODE(st.st_mode))
+        os.utime(target, ns=(st.st_atime_ns, st.st_mtime_ns))
     except PermissionError:
         raise FixupError(
             errno.EACCES,

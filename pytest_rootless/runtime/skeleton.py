@@ -102,16 +102,23 @@ def _with_fixups(op: Op, ops: Sequence[Op], image: str | None, skeleton: str) ->
         return op  # a fresh tmpfs, or the skeleton: the user's own already
     if not os.path.isdir(source):
         return op
-    fixups = f"{skeleton}.fixups{op.target.replace('/', '-')}"
-    os.makedirs(fixups, 0o700)
-    try:
-        made = make_fixups(source, fixups)
-    except BaseException:
-        shutil.rmtree(fixups, ignore_errors=True)
-        raise
-    if not made:
-        os.rmdir(fixups)
+    # One layer per source a session: in the session's state directory, beside the
+    # skeletons; ".none" remembers that a source needed none.
+    fixups = os.path.join(os.path.dirname(skeleton), "fixups" + source.replace("/", "-"))
+    if os.path.exists(fixups + ".none"):
         return op
+    if not os.path.isdir(fixups):
+        os.makedirs(fixups + ".new", 0o700)
+        try:
+            made = make_fixups(source, fixups + ".new")
+        except BaseException:
+            shutil.rmtree(fixups + ".new", ignore_errors=True)
+            raise
+        if not made:
+            os.rmdir(fixups + ".new")
+            open(fixups + ".none", "wb").close()
+            return op
+        os.rename(fixups + ".new", fixups)
     return dataclasses.replace(op, fixups=fixups)
 
 

@@ -79,3 +79,37 @@ def _check_unreadable(top: Path) -> None:
         finally:
             os._exit(code)
     assert os.waitstatus_to_exitcode(os.waitpid(pid, 0)[1]) == 0
+
+
+@needs_root
+def test_a_directory_the_user_may_not_write_stays_unwritable(tmp_path: Path) -> None:
+    """Another's read-only directory holding a file the user may write: the file is
+    copied, the directory on the way keeps its mode without write bits."""
+    top = Path(tempfile.mkdtemp(prefix="rootless-fixups-"))
+    top.chmod(0o755)
+    try:
+        src, fix = top / "src", top / "fix"
+        (src / "locked").mkdir(parents=True)
+        (src / "locked" / "w.txt").write_text("w")
+        (src / "locked" / "w.txt").chmod(0o666)
+        os.chown(src / "locked" / "w.txt", OTHER, OTHER)
+        os.chown(src / "locked", OTHER, OTHER)
+        (src / "locked").chmod(0o755)
+        fix.mkdir()
+        os.chown(fix, OTHER + 1, OTHER + 1)
+        pid = os.fork()
+        if pid == 0:  # a user who may write w.txt, not create entries in locked/
+            code = 1
+            try:
+                os.setgid(OTHER + 1)
+                os.setuid(OTHER + 1)
+                make_fixups(str(src), str(fix))
+                code = 0
+            finally:
+                os._exit(code)
+        assert os.waitstatus_to_exitcode(os.waitpid(pid, 0)[1]) == 0
+        assert (fix / "locked" / "w.txt").read_text() == "w"
+        assert stat.S_IMODE((fix / "locked").stat().st_mode) == 0o555
+        assert stat.S_IMODE((fix / "locked" / "w.txt").stat().st_mode) == 0o666
+    finally:
+        shutil.rmtree(top)
