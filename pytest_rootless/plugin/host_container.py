@@ -173,7 +173,7 @@ class ContainerRun:
         try:
             spec = state.spec(options, item, rw_binds=(tmp.path,) if tmp else (), cgroups=cgroups)
         except OSError as exc:  # what the host prepares for it (its root's plan)
-            self._fail_setup(f"rootless: the container could not be built: {exc.strerror or exc}")
+            self._not_started(cgroups, tmp, f"could not be built: {exc.strerror or exc}")
             return
         self.plan = spec.plan
         _forwarding()  # made here, once, rather than in every test process
@@ -182,10 +182,23 @@ class ContainerRun:
             libc.set_tracing(True)
         try:
             outcome = self._launch(spec, tmp, cgroups, ahead)
+        except OSError as exc:  # no process for it now (fork: EAGAIN, ENOMEM)
+            self._not_started(cgroups, tmp, f"could not be started: {exc.strerror or exc}")
+            return
         finally:
             if tracing:
                 libc.set_tracing(False)
         self._finish(outcome, cgroups, tmp, started)
+
+    def _not_started(
+        self, cgroups: limits_mod.Cgroups | None, tmp: TmpPath | None, why: str
+    ) -> None:
+        """The container never ran: what was made for it goes, the test errors in setup."""
+        if cgroups is not None:
+            self.state.containers.remove_cgroups(cgroups)
+        if tmp is not None:
+            tmp.tidy_unused()
+        self._fail_setup(f"rootless: the container {why}")
 
     def _fail_setup(self, text: str) -> None:
         report = _failure_report(self.item, "setup", text, [], 0.0)

@@ -189,7 +189,9 @@ class LandlockRun(ContainerRun):
             spec = self._spec(scratch, tmp.path if tmp else None, cgroups, ack_r)
             _forwarding()
             notes = _limit_notes(options, state.containers.limits_backend())
-            payload = functools.partial(_container_protocol, item, tmp, notes, ack_r)
+            payload = functools.partial(
+                _container_protocol, item, tmp, notes, ack_r, ceiling=self.ceiling()
+            )
             crash = state.containers.crash_channel()
             outcome = sandbox.run(spec, payload, self.on_message, crash)
         finally:
@@ -202,6 +204,10 @@ class LandlockRun(ContainerRun):
             if cgroups is not None:
                 state.containers.remove_cgroups(cgroups)
 
+    def ceiling(self) -> int | None:
+        """The default memory ceiling, where the test sets no memory limit of its own."""
+        return self.state.containers.memory_ceiling if self.options.memory is None else None
+
     def _spec(
         self,
         scratch: sandbox.Scratch,
@@ -211,6 +217,7 @@ class LandlockRun(ContainerRun):
     ) -> SandboxSpec:
         options, containers = self.options, self.state.containers
         limited = options.memory or options.pids or options.cpu
+        ceiling = self.ceiling()
         landlock = self.item.config.stash[TIER_KEY].landlock()
         assert landlock.abi is not None  # assigned only where the tier runs
         return SandboxSpec(
@@ -219,6 +226,7 @@ class LandlockRun(ContainerRun):
             tmpdir=scratch.tmpdir,
             abi=landlock.abi,
             env=options.env,
+            env_allow=options.env_allow,
             cwd=os.getcwd(),
             timeout=options.timeout,
             keep_fds=containers.keep() | {ack_r},
@@ -226,8 +234,8 @@ class LandlockRun(ContainerRun):
             trace=containers.trace and self.writer is not None,
             cgroups=cgroups.procs_files if cgroups is not None else (),
             rlimits=(
-                limits_mod.ProcessLimits.of(containers.limits_backend(), options)
+                limits_mod.ProcessLimits.of(containers.limits_backend(), options, ceiling)
                 if limited
-                else limits_mod.ProcessLimits()
+                else limits_mod.ProcessLimits(data_growth=ceiling)
             ),
         )

@@ -203,6 +203,33 @@ def test_the_ini_value_turns_it_on(pytester: pytest.Pytester, host: dict[str, st
     result.stdout.fnmatch_lines(["rootless: isolation: landlock ABI *"])
 
 
+def test_env_allow_and_the_memory_ceiling_hold_in_the_tier(
+    pytester: pytest.Pytester, host: dict[str, str]
+) -> None:
+    """The tier filters the environment as a container does, and sets the default memory
+    ceiling (RLIMIT_DATA) where the test sets no memory limit."""
+    pytester.makeini("[pytest]\nrootless_fallback = landlock\nrootless_default_memory = 3G\n")
+    pytester.makepyfile(
+        """
+        import os, resource, pytest
+
+        @pytest.mark.isolated(env_allow=["KEEP_*"])
+        def test_only_the_listed_variables():
+            assert os.environ.get("KEEP_ME") == "yes"
+            assert "DROP_ME" not in os.environ
+            assert "PATH" not in os.environ
+
+        @pytest.mark.isolated
+        def test_the_ceiling():
+            soft, hard = resource.getrlimit(resource.RLIMIT_DATA)
+            # how much the process may grow, over what it held when the limit was set
+            assert soft == hard and 3 << 30 <= soft < 4 << 30
+        """
+    )
+    result = run_refused(pytester, {**host, "KEEP_ME": "yes", "DROP_ME": "no"})
+    result.assert_outcomes(passed=2)
+
+
 @pytest.mark.parametrize(
     ("args", "ini", "where"),
     [

@@ -16,11 +16,14 @@ lists what differs on purpose).
 
 from __future__ import annotations
 
+import fnmatch
 import os
 import signal
 import sys
 import tempfile
 from typing import Any
+
+from ..options import ENV_ALWAYS
 
 #: pytest's Python-level signal handlers, saved in the first process after its fork.
 _SAVED: dict[int, Any] | None = None
@@ -64,3 +67,15 @@ def _uname_again() -> None:
     if platform is not None and getattr(platform, "_uname_cache", None) is not None:
         vars(platform)["_uname_cache"] = None  # (mypy knows no such attribute)
         platform.uname()
+
+
+def allow_environ(env_allow: tuple[str, ...] | None) -> None:
+    """Keep only the variables ``env_allow`` lists (names or globs), and ENV_ALWAYS
+    (ours, set again after this); None keeps them all."""
+    if env_allow is None:
+        return
+    for name in list(os.environ):
+        if name not in ENV_ALWAYS and not any(
+            fnmatch.fnmatchcase(name, pattern) for pattern in env_allow
+        ):
+            del os.environ[name]

@@ -11,7 +11,6 @@ fixture) serves requests instead: each starts a **call process**.
 from __future__ import annotations
 
 import faulthandler
-import fnmatch
 import os
 import select
 import signal
@@ -24,7 +23,6 @@ from ...kernel import syscalls as sc
 from ...kernel.syscalls import CloneFlag as NS
 from ...protocol import framing
 from ...protocol.messages import Call, Live, Result
-from ..options import ENV_ALWAYS
 from ..spec import ContainerSpec, Payload, StartTest, TestHandover
 from . import changes, hoststate, mounts
 from . import holder as network_side
@@ -328,12 +326,7 @@ def _isolate(spec: ContainerSpec, keep: set[int]) -> None:
     _close_inherited_fds(set(spec.keep_fds) | {0, 1, 2} | keep)
 
     # === ENVIRONMENT ===
-    if spec.env_allow is not None:  # only what the user listed (and ours, set below)
-        for name in list(os.environ):
-            if name not in ENV_ALWAYS and not any(
-                fnmatch.fnmatchcase(name, pattern) for pattern in spec.env_allow
-            ):
-                del os.environ[name]
+    hoststate.allow_environ(spec.env_allow)  # only what the user listed (and ours, below)
     os.environ.update(dict(spec.env))
     os.environ["HOME"] = spec.plan.home
     # Temporary roots chosen on the host may be missing or read-only in here: fall back

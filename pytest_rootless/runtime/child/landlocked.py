@@ -32,6 +32,7 @@ from ...protocol import framing
 from ...protocol.messages import Result
 from ..limits import ProcessLimits
 from ..spec import Payload
+from . import hoststate
 from .init import _close_inherited_fds
 from .leave import EXIT_SETUP_FAILED, _parent_gone, run_then_exit
 from .timeout import DUMP_SIGNAL, TestTimeout, status_fields
@@ -56,6 +57,8 @@ class SandboxSpec:
     tmpdir: str
     abi: int
     env: tuple[tuple[str, str], ...]
+    #: Host variables that pass in (names or globs); None: all (see options.env_allow).
+    env_allow: tuple[str, ...] | None
     cwd: str
     timeout: float | None
     keep_fds: frozenset[int]
@@ -180,6 +183,7 @@ def _isolate(spec: SandboxSpec, keep: set[int]) -> None:
     spec.rlimits.apply()  # before Landlock: it may write /proc/self/oom_score_adj
     confine(spec)
     _close_inherited_fds(set(spec.keep_fds) | {0, 1, 2} | keep)
+    hoststate.allow_environ(spec.env_allow)  # only what the user listed (and ours, below)
     os.environ.update(dict(spec.env))
     os.environ["HOME"] = spec.home
     for name in ("TMPDIR", "PYTEST_DEBUG_TEMPROOT"):
