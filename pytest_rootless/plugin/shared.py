@@ -4,6 +4,7 @@ the test's ``tmp_path`` made on the host, and finding pytest's junitxml plugin."
 from __future__ import annotations
 
 import os
+import shutil
 import stat
 from dataclasses import dataclass
 from typing import Any, Literal
@@ -78,18 +79,25 @@ def replace_symlinks(top: str) -> None:
     (``_pytest.pathlib.on_rm_rf_error``), that is, a symlink's target on the host.
     Walked through directory fds, never following a link; a directory the test made
     unreadable or read-only is given back u+rwx where that is needed to get in or to
-    replace a link."""
+    replace a link. Directories deeper than MAX_SYMLINK_DEPTH are removed whole (where
+    shutil.rmtree can: not a tree nearly 1000 levels deep, which pytest's own cleanup
+    cannot remove either)."""
     try:
         fd = os.open(top, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW)
     except OSError:
         return
     try:
-        _replace_symlinks_in(fd)
+        _replace_symlinks_in(fd, 0)
     finally:
         os.close(fd)
 
 
-def _replace_symlinks_in(dirfd: int) -> None:
+#: Levels walked (one open fd each); deeper directories are removed whole (through fds,
+#: never following a link), so that no tree a test made can exhaust the fds or the stack.
+MAX_SYMLINK_DEPTH = 128
+
+
+def _replace_symlinks_in(dirfd: int, depth: int) -> None:
     try:
         entries = [(e.name, e.stat(follow_symlinks=False).st_mode) for e in os.scandir(dirfd)]
     except OSError:
@@ -98,10 +106,15 @@ def _replace_symlinks_in(dirfd: int) -> None:
         try:
             if stat.S_ISLNK(mode):
                 _replace_symlink(name, dirfd)
+            elif stat.S_ISDIR(mode) and depth >= MAX_SYMLINK_DEPTH:
+                try:
+                    shutil.rmtree(name, dir_fd=dirfd)
+                except RecursionError:  # deeper than rmtree goes (as pytest's own cleanup)
+                    continue
             elif stat.S_ISDIR(mode):
                 fd = _open_directory(name, dirfd)
                 try:
-                    _replace_symlinks_in(fd)
+                    _replace_symlinks_in(fd, depth + 1)
                 finally:
                     os.close(fd)
         except OSError:
