@@ -124,8 +124,12 @@ class LiveInit:
             raise ContainerError(f"the container is gone: {exc}") from None
         finally:
             process_end.close()
-        host_end.sendall(job)
-        host_end.shutdown(socket.SHUT_WR)
+        try:
+            if job:  # the changes reader reads nothing, and may be done already
+                host_end.sendall(job)
+            host_end.shutdown(socket.SHUT_WR)
+        except (BrokenPipeError, ConnectionResetError):
+            pass  # the process is gone already: its frames and its end say how
         return ident, host_end
 
     def kill(self, ident: int) -> None:
