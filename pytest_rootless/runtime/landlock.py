@@ -47,12 +47,21 @@ class Tier:
 
     def missing(self) -> list[str]:
         """The guarantees of the tier this kernel's ABI lacks."""
-        if self.abi is None or self.abi >= landlock.SCOPE_ABI:
+        if self.abi is None:
             return []
-        return [
-            "signal scoping (the test can signal your other processes)",
-            "abstract unix socket scoping (the test can connect to the host's abstract sockets)",
-        ]
+        lacks = []
+        if self.abi < 2:  # LANDLOCK_ACCESS_FS_REFER came with ABI 2 (Linux 5.19)
+            lacks.append(
+                "moving or linking files between directories (no REFER right: EXDEV, "
+                "even inside tmp_path)"
+            )
+        if self.abi < landlock.SCOPE_ABI:
+            lacks += [
+                "signal scoping (the test can signal your other processes)",
+                "abstract unix socket scoping (the test can connect to the host's abstract "
+                "sockets)",
+            ]
+        return lacks
 
     def describe(self, cause: str) -> str:
         """The header's line: the tier in force, why, and what it lacks."""

@@ -34,6 +34,8 @@ def test_the_header_names_what_an_old_abi_lacks() -> None:
     assert "MISSING with Landlock ABI 5 (needs 6, Linux 6.12): signal scoping" in line
     assert "abstract unix socket scoping" in line
     assert "MISSING" not in Tier(6).describe("x")
+    assert "REFER" not in line
+    assert "no REFER right: EXDEV, even inside tmp_path" in Tier(1).describe("x")
 
 
 def test_unavailable_landlock_says_why() -> None:
