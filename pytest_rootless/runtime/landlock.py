@@ -6,7 +6,6 @@ container's (:func:`.launch._collect`). What runs after the fork is in
 
 from __future__ import annotations
 
-import gc
 import os
 import shutil
 import signal
@@ -134,22 +133,9 @@ def run(
     """Fork the keeper, follow what the test sends (``on_message`` for each frame), and
     wait until the keeper has ended every process of the test."""
     crash.reset()
-    read_fd, write_fd = os.pipe2(os.O_CLOEXEC)
-    gc.freeze()  # as for a container: the copy never walks the host's object graph
-    try:
-        pid = sc.fork()
-    except BaseException:
-        gc.unfreeze()
-        os.close(read_fd)
-        os.close(write_fd)
-        raise
-    if pid == 0:
-        try:
-            os.close(read_fd)
-        finally:
-            sandbox_main(spec, write_fd, crash.fd, payload)
-    gc.unfreeze()
-    os.close(write_fd)
+    pid, read_fd = launch.start_child(
+        sc.fork, lambda write_fd: sandbox_main(spec, write_fd, crash.fd, payload)
+    )
     keeper = Keeper(pid)
     outcome = launch.Outcome()
     try:

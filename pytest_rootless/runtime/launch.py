@@ -19,6 +19,7 @@ import socket
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import NoReturn
 
 from ..kernel import processes
 from ..kernel import syscalls as sc
@@ -143,19 +144,34 @@ def _clone_init(
 ) -> tuple[int, int, bool]:
     """Clone the container's init; returns the pid of our child (init, or the relay
     that clones it), the read end of its channel, and whether a relay was needed."""
-    read_fd, write_fd = os.pipe2(os.O_CLOEXEC)
-    # Freeze the collector's view of every existing object for the fork: the container
-    # then never walks (and so never copies, page by page) the host's object graph.
-    # The host unfreezes at once, so its own garbage is collected as before.
-    gc.freeze()
     # The raw clone(2) is only safe in a single-threaded process (see kernel.syscalls.clone);
     # with other threads, a single-threaded copy made by glibc's fork() clones the init.
     # A container on a named network is cloned from inside the network's user namespace:
     # a relay enters it (setns(2)), since pytest itself could never leave it again.
     relayed = spec.network is not None or not _single_threaded()
     entry = relay.relay_main if relayed else child.container_main
+    pid, read_fd = start_child(
+        (lambda: sc.fork()) if relayed else (lambda: sc.clone(CLONE_FLAGS)),
+        lambda write_fd: entry(spec, write_fd, crash.fd, payload),
+        child_closes,
+    )
+    return pid, read_fd, relayed
+
+
+def start_child(
+    fork: Callable[[], int],
+    main: Callable[[int], NoReturn],
+    child_closes: socket.socket | None = None,
+) -> tuple[int, int]:
+    """Fork (or clone, as ``fork`` does) a child that runs ``main`` with the write end of
+    its channel and never returns; our end of the channel is returned with its pid."""
+    read_fd, write_fd = os.pipe2(os.O_CLOEXEC)
+    # Freeze the collector's view of every existing object for the fork: the child
+    # then never walks (and so never copies, page by page) the host's object graph.
+    # The host unfreezes at once, so its own garbage is collected as before.
+    gc.freeze()
     try:
-        pid = sc.clone(CLONE_FLAGS) if entry is child.container_main else sc.fork()
+        pid = fork()
     except BaseException:
         gc.unfreeze()
         os.close(read_fd)
@@ -167,10 +183,10 @@ def _clone_init(
             if child_closes is not None:
                 child_closes.close()
         finally:
-            entry(spec, write_fd, crash.fd, payload)
+            main(write_fd)
     gc.unfreeze()
     os.close(write_fd)
-    return pid, read_fd, entry is relay.relay_main
+    return pid, read_fd
 
 
 def run(
