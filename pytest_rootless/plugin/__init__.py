@@ -31,6 +31,10 @@ from .coverage import COVERAGE
 from .fixtures import container, container_factory
 from .in_container import INSIDE_KEY
 from .session import STATE_KEY, SessionState
+from .stats import summary as stats_summary
+
+#: Where a pytest-xdist worker leaves its --rootless-stats for the controller.
+STATS_OUTPUT = "rootless_stats"
 
 __all__ = ["container", "container_factory"]  # fixtures, found here by pytest
 
@@ -60,6 +64,10 @@ HELP_DEFAULT_MEMORY = (
     "memory ceiling of every process of a container with no memory= option (RLIMIT_DATA: "
     "how much each may grow), like 4G; none: no ceiling (default: half this machine's RAM)."
 )
+HELP_STATS = (
+    "after the run, say where the isolated tests' time went: containers made and prepared "
+    "ahead, zygotes made and why, and each stage's median and 95th percentile."
+)
 HELP_DOCTOR = (
     "print what this host allows for isolated tests and the fix for what it lacks, then "
     "exit (1 when isolation cannot work); same as `python -m pytest_rootless doctor`."
@@ -82,6 +90,7 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     group.addoption(
         "--rootless-no-prepare", action="store_true", default=False, help=HELP_NO_PREPARE
     )
+    group.addoption("--rootless-stats", action="store_true", default=False, help=HELP_STATS)
     parser.addini("rootless_tmpfs_size", HELP_TMPFS_SIZE, default="")
     parser.addini("rootless_default_memory", HELP_DEFAULT_MEMORY, default="")
     group.addoption("--rootless-doctor", action="store_true", default=False, help=HELP_DOCTOR)
@@ -208,6 +217,23 @@ def pytest_runtest_protocol(item: pytest.Item, nextitem: pytest.Item | None) -> 
     return True
 
 
+def pytest_sessionfinish(session: pytest.Session) -> None:
+    """A pytest-xdist worker hands its --rootless-stats to the controller."""
+    state = session.config.stash.get(STATE_KEY, None)
+    output = getattr(session.config, "workeroutput", None)
+    if state is not None and output is not None and session.config.getoption("rootless_stats"):
+        output[STATS_OUTPUT] = state.stats.data()
+
+
+@pytest.hookimpl(optionalhook=True)
+def pytest_testnodedown(node: Any, error: object) -> None:
+    """pytest-xdist's controller: a worker ended; add up its --rootless-stats."""
+    state = node.config.stash.get(STATE_KEY, None)
+    data = getattr(node, "workeroutput", {}).get(STATS_OUTPUT)
+    if state is not None and data is not None:
+        state.stats.add(data)
+
+
 def pytest_report_header(config: pytest.Config) -> list[str]:
     if config.getoption("rootless_off"):
         line = "rootless: OFF (--rootless-off): tests marked isolated run without isolation"
@@ -254,6 +280,10 @@ def pytest_terminal_summary(terminalreporter: Any, exitstatus: int, config: pyte
     landlock_tier.summary(terminalreporter, config)
     if state.report_writes:
         _report_writes(terminalreporter, state.writes)
+    if config.getoption("rootless_stats") and not hasattr(config, "workeroutput"):
+        terminalreporter.write_sep("=", "rootless: where the time went (--rootless-stats)")
+        for line in stats_summary(state.stats):
+            terminalreporter.write_line(line)
 
 
 def _report_writes(terminalreporter: Any, writes: dict[str, dict[str, str]]) -> None:

@@ -76,7 +76,10 @@ class ContainerRun:
             Result.INTERRUPT: self.on_interrupt,
             Result.TRACE: self.on_trace,
             Result.WRITES: self.on_writes,
+            Result.BUILT: self.on_built,
+            Result.RUNNING: self.on_running,
         }
+        self.requested = 0.0  # when the host asked for the container (CLOCK_MONOTONIC)
 
     # -- what the container sends, one method per kind
     def on_message(self, message: framing.Message) -> None:
@@ -158,6 +161,13 @@ class ContainerRun:
         if self.state.report_writes:
             self.state.writes[self.item.nodeid] = messages.checked_writes(message)
 
+    def on_built(self, message: framing.Message) -> None:
+        self.state.stats.time("build", messages.checked_seconds(message, "seconds"))
+
+    def on_running(self, message: framing.Message) -> None:
+        running_at = messages.checked_seconds(message, "at")
+        self.state.stats.time("hand-over", running_at - self.requested)
+
     # -- the container's life
     def run(self, ahead: tuple[pytest.Item, Options] | None) -> None:
         """Run the item in its container (prepared, when one is); ``ahead`` is the next
@@ -180,6 +190,7 @@ class ContainerRun:
         tracing = state.trace and self.writer is not None
         if tracing:
             libc.set_tracing(True)
+        self.requested = time.monotonic()
         try:
             outcome = self._launch(spec, tmp, cgroups, ahead)
         except OSError as exc:  # no process for it now (fork: EAGAIN, ENOMEM)
@@ -188,7 +199,10 @@ class ContainerRun:
         finally:
             if tracing:
                 libc.set_tracing(False)
+        launched = time.monotonic()
         self._finish(outcome, cgroups, tmp, started)
+        state.stats.containers += 1
+        state.stats.time("teardown", time.monotonic() - launched)
 
     def _not_started(
         self, cgroups: limits_mod.Cgroups | None, tmp: TmpPath | None, why: str
@@ -218,7 +232,10 @@ class ContainerRun:
         try:
             notes = _limit_notes(options, state.containers.limits_backend())
             index = state.keeper.index_of(item)
-            if cgroups is None and index is not None and state.keeper.preparing(options):
+            preparing = cgroups is None and index is not None and state.keeper.preparing(options)
+            if not preparing:
+                state.stats.cold["options" if state.prepare else "no-prepare"] += 1
+            if preparing:
                 job = {
                     "item": index,
                     "nodeid": item.nodeid,

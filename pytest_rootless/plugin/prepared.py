@@ -21,6 +21,7 @@ from ..runtime.session import ContainerSession
 from ..runtime.spec import ContainerSpec, Payload, spec_data, spec_from_data
 from .in_container import _container_protocol, _limit_notes
 from .shared import TmpPath
+from .stats import Stats
 
 
 class ZygoteKeeper:
@@ -33,8 +34,13 @@ class ZygoteKeeper:
         prepare: bool,
         tmp_path_for: Callable[[pytest.Item], TmpPath | None] = lambda item: None,
         spec_for: Callable[[Options, pytest.Item, tuple[str, ...]], ContainerSpec] | None = None,
+        stats: Stats | None = None,
     ) -> None:
         self.containers = containers
+        self.stats = stats or Stats()
+        #: The state the last zygote was made for (what the next one's cause is said against).
+        self.last_state: HostState | None = None
+        self.lost = False  # the last zygote ended before the host was done with it
         self.prepare = prepare
         self.tmp_path_for = tmp_path_for
         self.spec_for = spec_for
@@ -107,6 +113,7 @@ class ZygoteKeeper:
         if ahead is not None and ahead[0].parent is not item.parent:
             ahead = None
         if self.zygote is None and ahead is None:
+            self.stats.cold["alone"] += 1
             return None
         if self.zygote is None:
             try:
@@ -116,7 +123,12 @@ class ZygoteKeeper:
                     containers.keep(),
                 )
             except OSError:  # no fork for it now: the container is cloned from pytest
+                self.stats.cold["failed"] += 1
                 return None
+            cause = "lost" if self.lost else remake_cause(self.last_state, state)
+            self.stats.zygotes[cause] += 1
+            self.last_state, self.lost = state, False
+        came_prepared = _spec_key(spec) in self.zygote.prepared
         try:
             outcome = prepared.run_prepared(
                 self.zygote,
@@ -132,7 +144,15 @@ class ZygoteKeeper:
         except launch.ContainerError:  # the zygote is gone: before the test was handed over
             self.zygote.close()
             self.zygote = None
+            self.lost = True  # the next one is made because this one ended
+            self.stats.cold["failed"] += 1
             return None
+        if outcome is None:
+            self.stats.cold["failed"] += 1
+        elif came_prepared:
+            self.stats.prepared += 1
+        else:
+            self.stats.cold["unprepared"] += 1
         return outcome
 
     def _prepare_ahead(self, ahead: tuple[pytest.Item, Options] | None) -> None:
@@ -158,7 +178,36 @@ class ZygoteKeeper:
             pass
 
 
-def _host_state(item: pytest.Item, local_runs: int, fds: frozenset[int]) -> object:
+@dataclasses.dataclass(frozen=True)
+class HostState:
+    """What a zygote was made for (see _host_state); two are equal when a copy made at
+    either would run a test the same way. ``kinds`` names each node, for the stats."""
+
+    nodes: tuple[tuple[int, int], ...]  # (id, how many finalizers) of each node set up
+    local_runs: int
+    fds: frozenset[int]
+    items: tuple[int, int]  # the list of items: its identity and length
+    kinds: tuple[str, ...] = dataclasses.field(compare=False, default=())
+
+
+def remake_cause(old: HostState | None, new: HostState) -> str:
+    """Why a zygote for ``new`` was needed when the last was made for ``old`` (see
+    stats.REMAKE_CAUSES)."""
+    if old is None:
+        return "first"
+    if old.local_runs != new.local_runs:
+        return "host-run"
+    old_ids = {node for node, _ in old.nodes}
+    pairs = zip(new.nodes, new.kinds, strict=True)
+    added = [kind for (node, _), kind in pairs if node not in old_ids]
+    if added or len(old.nodes) != len(new.nodes):
+        return (added or ["node"])[-1]
+    if old.nodes != new.nodes:
+        return "fixture"
+    return "other"
+
+
+def _host_state(item: pytest.Item, local_runs: int, fds: frozenset[int]) -> HostState:
     """What a copy of pytest must have to run ``item`` as a copy made now would: the
     nodes set up on the host and their finalizers (each time a fixture is set up there,
     a parametrized one again included, its node gets one more: FixtureDef.execute), the
@@ -167,8 +216,21 @@ def _host_state(item: pytest.Item, local_runs: int, fds: frozenset[int]) -> obje
     on the host is not in it: the session's counts go with each test (see _job_payload)."""
     stack = item.session._setupstate.stack
     nodes = tuple((id(node), len(entry[0])) for node, entry in stack.items())
+    kinds = tuple(_kind(node) for node in stack)
     items = item.session.items
-    return nodes, local_runs, fds, id(items), len(items)
+    return HostState(nodes, local_runs, fds, (id(items), len(items)), kinds)
+
+
+#: The nodes whose set-up makes a new zygote, as --rootless-stats names them.
+_NODE_KINDS: tuple[tuple[str, type], ...] = (
+    ("class", pytest.Class),
+    ("module", pytest.Module),
+    ("package", pytest.Package),
+)
+
+
+def _kind(node: object) -> str:
+    return next((kind for kind, cls in _NODE_KINDS if isinstance(node, cls)), "node")
 
 
 _NO_PLAN = mountplan.Plan(ops=(), home="")

@@ -20,6 +20,7 @@ from ..runtime.spec import ContainerSpec
 from .coverage import COVERAGE
 from .prepared import ZygoteKeeper
 from .shared import TMP_FIXTURES, TmpPath
+from .stats import Stats
 
 
 @dataclass
@@ -36,6 +37,8 @@ class SessionState:
     prepare: bool = True
     unsupported: int = 0
     isolated: int = 0
+    #: What the containers cost (--rootless-stats).
+    stats: Stats = field(default_factory=Stats)
 
     def __post_init__(self) -> None:
         self.containers.fds = self._fds
@@ -44,6 +47,7 @@ class SessionState:
             self.prepare and self.config is not None,
             self.tmp_path_for,
             lambda options, item, rw_binds: self.spec(options, item, rw_binds),
+            self.stats,
         )
 
     @property

@@ -13,6 +13,7 @@ each takes a decoded frame, returns what the host may use, bounded, or raises
 
 from __future__ import annotations
 
+import math
 import re
 from enum import StrEnum, unique
 from typing import Any, Final
@@ -33,6 +34,12 @@ class Result(StrEnum):
     SETUP_ERROR = "setup-error"
     #: a live container's init: the container is built, requests are served
     READY = "ready"
+    #: init, once it has its test: how long building the container took, from the clone
+    #: (``seconds``; see :func:`checked_seconds`)
+    BUILT = "built"
+    #: the test process, isolated, about to run pytest's protocol: ``at``, its
+    #: CLOCK_MONOTONIC (one clock for every namespace: no time namespace is made)
+    RUNNING = "running"
     #: the test process: a report (``data``), which the host acknowledges on the ack pipe
     REPORT = "report"
     #: the test process: a warning it recorded (see :func:`checked_warning`)
@@ -176,6 +183,14 @@ MAX_JUNIT_RECORDS: Final = 1000
 MAX_CACHE_VALUES: Final = 1000
 #: The attributes of the session a test may set to stop it.
 SESSION_STOPS: Final = ("shouldstop", "shouldfail")
+
+
+def checked_seconds(message: Message, key: str) -> float:
+    """A time or duration a container reports for ``--rootless-stats``: a finite number."""
+    value = message.get(key)
+    if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
+        raise ProtocolError(f"{message['kind']}: {key} is not a number")
+    return float(value)
 
 
 def checked_writes(message: Message) -> dict[str, str]:

@@ -150,9 +150,10 @@ def _clone_init(
     # a relay enters it (setns(2)), since pytest itself could never leave it again.
     relayed = spec.network is not None or not _single_threaded()
     entry = relay.relay_main if relayed else child.container_main
+    cloned_at = time.monotonic()  # where the container's build begins (Result.BUILT)
     pid, read_fd = start_child(
         (lambda: sc.fork()) if relayed else (lambda: sc.clone(CLONE_FLAGS)),
-        lambda write_fd: entry(spec, write_fd, crash.fd, payload),
+        lambda write_fd: entry(spec, write_fd, crash.fd, payload, cloned_at),
         child_closes,
     )
     return pid, read_fd, relayed

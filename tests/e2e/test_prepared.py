@@ -251,3 +251,90 @@ def test_channels_stay_close_on_exec_and_writes_are_reported(pytester: pytest.Py
         result.stdout.fnmatch_lines(
             [f"*test_what_a_program_it_runs_inherits?{n}?*", f"*added*/written-{n}"]
         )
+
+
+STATS_SUITE = """
+    import pytest
+
+    isolated = pytest.mark.isolated
+
+
+    @isolated
+    def test_a1():
+        pass
+
+
+    @isolated
+    def test_a2():
+        pass
+
+
+    @pytest.mark.isolated(memory="256M")
+    def test_with_a_limit():
+        pass  # a container with cgroups is never prepared ahead
+
+
+    def test_on_the_host():
+        pass
+
+
+    @isolated
+    def test_after_the_host():
+        pass
+
+
+    @isolated
+    def test_after_the_host_again():
+        pass
+
+
+    @isolated
+    class TestGroup:
+        def test_b1(self):
+            pass
+
+        def test_b2(self):
+            pass
+
+        def test_b3(self):
+            pass
+"""
+
+
+def _stats_section(result: pytest.RunResult) -> list[str]:
+    lines = result.outlines
+    heads = [n for n, line in enumerate(lines) if "rootless: where the time went" in line]
+    assert heads, result.stdout.str()
+    return lines[heads[-1] + 1 : heads[-1] + 10]
+
+
+def test_stats_say_what_was_prepared_and_why_zygotes_were_made(pytester: pytest.Pytester) -> None:
+    """--rootless-stats counts the containers, those prepared ahead, the zygotes and the
+    cause of each (the host's own test, a new class), and measures every stage of each."""
+    pytester.makepyfile(test_stats=STATS_SUITE)
+    result = pytester.runpytest_subprocess("-p", "rootless", "--rootless-stats", timeout=TIMEOUT)
+    result.assert_outcomes(passed=9)
+    lines = _stats_section(result)
+    text = "\n".join(lines)
+    # 8 isolated tests; zygotes for test_a1 (first), test_after_the_host (a test ran on the
+    # host) and TestGroup (a new class): each one's first container is built on request,
+    # the others are prepared; test_with_a_limit never is.
+    assert "containers: 8 for tests, 4 prepared ahead (50%), 4 built" in text, text
+    assert "3 built by the zygote on request" in text, text
+    assert "1 options never prepared ahead" in text, text
+    assert "zygotes (copies of pytest that prepare containers): 3 made" in text, text
+    for cause in ("1 the first", "1 a test run on the host", "1 a new class"):
+        assert cause in text, text
+    for stage in ("build", "hand-over", "teardown"):
+        assert any(stage in line and "(8 measured)" in line for line in lines), text
+
+
+def test_stats_add_up_the_workers_of_pytest_xdist(pytester: pytest.Pytester) -> None:
+    pytester.makepyfile(test_stats=STATS_SUITE)
+    result = pytester.runpytest_subprocess(
+        "-p", "rootless", "--rootless-stats", "-n", "2", timeout=TIMEOUT
+    )
+    result.assert_outcomes(passed=9)
+    text = "\n".join(_stats_section(result))
+    assert "containers: 8 for tests" in text, text
+    assert "(8 measured)" in text, text

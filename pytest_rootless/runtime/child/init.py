@@ -16,6 +16,7 @@ import select
 import signal
 import socket
 import sys
+import time
 from typing import NoReturn
 
 from ...kernel import libc
@@ -31,19 +32,18 @@ from .timeout import DUMP_SIGNAL, TestTimeout, status_fields
 
 
 def container_main(
-    spec: ContainerSpec, result_fd: int, crash_fd: int, payload: Payload
+    spec: ContainerSpec, result_fd: int, crash_fd: int, payload: Payload, cloned_at: float
 ) -> NoReturn:
-    """Entry point of the container's init, right after clone(2). Never returns."""
-    run_then_exit(
-        "init",
-        result_fd,
-        lambda: _init(spec, result_fd, lambda: TestHandover(result_fd, crash_fd, payload)),
-    )
+    """Entry point of the container's init, right after clone(2) (begun at ``cloned_at``,
+    CLOCK_MONOTONIC). Never returns."""
+    handover = TestHandover(result_fd, crash_fd, payload)
+    run_then_exit("init", result_fd, lambda: _init(spec, result_fd, lambda: handover, cloned_at))
 
 
-def _init(spec: ContainerSpec, setup_fd: int, start: StartTest) -> int:
+def _init(spec: ContainerSpec, setup_fd: int, start: StartTest, cloned_at: float) -> int:
     """PID 1 of the container: build it, then (``start``) fork the test process and reap.
-    ``setup_fd`` is where a failure to build it is reported."""
+    ``setup_fd`` is where a failure to build it is reported; ``cloned_at`` is when the
+    clone(2) that made us began."""
     libc.set_tracing(spec.trace)
     if spec.network is not None:
         network_side.note_cloned_inside(spec.network)  # the relay's setns, for the trace
@@ -99,10 +99,13 @@ def _init(spec: ContainerSpec, setup_fd: int, start: StartTest) -> int:
     if spec.network is not None:  # a veth pair from the network's bridge, eth0 set up
         network_side.join(spec.network)
 
+    built = time.monotonic() - cloned_at  # a prepared container then waits for its test
     channels = start()
     if channels is None:
         return 0  # a prepared container nobody will use
     result_fd = channels.result_fd
+    if spec.control_fd is None:  # a test's container (--rootless-stats)
+        framing.send(result_fd, {"kind": Result.BUILT, "seconds": built})
     if spec.trace:
         framing.send(result_fd, {"kind": Result.TRACE, "stage": "init", "lines": list(libc.TRACE)})
         libc.TRACE.clear()
@@ -352,6 +355,7 @@ def _test_process(spec: ContainerSpec, channels: TestHandover) -> NoReturn:
             trace = {"kind": Result.TRACE, "stage": "test", "lines": list(libc.TRACE)}
             framing.send(result_fd, trace)
         libc.set_tracing(False)
+        framing.send(result_fd, {"kind": Result.RUNNING, "at": time.monotonic()})
         return channels.payload(result_fd)
 
     run_then_exit("test", lambda: channels.number(channels.result_fd), isolate_and_run)

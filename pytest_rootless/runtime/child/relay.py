@@ -18,7 +18,9 @@ from .init import container_main
 from .leave import EXIT_SETUP_FAILED, _parent_gone, run_then_exit
 
 
-def relay_main(spec: ContainerSpec, result_fd: int, crash_fd: int, payload: Payload) -> NoReturn:
+def relay_main(
+    spec: ContainerSpec, result_fd: int, crash_fd: int, payload: Payload, cloned_at: float
+) -> NoReturn:
     """Entry point of a single-threaded copy of a multi-threaded pytest: clone the
     container's init from here (safe: no other thread can hold a malloc lock), wait for
     it and exit with its status. Never returns."""
@@ -37,7 +39,7 @@ def relay_main(spec: ContainerSpec, result_fd: int, crash_fd: int, payload: Payl
             sc.setns(spec.network.userns_fd, NS.NEWUSER, label)
         pid = sc.clone(CLONE_FLAGS)
         if pid == 0:
-            container_main(spec, result_fd, crash_fd, payload)
+            container_main(spec, result_fd, crash_fd, payload, cloned_at)
         if spec.control_fd is not None:  # the host's Container.pid is init's, not ours
             with socket.socket(fileno=os.dup(spec.control_fd)) as control:
                 framing.send_packet(control, {"kind": Live.INIT_PID, "pid": pid})

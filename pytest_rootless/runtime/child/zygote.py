@@ -17,6 +17,7 @@ import os
 import select
 import signal
 import socket
+import time
 from dataclasses import dataclass
 from typing import NoReturn
 
@@ -186,6 +187,7 @@ def _await_ready(go: socket.socket) -> framing.Message | None:
 
 def _clone_prepared(key: str, spec: ContainerSpec, job_payload: PayloadFromJob) -> _Prepared:
     ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+    cloned_at = time.monotonic()
     try:
         pid = sc.clone(CLONE_FLAGS)  # the zygote has one thread: see kernel.syscalls.clone
     except BaseException:
@@ -201,12 +203,14 @@ def _clone_prepared(key: str, spec: ContainerSpec, job_payload: PayloadFromJob) 
             # started (their hosts wait for every copy to close). Only pytest's own.
             _close_inherited_fds(set(spec.keep_fds) | {0, 1, 2, go_fd})
         finally:
-            prepared_main(spec, go_fd, job_payload)
+            prepared_main(spec, go_fd, job_payload, cloned_at)
     theirs.close()
     return _Prepared(key, pid, os.pidfd_open(pid), ours)
 
 
-def prepared_main(spec: ContainerSpec, go_fd: int, job_payload: PayloadFromJob) -> NoReturn:
+def prepared_main(
+    spec: ContainerSpec, go_fd: int, job_payload: PayloadFromJob, cloned_at: float
+) -> NoReturn:
     """Entry point of a prepared container's init, right after clone(2): build the
     container, say so on ``go_fd``, then wait there for the test. Never returns."""
     channel = [go_fd]  # where a failure is reported: the zygote, then the test's host
@@ -240,7 +244,7 @@ def prepared_main(spec: ContainerSpec, go_fd: int, job_payload: PayloadFromJob) 
         moves = tuple(zip(moved, where, strict=True))
         return TestHandover(moved[0], moved[1], payload, frozenset({where[2]}), moves)
 
-    run_then_exit("init", lambda: channel[0], lambda: _init(spec, go_fd, await_test))
+    run_then_exit("init", lambda: channel[0], lambda: _init(spec, go_fd, await_test, cloned_at))
 
 
 def _reap_inits(started: dict[int, int]) -> None:
