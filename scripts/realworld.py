@@ -54,7 +54,7 @@ def _pip(*args: str) -> None:
     subprocess.run([sys.executable, "-m", "pip", *args], check=True)
 
 
-def _fetch(project: Project, workdir: Path) -> Path:
+def fetch(project: Project, workdir: Path) -> Path:
     """The project's sdist, downloaded and unpacked once; returns its directory."""
     sdists = workdir / "sdists"
     sdists.mkdir(parents=True, exist_ok=True)
@@ -146,7 +146,7 @@ def main() -> int:
     rows = []
     for name in args.projects or PROJECTS:
         project = PROJECTS[name]
-        source = _fetch(project, args.workdir)
+        source = fetch(project, args.workdir)
         print(f"== {project.name} {project.version} ({project.why}): {source}", flush=True)
         plain = _run(source, project, False, args.workdir / f"{name}-plain.jsonl")
         print(f"   plain:      {plain.summary}  [{plain.seconds:.1f} s]", flush=True)
