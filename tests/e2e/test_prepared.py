@@ -7,6 +7,8 @@ went."""
 
 from __future__ import annotations
 
+import re
+
 import pytest
 
 TIMEOUT = 120
@@ -338,3 +340,35 @@ def test_stats_add_up_the_workers_of_pytest_xdist(pytester: pytest.Pytester) -> 
     text = "\n".join(_stats_section(result))
     assert "containers: 8 for tests" in text, text
     assert "(8 measured)" in text, text
+
+
+FDS_SEEN = """
+    import os
+
+    import pytest
+
+
+    @pytest.mark.isolated
+    @pytest.mark.parametrize("n", range(3))
+    def test_fds(n):
+        fds = sorted(int(name) for name in os.listdir("/proc/self/fd"))
+        print(f"FDS {n}: {fds[:-1]}")  # the last is the listing's own
+"""
+
+
+def test_a_prepared_test_process_holds_the_fds_one_forked_at_its_turn_does(
+    pytester: pytest.Pytester,
+) -> None:
+    """The test process of a prepared container is forked ahead and gets its channels
+    later (runtime.child.ahead): it must hold the same fd numbers, and no more, as one
+    forked when its test came."""
+    pytester.makepyfile(test_fds=FDS_SEEN)
+
+    def seen(*args: str) -> list[str]:
+        result = pytester.runpytest_subprocess("-p", "rootless", "-s", *args, timeout=TIMEOUT)
+        result.assert_outcomes(passed=3)
+        return re.findall(r"FDS \d: \[[\d, ]*\]", result.stdout.str())
+
+    prepared, at_turn = seen(), seen("--rootless-no-prepare")
+    assert len(prepared) == 3, prepared
+    assert prepared == at_turn

@@ -17,6 +17,7 @@ import signal
 import socket
 import sys
 import time
+from collections.abc import Callable
 from typing import NoReturn
 
 from ...kernel import libc
@@ -37,11 +38,17 @@ def container_main(
     """Entry point of the container's init, right after clone(2) (begun at ``cloned_at``,
     CLOCK_MONOTONIC). Never returns."""
     handover = TestHandover(result_fd, crash_fd, payload)
-    run_then_exit("init", result_fd, lambda: _init(spec, result_fd, lambda: handover, cloned_at))
+    then = fork_at_turn(spec, lambda: handover)
+    run_then_exit("init", result_fd, lambda: _init(spec, result_fd, cloned_at, then))
 
 
-def _init(spec: ContainerSpec, setup_fd: int, start: StartTest, cloned_at: float) -> int:
-    """PID 1 of the container: build it, then (``start``) fork the test process and reap.
+#: What init does once its container is built, given the overlays' store and how long
+#: the build took: start the test process and reap (fork_at_turn, or ahead.fork_ahead).
+AfterBuild = Callable[[mounts.Store | None, float], int]
+
+
+def _init(spec: ContainerSpec, setup_fd: int, cloned_at: float, then: AfterBuild) -> int:
+    """PID 1 of the container: build it, then start the test process and reap (``then``).
     ``setup_fd`` is where a failure to build it is reported; ``cloned_at`` is when the
     clone(2) that made us began."""
     libc.set_tracing(spec.trace)
@@ -98,26 +105,46 @@ def _init(spec: ContainerSpec, setup_fd: int, start: StartTest, cloned_at: float
         sc.loopback_up()
     if spec.network is not None:  # a veth pair from the network's bridge, eth0 set up
         network_side.join(spec.network)
+    # PID 1 non-dumpable: the test cannot read /proc/1/fd, /proc/1/environ or open
+    # /proc/1/exe (the CVE-2019-5736 shape). Set before any fork; each child undoes it.
+    sc.prctl(sc.PR_SET_DUMPABLE, 0, "PR_SET_DUMPABLE")
+    return then(store, time.monotonic() - cloned_at)
 
-    built = time.monotonic() - cloned_at  # a prepared container then waits for its test
-    channels = start()
-    if channels is None:
-        return 0  # a prepared container nobody will use
-    result_fd = channels.result_fd
-    if spec.control_fd is None:  # a test's container (--rootless-stats)
+
+def fork_at_turn(spec: ContainerSpec, start: StartTest) -> AfterBuild:
+    """Init's way for a container built when its test comes (and a live one): take the
+    test (``start``; a prepared container waits there), then fork the test process."""
+
+    def then(store: mounts.Store | None, built: float) -> int:
+        channels = start()
+        if channels is None:
+            return 0  # a prepared container nobody will use
+        result_fd = channels.result_fd
+        if spec.control_fd is not None:
+            tell_built(spec, result_fd, None)
+            return _serve(spec, result_fd, spec.control_fd, channels.payload, store)
+        tell_built(spec, result_fd, built)
+        test_pid = os.fork()
+        if test_pid == 0:
+            _test_process(spec, channels)  # never returns
+        return reap_after_start(spec, result_fd, test_pid, store)
+
+    return then
+
+
+def tell_built(spec: ContainerSpec, result_fd: int, built: float | None) -> None:
+    """Init's first frames to the host: how long a test's container took to build
+    (--rootless-stats) and, with --rootless-trace, its steps."""
+    if built is not None:
         framing.send(result_fd, {"kind": Result.BUILT, "seconds": built})
     if spec.trace:
         framing.send(result_fd, {"kind": Result.TRACE, "stage": "init", "lines": list(libc.TRACE)})
         libc.TRACE.clear()
 
-    # PID 1 non-dumpable: the test cannot read /proc/1/fd, /proc/1/environ or open
-    # /proc/1/exe (the CVE-2019-5736 shape). Set before the fork; the child undoes it.
-    sc.prctl(sc.PR_SET_DUMPABLE, 0, "PR_SET_DUMPABLE")
-    if spec.control_fd is not None:
-        return _serve(spec, result_fd, spec.control_fd, channels.payload, store)
-    test_pid = os.fork()
-    if test_pid == 0:
-        _test_process(spec, channels)  # never returns
+
+def reap_after_start(
+    spec: ContainerSpec, result_fd: int, test_pid: int, store: mounts.Store | None
+) -> int:
     # Init needs nothing of pytest's any more: only the channel to the host (and the
     # store of the overlays' upper layers).
     _close_inherited_fds({result_fd} | _store_fds(store))
@@ -349,13 +376,19 @@ def _test_process(spec: ContainerSpec, channels: TestHandover) -> NoReturn:
         for fd, number in channels.moves:
             os.dup2(fd, number, inheritable=False)
         _isolate(spec, {result_fd, crash_fd} | channels.keep)
-        faulthandler.enable(file=crash_fd, all_threads=True)
-        faulthandler.register(DUMP_SIGNAL, file=crash_fd, all_threads=True, chain=False)
-        if spec.trace:
-            trace = {"kind": Result.TRACE, "stage": "test", "lines": list(libc.TRACE)}
-            framing.send(result_fd, trace)
-        libc.set_tracing(False)
-        framing.send(result_fd, {"kind": Result.RUNNING, "at": time.monotonic()})
-        return channels.payload(result_fd)
+        return run_test(spec, channels)
 
     run_then_exit("test", lambda: channels.number(channels.result_fd), isolate_and_run)
+
+
+def run_test(spec: ContainerSpec, channels: TestHandover) -> int:
+    """The isolated test process, its channels at their numbers: run the test."""
+    result_fd, crash_fd = channels.number(channels.result_fd), channels.number(channels.crash_fd)
+    faulthandler.enable(file=crash_fd, all_threads=True)
+    faulthandler.register(DUMP_SIGNAL, file=crash_fd, all_threads=True, chain=False)
+    if spec.trace:
+        trace = {"kind": Result.TRACE, "stage": "test", "lines": list(libc.TRACE)}
+        framing.send(result_fd, trace)
+    libc.set_tracing(False)
+    framing.send(result_fd, {"kind": Result.RUNNING, "at": time.monotonic()})
+    return channels.payload(result_fd)

@@ -4,14 +4,14 @@ A container costs two forks of pytest (init, which must be PID 1 of the new PID 
 then the test process it forks) plus the namespaces and the root: most of it can be done
 before the test's turn. The *zygote* is a copy of pytest, forked once for a state of the
 host (what is set up there, see plugin.prepared.ZygoteKeeper.run); it clones the next
-test's init while the current test runs. That init builds the container and waits; when
-the test's turn comes, the host hands it the test (which item, and the channels), and it
-forks the test process as every init does. What is left on the test's path is one fork.
+test's init while the current test runs. That init builds the container, forks the test
+process, which isolates itself and waits (see :mod:`.ahead`), and says it is ready; when
+the test's turn comes, the host hands it the test (which item, and the channels), and init
+passes it on. What is left on the test's path is that hand-over.
 """
 
 from __future__ import annotations
 
-import fcntl
 import gc
 import os
 import select
@@ -25,8 +25,9 @@ from ...kernel import processes
 from ...kernel import syscalls as sc
 from ...protocol import framing
 from ...protocol.messages import Prepared, Result, Zygote
-from ..spec import CLONE_FLAGS, ContainerSpec, PayloadFromJob, TestHandover, spec_from_data
+from ..spec import CLONE_FLAGS, ContainerSpec, PayloadFromJob, spec_from_data
 from . import hoststate
+from .ahead import fork_ahead
 from .init import _close_inherited_fds, _init
 from .leave import EXIT_SETUP_FAILED, _parent_gone, run_then_exit
 from .timeout import status_fields
@@ -215,36 +216,19 @@ def prepared_main(
     container, say so on ``go_fd``, then wait there for the test. Never returns."""
     channel = [go_fd]  # where a failure is reported: the zygote, then the test's host
 
-    def await_test() -> TestHandover | None:
+    def receive() -> tuple[bytes, list[int]] | None:
         framing.send(go_fd, {"kind": Prepared.READY})
-        with socket.socket(fileno=os.dup(go_fd)) as go:
+        with socket.socket(fileno=go_fd) as go:
             data, fds, _, _ = socket.recv_fds(go, 1 << 20, 3, socket.MSG_CMSG_CLOEXEC)
         if not data or len(fds) != 3:
             for fd in fds:
                 os.close(fd)
             return None
         channel[0] = fds[0]  # from here on a failure is the test's
-        message = framing.decode_packet(data)
-        if message["kind"] != Prepared.JOB:
-            raise framing.ProtocolError(f"a prepared init got {message['kind']!r}, not a job")
-        job = message["job"]
-        # Above the numbers the host has them at (F_DUPFD takes the lowest *free* number
-        # from there, so nothing of ours is overwritten), then, in the test process, moved
-        # to those numbers: the test holds the very fd numbers a container cloned from
-        # pytest gives it, and none at a number pytest uses for something else (which a
-        # test may know and probe); no move lands on an fd still to be moved.
-        above = max([*fds, *job["fds"]]) + 1
-        moved = [fcntl.fcntl(fd, fcntl.F_DUPFD_CLOEXEC, above) for fd in fds]
-        for fd in fds:
-            os.close(fd)
-        os.close(go_fd)
-        channel[0] = moved[0]
-        where = [int(n) for n in job["fds"]]
-        payload = job_payload(job, where[2])
-        moves = tuple(zip(moved, where, strict=True))
-        return TestHandover(moved[0], moved[1], payload, frozenset({where[2]}), moves)
+        return data, fds
 
-    run_then_exit("init", lambda: channel[0], lambda: _init(spec, go_fd, await_test, cloned_at))
+    then = fork_ahead(spec, receive, job_payload)
+    run_then_exit("init", lambda: channel[0], lambda: _init(spec, go_fd, cloned_at, then))
 
 
 def _reap_inits(started: dict[int, int]) -> None:
