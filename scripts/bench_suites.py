@@ -16,12 +16,10 @@ from __future__ import annotations
 import os
 import re
 import subprocess
-import sys
 import threading
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-import realworld
+import realworld  # a sibling script: scripts/ is sys.path[0] when bench.py runs
 
 SUITES = ("attrs", "more-itertools")
 
