@@ -128,11 +128,12 @@ class ZygoteKeeper:
             cause = "lost" if self.lost else remake_cause(self.last_state, state)
             self.stats.zygotes[cause] += 1
             self.last_state, self.lost = state, False
-        came_prepared = _spec_key(spec) in self.zygote.prepared
+        key = _spec_key(spec)
+        came_prepared = key in self.zygote.prepared
         try:
             outcome = prepared.run_prepared(
                 self.zygote,
-                _spec_key(spec),
+                key,
                 spec,
                 job,
                 ack_fd,
