@@ -50,6 +50,7 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import bench_designs
 import bench_suites
 
 # The speed targets (README, "Performance"), as ratios measured in the same run.
@@ -555,6 +556,9 @@ def measure(
     load_end = os.getloadavg()
 
     floors = {size: measure_floor(args.python, size, args.calls) for size in [0, *sizes]}
+    one_copy = {
+        size: bench_designs.measure_one_copy(args.python, size, args.calls) for size in floors
+    }
     for name, source in suites.items():  # untimed: where the time went, and memory
         suite_env = env | {"PYTHONPATH": str(work / "plugins")}
         memory["plain"][name], _ = bench_suites.peak_memory(
@@ -581,6 +585,16 @@ def measure(
             f"  {where:<18} fork {ms(floor['fork'])}; built {ms(floor['built'])}: "
             f"{ratio(floor['built'], floor['fork']):.2f}x; prepared {ms(floor['prepared'])}: "
             f"{ratio(floor['prepared'], floor['fork']):.2f}x"
+        )
+    print("a design not built, one copy of pytest per test (scripts/bench_designs.py):")
+    for size, figures in one_copy.items():
+        where = f"RSS {size_label(size)}" if size else "a small process"
+        if isinstance(figures, str):
+            print(f"  {where:<18} FAILED: {figures}")
+            continue
+        print(
+            f"  {where:<18} fork {ms(figures['fork'])}; one copy joining prepared namespaces "
+            f"{ms(figures['one_copy'])}: {ratio(figures['one_copy'], figures['fork']):.2f}x"
         )
     return (
         1
