@@ -5,8 +5,9 @@ before ran, see :mod:`pytest_rootless.plugin.prepared`); how often the zygote, t
 pytest that prepares them, was made and why; and the median and 95th percentile of each
 stage of a test's container:
 
-- **build**: from the clone(2) of its init to the container being ready for the test
-  (measured by init, sent as ``built``). Off the test's path when it came prepared.
+- **build**: from the clone(2) of its init to its namespaces and root being ready
+  (measured by init, sent as ``built``). Off the test's path when it came prepared, and
+  so is the fork of the test process that follows there (runtime.child.ahead).
 - **hand-over**: from the host asking for the container to the test process running
   pytest's protocol in it (``running``, sent by the test process): the fork of the test
   process and its isolation, plus the build for a container made on the test's turn.

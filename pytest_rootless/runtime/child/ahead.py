@@ -7,9 +7,9 @@ hand-over: the zygote passes the job to init, init passes it on, and the test ru
 fork of pytest and the isolation are done while the test before runs, on the other core.
 
 The test process gets the job and the test's channels (its result, crash and ack fds)
-over a socket pair from init, as init got them from the zygote. Init keeps its own copy
-of the result channel, to report how the test process ended; until the job comes, a
-failure of the waiting test process is kept and reported on that channel then.
+over a socket pair from init, as init got them from the zygote. Init keeps the result
+channel too, to report how the test process ended; a failure of the waiting test process
+before the job comes is kept and reported on that channel once it has it.
 """
 
 from __future__ import annotations
