@@ -47,6 +47,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -576,31 +577,37 @@ def measure(
         "  prepared: one test after another, the next container prepared meanwhile "
         "(time per test over the series, not the median of one)"
     )
-    for size, floor in floors.items():
-        where = f"RSS {size_label(size)}" if size else "a small process"
-        if isinstance(floor, str):
-            print(f"  {where:<18} FAILED: {floor}")
-            continue
-        print(
-            f"  {where:<18} fork {ms(floor['fork'])}; built {ms(floor['built'])}: "
-            f"{ratio(floor['built'], floor['fork']):.2f}x; prepared {ms(floor['prepared'])}: "
-            f"{ratio(floor['prepared'], floor['fork']):.2f}x"
-        )
+    print_by_size(
+        floors,
+        lambda f: (
+            f"fork {ms(f['fork'])}; built {ms(f['built'])}: "
+            f"{ratio(f['built'], f['fork']):.2f}x; prepared {ms(f['prepared'])}: "
+            f"{ratio(f['prepared'], f['fork']):.2f}x"
+        ),
+    )
     print("a design not built, one copy of pytest per test (scripts/bench_designs.py):")
-    for size, figures in one_copy.items():
-        where = f"RSS {size_label(size)}" if size else "a small process"
-        if isinstance(figures, str):
-            print(f"  {where:<18} FAILED: {figures}")
-            continue
-        print(
-            f"  {where:<18} fork {ms(figures['fork'])}; one copy joining prepared namespaces "
-            f"{ms(figures['one_copy'])}: {ratio(figures['one_copy'], figures['fork']):.2f}x"
-        )
+    print_by_size(
+        one_copy,
+        lambda f: (
+            f"fork {ms(f['fork'])}; one copy joining prepared namespaces "
+            f"{ms(f['one_copy'])}: {ratio(f['one_copy'], f['fork']):.2f}x"
+        ),
+    )
     return (
         1
         if any(v.error for v in variants) or any(isinstance(f, str) for f in floors.values())
         else 0
     )
+
+
+def print_by_size(
+    results: dict[int, dict[str, float] | str], line: Callable[[dict[str, float]], str]
+) -> None:
+    """One line per RSS size: its figures (``line``), or why they are missing."""
+    for size, figures in results.items():
+        where = f"RSS {size_label(size)}" if size else "a small process"
+        text = f"FAILED: {figures}" if isinstance(figures, str) else line(figures)
+        print(f"  {where:<18} {text}")
 
 
 def add_suites(

@@ -104,35 +104,18 @@ class ZygoteKeeper:
         self._here()
         containers = self.containers
         crash = containers.crash_channel()
-        state = _host_state(item, self.local_runs, containers.keep())
-        if self.zygote is not None and self.zygote.fingerprint != state:
-            self.zygote.close()  # made before the host changed: it would run stale copies
-            self.zygote = None
         # The host changes when the next test has other nodes to set up (another module,
         # class): a zygote made for this test alone would cost one more fork of pytest.
         if ahead is not None and ahead[0].parent is not item.parent:
             ahead = None
-        if self.zygote is None and ahead is None:
-            self.stats.cold["alone"] += 1
+        zygote = self._zygote_for(item, ahead is not None)
+        if zygote is None:
             return None
-        if self.zygote is None:
-            try:
-                self.zygote = prepared.Zygote(
-                    functools.partial(_job_payload, item.session, containers.backend),
-                    state,
-                    containers.keep(),
-                )
-            except OSError:  # no fork for it now: the container is cloned from pytest
-                self.stats.cold["failed"] += 1
-                return None
-            cause = "lost" if self.lost else remake_cause(self.last_state, state)
-            self.stats.zygotes[cause] += 1
-            self.last_state, self.lost = state, False
         key = _spec_key(spec)
-        came_prepared = key in self.zygote.prepared
+        came_prepared = key in zygote.prepared
         try:
             outcome = prepared.run_prepared(
-                self.zygote,
+                zygote,
                 key,
                 spec,
                 job,
@@ -143,7 +126,7 @@ class ZygoteKeeper:
                 then=lambda: self._try_preparing_ahead(ahead),
             )
         except launch.ContainerError:  # the zygote is gone: before the test was handed over
-            self.zygote.close()
+            zygote.close()
             self.zygote = None
             self.lost = True  # the next one is made because this one ended
             self.stats.cold["failed"] += 1
@@ -155,6 +138,32 @@ class ZygoteKeeper:
         else:
             self.stats.cold["unprepared"] += 1
         return outcome
+
+    def _zygote_for(self, item: pytest.Item, worth_making: bool) -> prepared.Zygote | None:
+        """The zygote for the host as it is at ``item``'s turn: the one we have, or one
+        made now if ``worth_making`` (the next test can use it too); None if none."""
+        state = _host_state(item, self.local_runs, self.containers.keep())
+        if self.zygote is not None and self.zygote.fingerprint != state:
+            self.zygote.close()  # made before the host changed: it would run stale copies
+            self.zygote = None
+        if self.zygote is not None:
+            return self.zygote
+        if not worth_making:
+            self.stats.cold["alone"] += 1
+            return None
+        try:
+            self.zygote = prepared.Zygote(
+                functools.partial(_job_payload, item.session, self.containers.backend),
+                state,
+                self.containers.keep(),
+            )
+        except OSError:  # no fork for it now: the container is cloned from pytest
+            self.stats.cold["failed"] += 1
+            return None
+        cause = "lost" if self.lost else remake_cause(self.last_state, state)
+        self.stats.zygotes[cause] += 1
+        self.last_state, self.lost = state, False
+        return self.zygote
 
     def _prepare_ahead(self, ahead: tuple[pytest.Item, Options] | None) -> None:
         """Have the zygote build the next test's container (its test is running now)."""

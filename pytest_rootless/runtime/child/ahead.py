@@ -87,15 +87,22 @@ def _waiting_test_process(
     run_then_exit("test", lambda: report_to[0], isolate_then_run)
 
 
-def _take_job(job_fd: int, job_payload: PayloadFromJob) -> TestHandover | None:
-    """The test's job and channels, from init."""
-    with socket.socket(fileno=job_fd) as channel:
+def receive_job(fd: int) -> tuple[bytes, list[int]] | None:
+    """One job frame and its result, crash and ack fds from the socket ``fd`` (closed
+    here); None if the other end closed it or sent less."""
+    with socket.socket(fileno=fd) as channel:
         data, fds, _, _ = socket.recv_fds(channel, 1 << 20, 3, socket.MSG_CMSG_CLOEXEC)
     if not data or len(fds) != 3:
-        for fd in fds:
-            os.close(fd)
+        for received in fds:
+            os.close(received)
         return None
-    return handover(data, fds, job_payload)
+    return data, fds
+
+
+def _take_job(job_fd: int, job_payload: PayloadFromJob) -> TestHandover | None:
+    """The test's job and channels, from init."""
+    job = receive_job(job_fd)
+    return None if job is None else handover(*job, job_payload)
 
 
 def handover(data: bytes, fds: list[int], job_payload: PayloadFromJob) -> TestHandover:

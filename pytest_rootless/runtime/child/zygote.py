@@ -27,7 +27,7 @@ from ...protocol import framing
 from ...protocol.messages import Prepared, Result, Zygote
 from ..spec import CLONE_FLAGS, ContainerSpec, PayloadFromJob, spec_from_data
 from . import hoststate
-from .ahead import fork_ahead
+from .ahead import fork_ahead, receive_job
 from .init import _close_inherited_fds, _init
 from .leave import EXIT_SETUP_FAILED, _parent_gone, run_then_exit
 from .timeout import status_fields
@@ -218,14 +218,10 @@ def prepared_main(
 
     def receive() -> tuple[bytes, list[int]] | None:
         framing.send(go_fd, {"kind": Prepared.READY})
-        with socket.socket(fileno=go_fd) as go:
-            data, fds, _, _ = socket.recv_fds(go, 1 << 20, 3, socket.MSG_CMSG_CLOEXEC)
-        if not data or len(fds) != 3:
-            for fd in fds:
-                os.close(fd)
-            return None
-        channel[0] = fds[0]  # from here on a failure is the test's
-        return data, fds
+        job = receive_job(go_fd)
+        if job is not None:
+            channel[0] = job[1][0]  # from here on a failure is the test's
+        return job
 
     then = fork_ahead(spec, receive, job_payload)
     run_then_exit("init", lambda: channel[0], lambda: _init(spec, go_fd, cloned_at, then))
