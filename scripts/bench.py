@@ -51,7 +51,6 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import bench_designs
 import bench_suites
 
 # The speed targets (README, "Performance"), as ratios measured in the same run.
@@ -368,7 +367,8 @@ def done(fd):  # what a test process sends last
     return 0
 
 
-zygote = prepared_containers.Zygote(lambda job, ack_fd: done, None, containers.keep())
+builder = prepared_containers.Builder()
+zygote = prepared_containers.Zygote(builder, lambda job, ack_fd: done, None, containers.keep())
 key = "floor"
 ack_r, ack_w = os.pipe()
 zygote.prepare(key, spec)
@@ -397,6 +397,7 @@ for round in range(count):
     prepared()
 times["prepared"] = [(time.perf_counter() - began) / count]
 zygote.close()
+builder.close()
 containers.close()
 print(json.dumps({key_: sorted(v)[len(v) // 2] for key_, v in times.items()}))
 """
@@ -557,9 +558,6 @@ def measure(
     load_end = os.getloadavg()
 
     floors = {size: measure_floor(args.python, size, args.calls) for size in [0, *sizes]}
-    one_copy = {
-        size: bench_designs.measure_one_copy(args.python, size, args.calls) for size in floors
-    }
     for name, source in suites.items():  # untimed: where the time went, and memory
         suite_env = env | {"PYTHONPATH": str(work / "plugins")}
         memory["plain"][name], _ = bench_suites.peak_memory(
@@ -583,14 +581,6 @@ def measure(
             f"fork {ms(f['fork'])}; built {ms(f['built'])}: "
             f"{ratio(f['built'], f['fork']):.2f}x; prepared {ms(f['prepared'])}: "
             f"{ratio(f['prepared'], f['fork']):.2f}x"
-        ),
-    )
-    print("a design not built, one copy of pytest per test (scripts/bench_designs.py):")
-    print_by_size(
-        one_copy,
-        lambda f: (
-            f"fork {ms(f['fork'])}; one copy joining prepared namespaces "
-            f"{ms(f['one_copy'])}: {ratio(f['one_copy'], f['fork']):.2f}x"
         ),
     )
     return (

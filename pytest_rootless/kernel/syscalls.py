@@ -18,10 +18,12 @@ import errno
 import fcntl
 import functools
 import os
+import resource
 import socket
 import struct
 import sys
 import warnings
+from collections.abc import Callable
 
 from . import procfs, seccomp
 from .libc import SyscallError, check, flag_names, libc, libc_gil, nr, trace
@@ -30,8 +32,11 @@ from .libc import SyscallError, check, flag_names, libc, libc_gil, nr, trace
 
 
 class CloneFlag(enum.IntFlag):
-    """Namespace flags for clone(2) and unshare(2) (``include/uapi/linux/sched.h``)."""
+    """Flags for clone(2) and unshare(2) (``include/uapi/linux/sched.h``): the namespace
+    flags, and the two :func:`clone_vm_vfork` uses."""
 
+    VM = 0x00000100
+    VFORK = 0x00004000
     NEWNS = 0x00020000
     NEWCGROUP = 0x02000000
     NEWUTS = 0x04000000
@@ -136,6 +141,84 @@ def clone(flags: CloneFlag) -> int:
         raise SyscallError(err, call)
     trace(f"{call} = {pid}")
     return int(pid)
+
+
+#: clone(2)'s ``fn`` argument: ``int (*fn)(void *)``.
+_CLONE_FN = ctypes.CFUNCTYPE(ctypes.c_int, ctypes.c_void_p)
+
+
+def clone_vm_vfork(fn: Callable[[], int]) -> int:
+    """clone(2) with CLONE_VM|CLONE_VFORK, as glibc's posix_spawn does: ``fn`` runs in a
+    new process that shares this one's memory, while this one waits (CLONE_VFORK) until
+    it has ended. Returns the new process's pid; the caller reaps it (SIGCHLD).
+
+    No copy of the memory is made: that is the point. The zygote uses it to start a
+    process inside a container's PID namespace which forks the test process there and
+    exits, so that the kernel hands the test process to the container's init, PID 1, as
+    its parent (runtime.child.ahead.launch_test_process).
+
+    The unsafe boundary, kept small: ``fn`` runs Python on this process's heap, on a
+    stack carved below this one's (:func:`_free_stack_top`), through a ctypes callback,
+    which takes the GIL the call below released; this process is stopped meanwhile, so
+    no two run at once, and what ``fn`` changes (objects made, fork hooks run) is what a
+    call of ``fn`` here would have changed. ``fn`` must return (not ``os._exit``): the
+    callback then gives the GIL back, and glibc's clone ends the process with exit(2),
+    which leaves the shared memory and files as they are. Exceptions stay inside ``fn``.
+    A process made this way has its own fd table, fs and signal handlers (no CLONE_FILES,
+    CLONE_FS, CLONE_SIGHAND), so it may setns(2) (user_namespaces(7): not for a process
+    that shares its fs) without touching ours.
+    """
+
+    def entry(_: int | None) -> int:
+        try:
+            return fn()
+        except BaseException:  # nothing may unwind through the C frames of clone
+            return 127
+
+    callback = _CLONE_FN(entry)
+    flags = CloneFlag.VM | CloneFlag.VFORK
+    call = f"clone({flag_names(flags, CloneFlag, 'CLONE_')}|SIGCHLD)"
+    _flush_std_streams()
+    pid = libc.clone(
+        callback, ctypes.c_void_p(_free_stack_top()), ctypes.c_int(int(flags) | SIGCHLD), None
+    )
+    return check(pid, call)
+
+
+def _free_stack_top() -> int:
+    """The top of a stack for :func:`clone_vm_vfork`'s process: inside this process's own
+    stack, a quarter of its limit below where it began (``startstack``, proc_pid_stat(5)).
+
+    Not a separate mapping: a process forked there keeps running on it (the test
+    process), and the interpreter's stack checks (Python 3.14+ measures the stack
+    pointer against the main thread's stack) must find it inside the main thread's
+    stack. The caller's own frames must fit in that quarter: the zygote calls from a
+    shallow loop. The kernel grows the stack mapping down to it on the first touch.
+    """
+    with open("/proc/self/stat", "rb") as f:
+        fields = f.read().rsplit(b")", 1)[1].split()
+    start = int(fields[25])  # startstack, field 28 (fields[0] is field 3)
+    soft, _ = resource.getrlimit(resource.RLIMIT_STACK)
+    room = soft if 0 < soft < 1 << 32 else 8 << 20
+    return (start - room // 4) & ~0xF
+
+
+#: pid_namespaces(7): the last pid allocated in the *writer's* PID namespace; the next
+#: fork there gets the first free pid above it. Writable with CAP_SYS_ADMIN (or
+#: CAP_CHECKPOINT_RESTORE) in the user namespace that owns that PID namespace.
+NS_LAST_PID = "/proc/sys/kernel/ns_last_pid"
+
+
+def write_ns_last_pid(fd: int, last: int) -> None:
+    """Set ns_last_pid of the caller's PID namespace through ``fd``, :data:`NS_LAST_PID`
+    opened for writing (the kernel reads the namespace from the writer, not the file)."""
+    call = f"write({NS_LAST_PID}, {str(last)!r})"
+    try:
+        os.pwrite(fd, str(last).encode(), 0)
+    except OSError as exc:
+        trace(f"{call} = -1 {errno.errorcode.get(exc.errno or 0, '?')}")
+        raise SyscallError(exc.errno or errno.EIO, call) from None
+    trace(call)
 
 
 def unshare(flags: CloneFlag) -> None:

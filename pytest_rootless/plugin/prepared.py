@@ -45,6 +45,7 @@ class ZygoteKeeper:
         self.tmp_path_for = tmp_path_for
         self.spec_for = spec_for
         self.zygote: prepared.Zygote | None = None
+        self.builder: prepared.Builder | None = None
         #: Tests pytest ran itself (not isolated): each may change what a copy of it holds.
         self.local_runs = 0
         #: tmp_path directories made for the next test along with its prepared container.
@@ -59,6 +60,7 @@ class ZygoteKeeper:
         if self.owner != os.getpid():
             self.owner = os.getpid()
             self.zygote = None
+            self.builder = None
             self.tmp_ahead = {}
 
     def close(self) -> None:
@@ -67,6 +69,9 @@ class ZygoteKeeper:
         if self.zygote is not None:
             self.zygote.close()
             self.zygote = None
+        if self.builder is not None:
+            self.builder.close()
+            self.builder = None
         for made in self.tmp_ahead.values():  # for tests that did not come (-x, Ctrl-C)
             made.tidy_unused()
         self.tmp_ahead = {}
@@ -153,17 +158,31 @@ class ZygoteKeeper:
             return None
         try:
             self.zygote = prepared.Zygote(
+                self._builder(),
                 functools.partial(_job_payload, item.session, self.containers.backend),
                 state,
                 self.containers.keep(),
             )
-        except OSError:  # no fork for it now: the container is cloned from pytest
+        except (
+            OSError,
+            launch.ContainerError,
+        ):  # no zygote now: the container is cloned from pytest
             self.stats.cold["failed"] += 1
             return None
         cause = "lost" if self.lost else remake_cause(self.last_state, state)
         self.stats.zygotes[cause] += 1
         self.last_state, self.lost = state, False
         return self.zygote
+
+    def _builder(self) -> prepared.Builder:
+        """The builder of this session's prepared containers: started on first use, and
+        again if it ended."""
+        if self.builder is not None and not self.builder.alive():
+            self.builder.close()
+            self.builder = None
+        if self.builder is None:
+            self.builder = prepared.Builder()
+        return self.builder
 
     def _prepare_ahead(self, ahead: tuple[pytest.Item, Options] | None) -> None:
         """Have the zygote build the next test's container (its test is running now)."""

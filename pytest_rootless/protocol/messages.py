@@ -24,7 +24,7 @@ from .framing import Message, ProtocolError
 @unique
 class Result(StrEnum):
     """The result channel (a pipe): a container's init and test process to the host, and
-    the zygote's word on how a prepared init ended. The host reads it to its end (see
+    the builder's word on how a prepared init ended. The host reads it to its end (see
     runtime.launch._collect and plugin.host_container)."""
 
     #: init, test process: the kernel steps it took (``stage``, ``lines``)
@@ -62,7 +62,7 @@ class Result(StrEnum):
     WRITES = "writes"
     #: init: how the test process ended (``status``, ``signal``, ``timed_out``)
     EXIT = "exit"
-    #: the zygote: how a prepared init ended (``status``, ``signal``)
+    #: the builder: how a prepared init ended (``status``, ``signal``)
     INIT_EXIT = "init-exit"
 
 
@@ -116,14 +116,39 @@ class Zygote(StrEnum):
 
 
 @unique
-class Prepared(StrEnum):
-    """A prepared init's channel (SOCK_SEQPACKET): the zygote and the init it cloned."""
+class Builder(StrEnum):
+    """The builder's channels (SOCK_SEQPACKET): the host and the builder (``ready``,
+    ``connect``), and each zygote and the builder (the rest)."""
 
-    #: init: the container is built
+    #: builder: it runs, in its user namespace (to the host); for a zygote: container
+    #: ``id`` is built, its init is ``pid``; a pidfd of that init and fds of its
+    #: namespaces alongside (see runtime.child.ahead.namespaces)
+    READY = "ready"
+    #: host: serve a zygote; the builder's end of their channel alongside
+    CONNECT = "connect"
+    #: zygote: clone an init that builds a container (``spec``), which ``id`` names
+    MAKE = "make"
+    #: builder: building container ``id`` failed (init's frame, with ``id``)
+    SETUP_ERROR = "setup-error"
+    #: zygote: container ``id``'s test process is ``pid`` (in its PID namespace) and has
+    #: its test; the test's result channel alongside, for init
+    TEST = "test"
+    #: zygote: no test comes for container ``id``; its init is killed
+    DROP = "drop"
+
+
+@unique
+class Prepared(StrEnum):
+    """A prepared container's channels (SOCK_SEQPACKET): its init and the builder that
+    cloned it; its test process and the zygote that forked it."""
+
+    #: init: the container is built; fds of its namespaces alongside
     READY = "ready"
     #: init: building the container failed
     SETUP_ERROR = "setup-error"
-    #: zygote: the test (``job``); its result, crash and ack fds alongside
+    #: builder, to init: the test process is ``pid`` and runs; its result channel alongside
+    TEST = "test"
+    #: zygote, to the test process: the test (``job``); its result, crash and ack fds
     JOB = "job"
 
 

@@ -1,13 +1,17 @@
-"""The host's side of prepared containers: its handle on the zygote (a copy of pytest that
-clones the next test's init while the current test runs, see :mod:`.child.zygote`), and
-running a test in a container that zygote prepared."""
+"""The host's side of prepared containers: its handles on the builder (a small process
+that clones containers' inits, see :mod:`.child.builder`) and on the zygote (a copy of
+pytest that forks the test process into each, see :mod:`.child.zygote`), and running a
+test in a container they prepared."""
 
 from __future__ import annotations
 
 import gc
+import json
 import os
 import select
 import socket
+import subprocess
+import sys
 from collections.abc import Callable
 
 from ..kernel import processes
@@ -27,7 +31,7 @@ from .spec import ContainerSpec, PayloadFromJob, spec_data
 
 
 class PreparedInit(Init):
-    """The init of a prepared container: the zygote's child, which reaps it; we hold a
+    """The init of a prepared container: the builder's child, which reaps it; we hold a
     pidfd (pidfd_open(2)), to kill it and to see it end."""
 
     def __init__(self, pid: int, pidfd: int) -> None:
@@ -44,7 +48,7 @@ class PreparedInit(Init):
 
     def wait(self) -> int | None:
         self._ended(None)
-        return None  # the zygote sends it (init-exit)
+        return None  # the builder sends it (init-exit)
 
     def _ended(self, timeout_ms: int | None) -> None:
         """Close the pidfd once it polls readable: its process has ended (pidfd_open(2))."""
@@ -81,7 +85,7 @@ def run_prepared(
     read_fd, write_fd = os.pipe2(os.O_CLOEXEC)
     fds = (write_fd, crash.fd, ack_fd)
     try:
-        # with the numbers they have here, for the test process (see zygote.prepared_main)
+        # with the numbers they have here, for the test process (see ahead.handover)
         init = zygote.start(key, spec, {**job, "fds": fds}, fds)
     except BaseException:
         os.close(read_fd)
@@ -101,18 +105,107 @@ def run_prepared(
     return _follow(init, read_fd, spec, on_message, crash, reaper)
 
 
+#: Where this package is imported from (an editable install puts no entry on sys.path).
+_PACKAGE_PARENT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+
+class Builder:
+    """The small process that clones prepared containers' inits (see
+    :func:`.child.builder.main`): started with ``python -c`` from the interpreter running
+    pytest, so that it is small (an init is a copy of it) and has one thread. One serves
+    every zygote of a session."""
+
+    #: How long it may take to start (import this package, make its user namespace).
+    START_TIMEOUT = 60.0
+
+    def __init__(self) -> None:
+        self.userns_fd = -1
+        self.control, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+        code = (
+            "import json, sys; sys.path[:0] = json.loads(sys.argv.pop());"
+            "from pytest_rootless.runtime.child.builder import main; main()"
+        )
+        argv = [sys.executable, "-I", "-S", "-c", code, str(theirs.fileno()), str(os.getpid())]
+        try:
+            self.process = subprocess.Popen(
+                [*argv, json.dumps([_PACKAGE_PARENT, *sys.path])],
+                pass_fds=[theirs.fileno()],
+                stdin=subprocess.DEVNULL,
+            )
+        except BaseException:
+            self.control.close()
+            raise
+        finally:
+            theirs.close()
+        try:
+            self._await_ready()
+            #: Its user namespace, which each zygote joins (see child.zygote).
+            userns = f"/proc/{self.process.pid}/ns/user"
+            self.userns_fd = os.open(userns, os.O_RDONLY | os.O_CLOEXEC)
+        except BaseException:
+            self.close()
+            raise
+
+    def _await_ready(self) -> None:
+        poller = select.poll()
+        poller.register(self.control, select.POLLIN)
+        data = b""
+        if poller.poll(int(self.START_TIMEOUT * 1000)):
+            try:
+                data = self.control.recv(1 << 20)
+            except OSError:
+                pass
+        try:
+            reply = framing.decode_packet(data)
+        except framing.ProtocolError:
+            raise ContainerError("the builder of prepared containers did not start") from None
+        if reply["kind"] != messages.Builder.READY:
+            failure = reply.get("message")
+            raise ContainerError(f"the builder of prepared containers failed: {failure}")
+
+    def alive(self) -> bool:
+        return self.process.poll() is None
+
+    def connect(self) -> socket.socket:
+        """A channel to the builder, for a zygote."""
+        ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+        try:
+            framing.send_packet(self.control, {"kind": messages.Builder.CONNECT}, [theirs.fileno()])
+        except OSError as exc:
+            ours.close()
+            raise ContainerError(f"the builder of prepared containers is gone: {exc}") from None
+        finally:
+            theirs.close()
+        return ours
+
+    def close(self) -> None:
+        """End it, and with it (PR_SET_PDEATHSIG) every init it cloned."""
+        self.control.close()
+        if self.userns_fd >= 0:
+            os.close(self.userns_fd)
+            self.userns_fd = -1
+        if self.process.returncode is None:
+            processes.kill_and_reap(self.process.pid)
+            self.process.returncode = -9
+
+
 class Zygote:
-    """A copy of pytest that clones containers' inits ahead of their tests (see
-    zygote.zygote_main). Made for one state of the host: ``fingerprint`` says which."""
+    """A copy of pytest that forks test processes into containers the builder prepares
+    (see zygote.zygote_main). Made for one state of the host: ``fingerprint`` says which."""
 
     #: How long a container may take to be built before the zygote counts as stuck.
     BUILD_TIMEOUT = 60.0
 
     def __init__(
-        self, job_payload: PayloadFromJob, fingerprint: object, keep_fds: frozenset[int]
+        self,
+        builder: Builder,
+        job_payload: PayloadFromJob,
+        fingerprint: object,
+        keep_fds: frozenset[int],
     ) -> None:
         self.fingerprint = fingerprint
         self.prepared: set[str] = set()  # keys of the containers being prepared
+        to_builder = builder.connect()
         self.control, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
         gc.freeze()  # as for a container's init, see _clone_init
         try:
@@ -122,14 +215,18 @@ class Zygote:
             gc.unfreeze()
             self.control.close()
             theirs.close()
+            to_builder.close()
             raise
         if pid == 0:
             try:
                 self.control.close()
             finally:
-                zygote.zygote_main(theirs.detach(), keep_fds, job_payload)
+                zygote.zygote_main(
+                    theirs.detach(), to_builder.detach(), builder.userns_fd, keep_fds, job_payload
+                )
         gc.unfreeze()
         theirs.close()
+        to_builder.close()
         self.pid = pid
 
     def prepare(self, key: str, spec: ContainerSpec) -> None:

@@ -75,16 +75,16 @@ spec_from_data = SPEC_CODEC.from_data
 
 @dataclass(frozen=True)
 class TestHandover:
-    """What init needs to start the test: the channel to the host, the crash channel, and
-    what the test process runs. Known at the clone, or (a prepared container) only once
-    the test's turn comes (see zygote_main)."""
+    """What the test process needs to run the test: the channel to the host, the crash
+    channel, and what it runs. Known at the clone, or (a prepared container) only once
+    the test's turn comes (see child.ahead.handover)."""
 
     result_fd: int
     crash_fd: int
     payload: Payload
     #: More fds the test process keeps (a prepared container's ack pipe).
     keep: frozenset[int] = frozenset()
-    #: (fd, number): where the test process first moves each fd (see prepared_main).
+    #: (fd, number): where the test process first moves each fd (see child.ahead.handover).
     moves: tuple[tuple[int, int], ...] = ()
 
     def number(self, fd: int) -> int:

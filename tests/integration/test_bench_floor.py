@@ -34,16 +34,3 @@ def test_the_floor_measurement_runs(monkeypatch: pytest.MonkeyPatch) -> None:
     figures = json.loads(done.stdout)
     assert set(figures) == {"fork", "built", "prepared"}
     assert all(seconds > 0 for seconds in figures.values())
-
-
-def test_the_one_copy_design_measurement_runs(monkeypatch: pytest.MonkeyPatch) -> None:
-    """The design the bench measures but the plugin does not use (scripts/bench_designs.py)
-    joins a small process's namespaces from a fork of this process: it must keep working
-    as root and as a user (its test process checks it is PID 2 there)."""
-    monkeypatch.syspath_prepend(str(BENCH.parent))
-    import bench_designs
-
-    figures = bench_designs.measure_one_copy(sys.executable, 0, 3)
-    assert isinstance(figures, dict), figures
-    assert set(figures) == {"fork", "one_copy"}
-    assert all(seconds > 0 for seconds in figures.values())

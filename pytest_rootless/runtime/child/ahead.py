@@ -1,65 +1,111 @@
-"""A prepared container's test process, forked ahead of its test.
+"""A prepared container's test process: forked by the zygote into a container the
+builder's init built, ahead of its test.
 
-In a prepared container (see :mod:`.zygote`), init forks the test process as soon as the
-container is built, and that process isolates itself (every step of
-:func:`.init._isolate`) and waits for its test. What is left on the test's path is the
-hand-over: the zygote passes the job to init, init passes it on, and the test runs. The
-fork of pytest and the isolation are done while the test before runs, on the other core.
-
-The test process gets the job and the test's channels (its result, crash and ack fds)
-over a socket pair from init, as init got them from the zygote. Init keeps the result
-channel too, to report how the test process ended; a failure of the waiting test process
-before the job comes is kept and reported on that channel once it has it.
+One copy of pytest per test: init is a copy of the small builder (see :mod:`.builder`), and
+the test process is forked from the zygote straight into init's namespaces. The zygote
+cannot fork there itself and keep the test process a child of PID 1, so a *launcher* does
+it: a process that shares the zygote's memory (clone(2) with CLONE_VM|CLONE_VFORK, no copy
+made), made once the zygote has pointed its children at the container's PID namespace,
+so the launcher is in it. The launcher joins init's other namespaces, forks the test
+process (the one copy) and exits; the kernel re-parents the test process to the init of
+the launcher's PID namespace (pid_namespaces(7)): the test's parent is PID 1, as in any
+container. The test process isolates itself (every step of :func:`.init._isolate`) and
+waits for its test. What is left on the test's path is the hand-over: the zygote sends the
+job and the test's channels (its result, crash and ack fds), and the test runs.
 """
 
 from __future__ import annotations
 
 import fcntl
 import os
+import select
 import socket
-from collections.abc import Callable
 from typing import NoReturn
 
+from ...kernel import syscalls as sc
+from ...kernel.syscalls import CloneFlag as NS
 from ...protocol import framing
 from ...protocol.messages import Prepared
 from ..spec import ContainerSpec, PayloadFromJob, TestHandover
-from . import mounts
-from .init import AfterBuild, _isolate, reap_after_start, run_test, tell_built
+from .init import _isolate, run_test
 from .leave import EXIT_SETUP_FAILED, run_then_exit
 
-#: Waits for the test: the job frame and its three fds, which the caller then owns (None:
-#: no test will come).
-ReceiveJob = Callable[[], tuple[bytes, list[int]] | None]
+
+def namespaces(spec: ContainerSpec) -> tuple[tuple[str, NS], ...]:
+    """The namespaces of init's the test process is forked into (their names under
+    /proc/self/ns, their setns(2) flags), in the order they are joined: the PID namespace
+    (by the zygote, for its children), then the user namespace, whose capabilities the
+    others need."""
+    joined: tuple[tuple[str, NS], ...] = (("pid", NS.NEWPID), ("user", NS.NEWUSER))
+    joined += (("mnt", NS.NEWNS), ("uts", NS.NEWUTS), ("ipc", NS.NEWIPC))
+    return joined if spec.share_network else (*joined, ("net", NS.NEWNET))
 
 
-def fork_ahead(spec: ContainerSpec, receive: ReceiveJob, job_payload: PayloadFromJob) -> AfterBuild:
-    """Init's way for a prepared container: fork the test process now, then wait for
-    the job (``receive``) and hand it on."""
+def launch_test_process(
+    spec: ContainerSpec, ns_fds: list[int], last_pid_fd: int, job_payload: PayloadFromJob
+) -> tuple[socket.socket, int]:
+    """In the zygote: fork the test process into the container whose init (built,
+    waiting) opened ``ns_fds``, its :func:`namespaces`. Returns the channel its job goes
+    down and its pid in the container (2).
 
-    def then(store: mounts.Store | None, built: float) -> int:
-        ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
-        test_pid = os.fork()
-        if test_pid == 0:
+    Init opens them for us: setns(2) on init's pidfd, or on its /proc/<pid>/ns files,
+    would need ptrace access to init, which is not dumpable (see init._init).
+    ``last_pid_fd`` is :data:`.sc.NS_LAST_PID` opened for writing: the launcher takes a
+    pid past 2 (init set ns_last_pid so), and sets it back to 1 before forking, so the
+    test process is PID 2 as in any container.
+    """
+    ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+    forked: list[int] = []
+    failed: list[BaseException] = []
+    (pid_name, pid_flag), *others = namespaces(spec)
+
+    def launcher() -> int:
+        try:
+            # Before entering init's user namespace: writing ns_last_pid needs
+            # CAP_SYS_ADMIN over the PID namespace's owner, which the zygote's has.
+            sc.write_ns_last_pid(last_pid_fd, 1)
+            for fd, (name, flag) in zip(ns_fds[1:], others, strict=True):
+                sc.setns(fd, flag, f"init's {name}")
+            pid = sc.fork()
+        except BaseException as exc:  # raised in the zygote, which shares our memory
+            failed.append(exc)
+            return 1
+        if pid == 0:
             ours.close()
             _waiting_test_process(spec, theirs.detach(), job_payload)  # never returns
-        theirs.close()
-        job = receive()
-        if job is None:
-            return 0  # nobody will use this container; our exit ends the test process
-        data, fds = job
-        result_fd = fds[0]  # ours too: how the test process ended goes there
-        try:
-            socket.send_fds(ours, [data], fds)
-        except OSError:
-            pass  # the test process is gone: reaped below, its status reported
-        finally:
-            for fd in fds[1:]:
-                os.close(fd)
-            ours.close()
-        tell_built(spec, result_fd, built)
-        return reap_after_start(spec, result_fd, test_pid, store)
+        forked.append(pid)
+        return 0
 
-    return then
+    try:
+        # Our children only: each later launch points them at its own container.
+        sc.setns(ns_fds[0], pid_flag, f"init's {pid_name}")
+        os.waitpid(sc.clone_vm_vfork(launcher), 0)
+    except BaseException:
+        ours.close()
+        raise
+    finally:
+        theirs.close()
+    if failed or not forked:
+        ours.close()
+        raise failed[0] if failed else OSError("the launcher forked no test process")
+    return ours, forked[0]
+
+
+def _adopted() -> None:
+    """Wait until the launcher that forked us has ended, so that our parent is init (a
+    pidfd polls readable once its process has exited and its children are re-parented,
+    pidfd_open(2)). PR_SET_PDEATHSIG, set next, then follows init's death."""
+    parent = os.getppid()
+    if parent == 1:
+        return
+    try:
+        pidfd = os.pidfd_open(parent)
+    except ProcessLookupError:
+        return  # gone, and reaped by the zygote: re-parented already
+    try:
+        select.select([pidfd], [], [])
+    finally:
+        os.close(pidfd)
 
 
 def _waiting_test_process(
@@ -70,6 +116,10 @@ def _waiting_test_process(
     def isolate_then_run() -> int:
         failure: BaseException | None = None
         try:
+            _adopted()
+            # A fresh session keyring of its own, as init makes for a container it forks
+            # the test process from (see init._init): the zygote's is the host's.
+            sc.keyctl_join_session_keyring()
             _isolate(spec, {job_fd})
         except BaseException as exc:  # reported on the test's channel, once there is one
             failure = exc
@@ -100,7 +150,7 @@ def receive_job(fd: int) -> tuple[bytes, list[int]] | None:
 
 
 def _take_job(job_fd: int, job_payload: PayloadFromJob) -> TestHandover | None:
-    """The test's job and channels, from init."""
+    """The test's job and channels, from the zygote."""
     job = receive_job(job_fd)
     return None if job is None else handover(*job, job_payload)
 
@@ -109,7 +159,7 @@ def handover(data: bytes, fds: list[int], job_payload: PayloadFromJob) -> TestHa
     """What the test process needs from a job frame and its result, crash and ack fds."""
     message = framing.decode_packet(data)
     if message["kind"] != Prepared.JOB:
-        raise framing.ProtocolError(f"a prepared init got {message['kind']!r}, not a job")
+        raise framing.ProtocolError(f"a prepared test process got {message['kind']!r}, not a job")
     job = message["job"]
     # Above the numbers the host has them at (F_DUPFD takes the lowest *free* number
     # from there, so nothing of ours is overwritten), then, in the test process, moved

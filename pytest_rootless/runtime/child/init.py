@@ -43,7 +43,8 @@ def container_main(
 
 
 #: What init does once its container is built, given the overlays' store and how long
-#: the build took: start the test process and reap (fork_at_turn, or ahead.fork_ahead).
+#: the build took: start the test process and reap (fork_at_turn, or, in a prepared
+#: container, wait for the zygote's, see builder.prepared_main).
 AfterBuild = Callable[[mounts.Store | None, float], int]
 
 
