@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import os
+import select
 import socket
 import struct
 from collections.abc import Sequence
@@ -159,3 +160,12 @@ def decode_packet(packet: bytes) -> Message:
     if len(messages) != 1 or decoder.pending:
         raise ProtocolError("a packet does not hold exactly one frame")
     return messages[0]
+
+
+def readable(fd: int | socket.socket, timeout: float | None = 0) -> bool:
+    """Whether ``fd`` has something to read (or its other end closed) within ``timeout``
+    seconds (None: wait). poll(2), not select(2): pytest's copies may hold fds past
+    select's FD_SETSIZE (1024)."""
+    poller = select.poll()
+    poller.register(fd, select.POLLIN)
+    return bool(poller.poll(None if timeout is None else int(timeout * 1000)))

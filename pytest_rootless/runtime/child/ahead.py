@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import fcntl
 import os
-import select
 import socket
 from typing import NoReturn
 
@@ -103,7 +102,7 @@ def _adopted() -> None:
     except ProcessLookupError:
         return  # gone, and reaped by the zygote: re-parented already
     try:
-        select.select([pidfd], [], [])
+        framing.readable(pidfd, None)
     finally:
         os.close(pidfd)
 

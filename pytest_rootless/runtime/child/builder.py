@@ -111,7 +111,7 @@ class _Serve:
                     handler = self.handlers.get(fd)
                     # Still readable? A handler before it in this batch may have read
                     # it, or closed it and made another at its number.
-                    if handler is not None and select.select([fd], [], [], 0)[0]:
+                    if handler is not None and framing.readable(fd):
                         handler()
             return 0
         finally:

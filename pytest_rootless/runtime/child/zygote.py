@@ -168,7 +168,7 @@ class _Zygote:
         """The builder's word on a container: built (then its test process is forked
         into it now, ahead of its test) or not. Unless ``wait``, only if one is there: a
         word the poll saw may have been read since, by _start, which waits for it."""
-        if not wait and not select.select([self.builder], [], [], 0)[0]:
+        if not wait and not framing.readable(self.builder):
             return
         try:
             data, fds, _, _ = socket.recv_fds(self.builder, 1 << 20, 8, socket.MSG_CMSG_CLOEXEC)
