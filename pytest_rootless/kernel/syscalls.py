@@ -192,8 +192,9 @@ def _free_stack_top() -> int:
     Not a separate mapping: a process forked there keeps running on it (the test
     process), and the interpreter's stack checks (Python 3.14+ measures the stack
     pointer against the main thread's stack) must find it inside the main thread's
-    stack. The caller's own frames must fit in that quarter: the zygote calls from a
-    shallow loop. The kernel grows the stack mapping down to it on the first touch.
+    stack. So the caller must be the main thread, and its own frames must fit in that
+    quarter: the zygote (one thread) calls from a shallow loop. The kernel grows the
+    stack mapping down to it on the first touch.
     """
     with open("/proc/self/stat", "rb") as f:
         fields = f.read().rsplit(b")", 1)[1].split()
