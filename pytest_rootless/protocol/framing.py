@@ -162,6 +162,25 @@ def decode_packet(packet: bytes) -> Message:
     return messages[0]
 
 
+def receive_packet(sock: socket.socket, max_fds: int) -> tuple[Message | None, list[int]]:
+    """One packet's frame and the fds that came with it (at most ``max_fds``, close-on-
+    exec); ``(None, [])`` once the other end has closed (or reset) the socket. On a packet
+    that is not one frame, its fds are closed and ProtocolError raised."""
+    try:
+        data, fds, _, _ = socket.recv_fds(sock, 1 << 20, max_fds, socket.MSG_CMSG_CLOEXEC)
+    except ConnectionError:
+        return None, []
+    message = None
+    try:
+        if data:
+            message = decode_packet(data)
+    finally:
+        if message is None:  # closed, or not a frame: nobody will take the fds
+            for fd in fds:
+                os.close(fd)
+    return (message, fds) if message is not None else (None, [])
+
+
 def readable(fd: int | socket.socket, timeout: float | None = 0) -> bool:
     """Whether ``fd`` has something to read (or its other end closed) within ``timeout``
     seconds (None: wait). poll(2), not select(2): pytest's copies may hold fds past

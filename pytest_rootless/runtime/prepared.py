@@ -147,18 +147,14 @@ class Builder:
             raise
 
     def _await_ready(self) -> None:
-        poller = select.poll()
-        poller.register(self.control, select.POLLIN)
-        data = b""
-        if poller.poll(int(self.START_TIMEOUT * 1000)):
+        reply = None
+        if framing.readable(self.control, self.START_TIMEOUT):
             try:
-                data = self.control.recv(1 << 20)
-            except OSError:
+                reply, _ = framing.receive_packet(self.control, 0)
+            except framing.ProtocolError:
                 pass
-        try:
-            reply = framing.decode_packet(data)
-        except framing.ProtocolError:
-            raise ContainerError("the builder of prepared containers did not start") from None
+        if reply is None:
+            raise ContainerError("the builder of prepared containers did not start")
         if reply["kind"] != messages.Builder.READY:
             failure = reply.get("message")
             raise ContainerError(f"the builder of prepared containers failed: {failure}")
@@ -247,20 +243,14 @@ class Zygote:
         # Building the container (which the zygote waits for) is bounded like the rest
         # of a container's life: past the test's timeout, or a minute, it is stuck.
         limit = self.BUILD_TIMEOUT if spec.timeout is None else spec.timeout + BACKSTOP_GRACE
-        poller = select.poll()
-        poller.register(self.control, select.POLLIN)
-        if not poller.poll(int(limit * 1000)):
+        if not framing.readable(self.control, limit):
             raise ContainerError(f"the zygote built no container in {limit:g} s")
         try:
-            data, pidfds, _, _ = socket.recv_fds(self.control, 1 << 20, 1, socket.MSG_CMSG_CLOEXEC)
-        except ConnectionError:
-            data, pidfds = b"", []
-        try:
-            reply = framing.decode_packet(data)
+            reply, pidfds = framing.receive_packet(self.control, 1)
         except framing.ProtocolError:
-            for fd in pidfds:
-                os.close(fd)
-            raise ContainerError("the zygote that prepares containers is gone") from None
+            reply, pidfds = None, []
+        if reply is None:
+            raise ContainerError("the zygote that prepares containers is gone")
         if reply["kind"] != messages.Zygote.STARTED or len(pidfds) != 1:
             for fd in pidfds:
                 os.close(fd)

@@ -92,9 +92,6 @@ class TestHandover:
         return dict(self.moves).get(fd, fd)
 
 
-StartTest = Callable[[], TestHandover | None]
-
-
 @dataclass(frozen=True)
 class Join:
     """What a container's init needs to join a network (part of its ContainerSpec)."""

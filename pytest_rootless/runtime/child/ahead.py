@@ -26,8 +26,11 @@ from ...kernel.syscalls import CloneFlag as NS
 from ...protocol import framing
 from ...protocol.messages import Prepared
 from ..spec import ContainerSpec, PayloadFromJob, TestHandover
-from .init import _isolate, run_test
+from .init import _isolate, join_fresh_keyring, run_test
 from .leave import EXIT_SETUP_FAILED, run_then_exit
+
+#: How many namespaces :func:`namespaces` names at most (fds a channel carries for them).
+MAX_NAMESPACES = 6
 
 
 def namespaces(spec: ContainerSpec) -> tuple[tuple[str, NS], ...]:
@@ -116,9 +119,7 @@ def _waiting_test_process(
         failure: BaseException | None = None
         try:
             _adopted()
-            # A fresh session keyring of its own, as init makes for a container it forks
-            # the test process from (see init._init): the zygote's is the host's.
-            sc.keyctl_join_session_keyring()
+            join_fresh_keyring()  # the zygote's is the host's
             _isolate(spec, {job_fd})
         except BaseException as exc:  # reported on the test's channel, once there is one
             failure = exc
@@ -136,16 +137,16 @@ def _waiting_test_process(
     run_then_exit("test", lambda: report_to[0], isolate_then_run)
 
 
-def receive_job(fd: int) -> tuple[bytes, list[int]] | None:
+def receive_job(fd: int) -> tuple[framing.Message, list[int]] | None:
     """One job frame and its result, crash and ack fds from the socket ``fd`` (closed
     here); None if the other end closed it or sent less."""
     with socket.socket(fileno=fd) as channel:
-        data, fds, _, _ = socket.recv_fds(channel, 1 << 20, 3, socket.MSG_CMSG_CLOEXEC)
-    if not data or len(fds) != 3:
+        message, fds = framing.receive_packet(channel, 3)
+    if message is None or len(fds) != 3:
         for received in fds:
             os.close(received)
         return None
-    return data, fds
+    return message, fds
 
 
 def _take_job(job_fd: int, job_payload: PayloadFromJob) -> TestHandover | None:
@@ -154,9 +155,8 @@ def _take_job(job_fd: int, job_payload: PayloadFromJob) -> TestHandover | None:
     return None if job is None else handover(*job, job_payload)
 
 
-def handover(data: bytes, fds: list[int], job_payload: PayloadFromJob) -> TestHandover:
+def handover(message: framing.Message, fds: list[int], job_payload: PayloadFromJob) -> TestHandover:
     """What the test process needs from a job frame and its result, crash and ack fds."""
-    message = framing.decode_packet(data)
     if message["kind"] != Prepared.JOB:
         raise framing.ProtocolError(f"a prepared test process got {message['kind']!r}, not a job")
     job = message["job"]

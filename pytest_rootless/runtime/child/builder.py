@@ -36,7 +36,7 @@ from ...protocol import framing
 from ...protocol.messages import Builder, Prepared, Result
 from ..spec import CLONE_FLAGS, ContainerSpec, spec_from_data
 from . import mounts
-from .ahead import namespaces
+from .ahead import MAX_NAMESPACES, namespaces
 from .init import _close_inherited_fds, _init, reap_after_start, tell_built
 from .leave import run_then_exit
 from .timeout import status_fields
@@ -119,7 +119,7 @@ class _Serve:
                 processes.kill_pidfd(init.pidfd)
 
     def _from_host(self) -> None:
-        message, fds = _receive(self.control, 1)
+        message, fds = framing.receive_packet(self.control, 1)
         if message is None:
             self.done = True  # the host is done with us: our inits die with us
             return
@@ -130,7 +130,7 @@ class _Serve:
             _close_all(fds)
 
     def _from_zygote(self, zygote: socket.socket) -> None:
-        message, fds = _receive(zygote, 1)
+        message, fds = framing.receive_packet(zygote, 1)
         if message is None:  # the zygote ended: what it had made is for nobody
             self._unwatch(zygote.fileno())
             for init in list(self.inits.values()):
@@ -191,7 +191,7 @@ class _Serve:
         """Init's word once it has built its container (or failed to): to its zygote."""
         self._unwatch(init.go.fileno())
         try:
-            message, ns_fds = _receive(init.go, len(NS))
+            message, ns_fds = framing.receive_packet(init.go, MAX_NAMESPACES)
         except (OSError, framing.ProtocolError):
             message, ns_fds = None, []
         if message is None:
@@ -234,17 +234,6 @@ class _Serve:
                 except OSError:
                     pass  # the host stopped reading: the test was done
             init.close()
-
-
-def _receive(channel: socket.socket, max_fds: int) -> tuple[framing.Message | None, list[int]]:
-    try:
-        data, fds, _, _ = socket.recv_fds(channel, 1 << 20, max_fds, socket.MSG_CMSG_CLOEXEC)
-    except ConnectionError:
-        return None, []
-    if not data:
-        _close_all(fds)
-        return None, []
-    return framing.decode_packet(data), fds
 
 
 def _send(channel: socket.socket, message: framing.Message, fds: tuple[int, ...] = ()) -> None:
@@ -300,7 +289,7 @@ def _receive_test(go: socket.socket) -> tuple[int, int] | None:
     """The builder's word that the test process runs: its pid here and the test's result
     channel; None if the builder closed the channel (no test will come). Closes ``go``."""
     with go:
-        message, fds = _receive(go, 1)
+        message, fds = framing.receive_packet(go, 1)
     if message is None or message["kind"] != Prepared.TEST or len(fds) != 1:
         _close_all(fds)
         return None

@@ -25,7 +25,7 @@ from ...kernel import syscalls as sc
 from ...kernel.syscalls import CloneFlag as NS
 from ...protocol import framing
 from ...protocol.messages import Call, Live, Result
-from ..spec import ContainerSpec, Payload, StartTest, TestHandover
+from ..spec import ContainerSpec, Payload, TestHandover
 from . import changes, hoststate, mounts
 from . import holder as network_side
 from .leave import EXIT_SETUP_FAILED, _parent_gone, run_then_exit
@@ -37,8 +37,7 @@ def container_main(
 ) -> NoReturn:
     """Entry point of the container's init, right after clone(2) (begun at ``cloned_at``,
     CLOCK_MONOTONIC). Never returns."""
-    handover = TestHandover(result_fd, crash_fd, payload)
-    then = fork_at_turn(spec, lambda: handover)
+    then = fork_at_turn(spec, TestHandover(result_fd, crash_fd, payload))
     run_then_exit("init", result_fd, lambda: _init(spec, result_fd, cloned_at, then))
 
 
@@ -74,13 +73,21 @@ def _init(spec: ContainerSpec, setup_fd: int, cloned_at: float, then: AfterBuild
         libc.trace_note(f"write({procs!r}, '0')")
 
     # === USER NAMESPACE (outer) === created by clone; map our own uid/gid, nothing else.
-    uid, gid = spec.outer_uid, spec.outer_gid
-    sc.write_id_maps(uid, uid, gid, gid)
+    sc.write_id_maps(spec.outer_uid, spec.outer_uid, spec.outer_gid, spec.outer_gid)
 
     # === MOUNT NAMESPACE: the root filesystem ===
     hosts = ((spec.network.hosts_file, "/etc/hosts"),) if spec.network is not None else ()
     store = mounts.apply(spec.plan, rw_binds=spec.rw_binds, files=hosts)
 
+    _inner_namespaces(spec)
+    # PID 1 non-dumpable: the test cannot read /proc/1/fd, /proc/1/environ or open
+    # /proc/1/exe (the CVE-2019-5736 shape). Set before any fork; each child undoes it.
+    sc.prctl(sc.PR_SET_DUMPABLE, 0, "PR_SET_DUMPABLE")
+    return then(store, time.monotonic() - cloned_at)
+
+
+def _inner_namespaces(spec: ContainerSpec) -> None:
+    """Init's second user namespace, and the namespaces it owns: UTS, IPC, network."""
     # === USER NAMESPACE (inner) + UTS, IPC, NET ===
     # Mounts copied into a mount namespace owned by a less privileged user namespace are
     # locked (mount_namespaces(7)): even with every capability in the inner namespace,
@@ -90,15 +97,9 @@ def _init(spec: ContainerSpec, setup_fd: int, cloned_at: float, then: AfterBuild
     if not spec.share_network:
         flags |= NS.NEWNET
     sc.unshare(flags)
+    uid, gid = spec.outer_uid, spec.outer_gid
     inner_uid, inner_gid = (0, 0) if spec.root else (uid, gid)
     sc.write_id_maps(inner_uid, uid, inner_gid, gid)
-    # A fresh, empty session keyring, which every process of the container inherits: the
-    # host's may hold Kerberos tickets or filesystem keys (keyrings(7); runc does the
-    # same). One per container, not per process: each counts against the user's quota of
-    # 200 keys (kernel.keys.maxkeys) until it is freed. The test process's seccomp filter
-    # refuses every keyring call besides; inside a test, where that filter already is,
-    # the call is refused and there is nothing to join.
-    sc.keyctl_join_session_keyring()
     # === UTS NAMESPACE ===
     sc.sethostname(spec.hostname)
     # === NETWORK NAMESPACE === a new one has only lo, and it is down.
@@ -106,20 +107,14 @@ def _init(spec: ContainerSpec, setup_fd: int, cloned_at: float, then: AfterBuild
         sc.loopback_up()
     if spec.network is not None:  # a veth pair from the network's bridge, eth0 set up
         network_side.join(spec.network)
-    # PID 1 non-dumpable: the test cannot read /proc/1/fd, /proc/1/environ or open
-    # /proc/1/exe (the CVE-2019-5736 shape). Set before any fork; each child undoes it.
-    sc.prctl(sc.PR_SET_DUMPABLE, 0, "PR_SET_DUMPABLE")
-    return then(store, time.monotonic() - cloned_at)
 
 
-def fork_at_turn(spec: ContainerSpec, start: StartTest) -> AfterBuild:
-    """Init's way for a container built when its test comes (and a live one): take the
-    test (``start``; a prepared container waits there), then fork the test process."""
+def fork_at_turn(spec: ContainerSpec, channels: TestHandover) -> AfterBuild:
+    """Init's way for a container built when its test comes (and a live one): fork the
+    test process (a live one's call processes) from init itself."""
 
     def then(store: mounts.Store | None, built: float) -> int:
-        channels = start()
-        if channels is None:
-            return 0  # a prepared container nobody will use
+        join_fresh_keyring()  # for every process forked from here
         result_fd = channels.result_fd
         if spec.control_fd is not None:
             tell_built(spec, result_fd, None)
@@ -131,6 +126,17 @@ def fork_at_turn(spec: ContainerSpec, start: StartTest) -> AfterBuild:
         return reap_after_start(spec, result_fd, test_pid, store)
 
     return then
+
+
+def join_fresh_keyring() -> None:
+    """A fresh, empty session keyring for this process and what it forks: the host's may
+    hold Kerberos tickets or filesystem keys (keyrings(7); runc does the same). One per
+    container, made by what forks its processes (init, or a prepared container's test
+    process, which the zygote forked): each counts against the user's quota of 200 keys
+    (kernel.keys.maxkeys) until it is freed. The test process's seccomp filter refuses
+    every keyring call besides; inside a test, where that filter already is, the call is
+    refused and there is nothing to join."""
+    sc.keyctl_join_session_keyring()
 
 
 def tell_built(spec: ContainerSpec, result_fd: int, built: float | None) -> None:

@@ -27,7 +27,7 @@ from ...protocol import framing
 from ...protocol.messages import Builder, Prepared, Zygote
 from ..spec import ContainerSpec, PayloadFromJob, spec_from_data
 from . import hoststate
-from .ahead import launch_test_process, namespaces
+from .ahead import MAX_NAMESPACES, launch_test_process, namespaces
 from .init import _close_inherited_fds
 from .leave import EXIT_SETUP_FAILED, _parent_gone, run_then_exit
 
@@ -136,13 +136,9 @@ class _Zygote:
                 entry.close()
 
     def _from_host(self) -> bool:
-        try:
-            data, fds, _, _ = socket.recv_fds(self.control, 1 << 20, 3, socket.MSG_CMSG_CLOEXEC)
-        except ConnectionError:
+        request, fds = framing.receive_packet(self.control, 3)
+        if request is None:
             return False
-        if not data:
-            return False
-        request = framing.decode_packet(data)
         key = str(request["key"])
         try:
             if request["kind"] == Zygote.PREPARE:
@@ -170,13 +166,9 @@ class _Zygote:
         word the poll saw may have been read since, by _start, which waits for it."""
         if not wait and not framing.readable(self.builder):
             return
-        try:
-            data, fds, _, _ = socket.recv_fds(self.builder, 1 << 20, 8, socket.MSG_CMSG_CLOEXEC)
-        except ConnectionError:
-            data, fds = b"", []
-        if not data:
+        message, fds = framing.receive_packet(self.builder, 1 + MAX_NAMESPACES)
+        if message is None:
             raise OSError("the builder is gone")
-        message = framing.decode_packet(data)
         ident = message.get("id")
         entry = next((p for p in self.prepared.values() if p.ident == ident), None)
         if entry is None:  # dropped meanwhile
