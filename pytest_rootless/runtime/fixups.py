@@ -57,8 +57,12 @@ def make_fixups(source: str, directory: str) -> bool:
             st = os.lstat(path)
             if needs_fixup(st) and _changeable(path, st):
                 _copy(source, directory, path, st, modes)
-    if not modes and not any(os.scandir(directory)):
-        return False
+    if not modes:
+        # Closed here, not by the collector: any() stops at the first entry, and an open
+        # iterator collected later is a ResourceWarning in whatever test runs then.
+        with os.scandir(directory) as entries:
+            if not any(entries):
+                return False
     # Modes and times last, deepest first: a directory's own may forbid what made it.
     for target, (mode, real) in sorted(modes.items(), key=lambda kv: -kv[0].count("/")):
         st = os.lstat(real)
