@@ -52,6 +52,8 @@ CAP_LAST_CAP_FALLBACK = 40  # CAP_CHECKPOINT_RESTORE, Linux 5.9
 # prctl(2) options (include/uapi/linux/prctl.h)
 PR_SET_PDEATHSIG = 1
 PR_SET_DUMPABLE = 4
+PR_SET_NAME = 15
+PR_GET_NAME = 16
 PR_CAPBSET_DROP = 24
 PR_SET_NO_NEW_PRIVS = 38
 PR_SET_CHILD_SUBREAPER = 36
@@ -270,6 +272,7 @@ _LINUX_CAPABILITY_VERSION_3 = 0x20080522  # include/uapi/linux/capability.h
 
 
 @functools.cache  # the kernel's, fixed until reboot: read once, not per container
+@functools.cache  # the running kernel's: it does not change
 def cap_last_cap() -> int:
     try:
         with open("/proc/sys/kernel/cap_last_cap") as f:
@@ -299,6 +302,24 @@ def cap_drop_all(last_cap: int) -> None:
     )
 
 
+#: A thread's name holds 16 bytes, its NUL included (prctl(2), PR_SET_NAME).
+TASK_COMM_LEN = 16
+
+
+def set_name(name: bytes) -> None:
+    """prctl(PR_SET_NAME): the name ps, top and /proc/<pid>/comm show for this (single-
+    threaded) process; cut to 15 bytes, as the kernel does."""
+    buffer = ctypes.create_string_buffer(name[: TASK_COMM_LEN - 1], TASK_COMM_LEN)
+    check(libc.prctl(ctypes.c_int(PR_SET_NAME), buffer, 0, 0, 0), f"prctl(PR_SET_NAME, {name!r})")
+
+
+def get_name() -> bytes:
+    """prctl(PR_GET_NAME): this thread's name."""
+    buffer = ctypes.create_string_buffer(TASK_COMM_LEN)
+    check(libc.prctl(ctypes.c_int(PR_GET_NAME), buffer, 0, 0, 0), "prctl(PR_GET_NAME)")
+    return buffer.value
+
+
 # --- seccomp -----------------------------------------------------------------------------
 
 # seccomp(2): the program is assembled in .seccomp (include/uapi/linux/seccomp.h).
@@ -319,27 +340,32 @@ class _SockFprog(ctypes.Structure):
     _fields_ = (("len", ctypes.c_ushort), ("filter", ctypes.POINTER(_SockFilter)))
 
 
+def _sock_fprog(code: list[tuple[int, int, int, int]]) -> _SockFprog:
+    """The kernel's struct sock_fprog for ``code`` (it keeps its array alive)."""
+    return _SockFprog(len(code), (_SockFilter * len(code))(*(_SockFilter(*i) for i in code)))
+
+
+#: Assembled once, at import in pytest: a test process, a copy, only installs it.
+_TEST_PROCESS_PROG = _sock_fprog(seccomp.TEST_PROCESS_FILTER)
+
+
 def seccomp_filter_test_process() -> None:
     """Install :data:`.seccomp.TEST_PROCESS_FILTER` (seccomp(2), SECCOMP_MODE_FILTER, after
     PR_SET_NO_NEW_PRIVS); what it refuses and why is in :mod:`.seccomp`. ``setsid()``
     alone does not stop TIOCSTI: a session leader can make an inherited tty that is
     nobody's controlling terminal its own (TIOCSCTTY) and type into it (CVE-2017-5226 in
     bubblewrap)."""
-    code = seccomp.TEST_PROCESS_FILTER
-    filters = (_SockFilter * len(code))(*(_SockFilter(*insn) for insn in code))
-    prog = _SockFprog(len(code), filters)
-    check(
-        libc.prctl(PR_SET_SECCOMP, SECCOMP_MODE_FILTER, ctypes.byref(prog), 0, 0),
-        f"prctl(PR_SET_SECCOMP, SECCOMP_MODE_FILTER, [{seccomp.DESCRIPTION}])",
-    )
+    _set_mode_filter(_TEST_PROCESS_PROG, seccomp.DESCRIPTION)
 
 
 def seccomp_set_mode_filter(code: list[tuple[int, int, int, int]], label: str) -> None:
     """Install any classic BPF program ``code`` (prctl(PR_SET_SECCOMP,
     SECCOMP_MODE_FILTER)); ``label`` says what it does, for the trace and errors. The
     caller sets PR_SET_NO_NEW_PRIVS first unless it has CAP_SYS_ADMIN."""
-    filters = (_SockFilter * len(code))(*(_SockFilter(*insn) for insn in code))
-    prog = _SockFprog(len(code), filters)
+    _set_mode_filter(_sock_fprog(code), label)
+
+
+def _set_mode_filter(prog: _SockFprog, label: str) -> None:
     check(
         libc.prctl(PR_SET_SECCOMP, SECCOMP_MODE_FILTER, ctypes.byref(prog), 0, 0),
         f"prctl(PR_SET_SECCOMP, SECCOMP_MODE_FILTER, [{label}])",

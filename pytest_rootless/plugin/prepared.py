@@ -6,8 +6,7 @@ from __future__ import annotations
 
 import dataclasses
 import functools
-import hashlib
-import json
+import itertools
 import os
 from collections.abc import Callable
 from typing import Any
@@ -18,7 +17,7 @@ from ..protocol import framing
 from ..runtime import launch, limits, mountplan, prepared
 from ..runtime.options import Options
 from ..runtime.session import ContainerSession
-from ..runtime.spec import ContainerSpec, Payload, spec_data, spec_from_data
+from ..runtime.spec import ContainerSpec, Payload, spec_from_data
 from .in_container import _container_protocol, _limit_notes
 from .shared import TmpPath
 from .stats import Stats
@@ -268,10 +267,18 @@ _NO_PLAN = mountplan.Plan(ops=(), home="")
 def _spec_key(spec: ContainerSpec) -> str:
     """Which prepared container ``spec`` asks for. Plans are made once per session and
     never change: the plan by its identity (kept alive in ContainerSession.plans), the rest
-    (a few small fields) by value."""
-    rest = dataclasses.replace(spec, plan=_NO_PLAN)
-    data = json.dumps(spec_data(rest), sort_keys=True).encode()
-    return f"{id(spec.plan):x}-{hashlib.sha256(data).hexdigest()}"
+    (a few small fields, all frozen) by value: equal ones get the same number."""
+    return f"{id(spec.plan):x}-{_number_of(dataclasses.replace(spec, plan=_NO_PLAN))}"
+
+
+#: Numbers for the values _spec_key has seen. A key is compared only while its container
+#: is prepared (until the next test starts), so the recent values are enough.
+_COUNTER = itertools.count()
+
+
+@functools.lru_cache(maxsize=256)
+def _number_of(rest: ContainerSpec) -> int:
+    return next(_COUNTER)
 
 
 #: Session attributes the host's logging hooks change (pytest's main.Session).

@@ -120,8 +120,16 @@ class Init:
 
     def __init__(self, pid: int) -> None:
         self.pid = pid
+        self.killed = False
 
     def kill(self) -> None:
+        """SIGKILL it, once: it cannot be caught or blocked, so a second one (the reaper
+        finds it still tearing down) would only cost the host a system call."""
+        if not self.killed:
+            self.killed = True
+            self._kill()
+
+    def _kill(self) -> None:
         processes.kill(self.pid)  # PID 1 of the namespace: the kernel kills the rest
 
     def gone(self) -> bool:

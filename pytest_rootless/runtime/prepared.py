@@ -38,7 +38,7 @@ class PreparedInit(Init):
         super().__init__(pid)
         self.pidfd = pidfd
 
-    def kill(self) -> None:
+    def _kill(self) -> None:
         if self.pidfd >= 0:
             processes.kill_pidfd(self.pidfd)
 

@@ -188,11 +188,13 @@ class ContainerSession:
             self.python_paths = (key, rootfs.python_paths())
         return self.python_paths[1]
 
-    def not_a_project(self) -> set[str]:
+    @functools.cached_property
+    def hidden_projects(self) -> frozenset[str]:
         """Directories that must stay hidden even when pytest runs from them (with no ini
         file): a container shows the test's own directory instead."""
         homes = {self.identity.home, self.identity.account_home}
-        return {os.path.realpath(p) for p in ("/", "/tmp", "/var/tmp", "/home", *homes) if p}
+        paths = ("/", "/tmp", "/var/tmp", "/home", *homes)
+        return frozenset(os.path.realpath(p) for p in paths if p)
 
     def plan(
         self, options: Options, ro_paths: Sequence[str], cwd: str, writable: tuple[str, ...]

@@ -132,6 +132,7 @@ PROC_CONFTEST = """
 PROC = """
     import os
     import subprocess
+    import sys
 
     import pytest
 
@@ -143,6 +144,10 @@ PROC = """
         assert host_pytest_pid not in (1, 2)
         assert os.getpid() == 2
         assert os.getppid() == 1
+        # init names itself; the test process has pytest's name (the program it ran)
+        assert open("/proc/1/comm").read() == "rootless-init\\n"
+        own = os.path.basename(sys.executable)[:15]
+        assert open("/proc/self/comm").read() == own + "\\n"
         assert not os.path.exists(f"/proc/{host_pytest_pid}")
         with pytest.raises(ProcessLookupError):
             os.kill(host_pytest_pid, 0)
@@ -157,10 +162,13 @@ PROC = """
 """
 
 
-def test_proc_shows_only_the_container(pytester: pytest.Pytester) -> None:
+@pytest.mark.parametrize("how", ["prepared", "--rootless-no-prepare"])
+def test_proc_shows_only_the_container(pytester: pytest.Pytester, how: str) -> None:
+    """Prepared (forked from the zygote) or not (forked from init, a copy of pytest)."""
     pytester.makeconftest(PROC_CONFTEST)
     pytester.makepyfile(PROC, procscan=procscan.source())
-    result = pytester.runpytest_subprocess("-p", "rootless", "-v", timeout=TIMEOUT)
+    extra = () if how == "prepared" else (how,)
+    result = pytester.runpytest_subprocess("-p", "rootless", "-v", *extra, timeout=TIMEOUT)
     result.assert_outcomes(passed=1)
     result.stdout.fnmatch_lines(["*::test_cannot_see_pytest PASSED*"])
 

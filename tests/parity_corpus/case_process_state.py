@@ -86,6 +86,7 @@ def _state():
         "recursion": (sys.getrecursionlimit(), sys.getswitchinterval()),
         "gc": (gc.isenabled(), gc.get_threshold()),
         "tempdir": tempfile.tempdir,
+        "name": Path("/proc/self/comm").read_text(),
     }
 
 
@@ -125,6 +126,7 @@ def host_state():
         "rlimits",
         "recursion",
         "gc",
+        "name",
     ],
 )
 def test_state_is_the_hosts(host_state, name):

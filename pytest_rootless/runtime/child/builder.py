@@ -19,6 +19,7 @@ test how its init ended (``init-exit``).
 
 from __future__ import annotations
 
+import gc
 import os
 import select
 import signal
@@ -72,6 +73,7 @@ def _builder(control_fd: int, host: int) -> int:
     if os.getppid() != host:
         return 0  # the host died before PDEATHSIG was set
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the host's to handle
+    sc.set_name(b"rootless-build")  # for ps and top; init renames itself
     uid, gid = os.getuid(), os.getgid()
     sc.unshare(NS.NEWUSER)
     sc.write_id_maps(uid, uid, gid, gid)  # the same ids in here: nothing else is mapped
@@ -159,6 +161,9 @@ class _Serve:
     def _make(self, zygote: socket.socket, ident: int, spec: ContainerSpec) -> None:
         ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
         cloned_at = time.monotonic()
+        # What we hold now stays out of the collector, as in the zygote: a collection in
+        # init (or here, after the clone) then writes no page the other still shares.
+        gc.freeze()
         try:
             pid = sc.clone(CLONE_FLAGS)  # one thread here: see kernel.syscalls.clone
         except OSError as exc:

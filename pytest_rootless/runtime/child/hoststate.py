@@ -12,6 +12,9 @@ lists what differs on purpose).
   around ``NamedTemporaryFile`` must not see tempfile's probe of a new directory.
 * **platform's cached uname**, which holds the host's node name: the container has its
   own hostname.
+* **The process's name** (``/proc/self/comm``): the zygote, the relay and init name
+  themselves for ``ps`` and ``top`` (``rootless-zygote``...); the test process has
+  pytest's.
 """
 
 from __future__ import annotations
@@ -23,18 +26,24 @@ import sys
 import tempfile
 from typing import Any
 
+from ...kernel import syscalls as sc
 from ..options import ENV_ALWAYS
 
 #: pytest's Python-level signal handlers, saved in the first process after its fork.
 _SAVED: dict[int, Any] | None = None
+#: pytest's process name, saved with them.
+_NAME = b""
 
 
-def save() -> None:
-    """Save pytest's signal handlers, unless a process between pytest and this one did
-    (a prepared init's zygote, a relay): call before changing any."""
-    global _SAVED
+def save_and_name(name: bytes) -> None:
+    """Save pytest's signal handlers and name, unless a process between pytest and this
+    one did (a prepared init's zygote, a relay), then name this process ``name`` (its
+    role: ``rootless-init``...). Call before changing any handler."""
+    global _SAVED, _NAME
     if _SAVED is None:
         _SAVED = {signum: signal.getsignal(signum) for signum in signal.valid_signals()}
+        _NAME = sc.get_name()
+    sc.set_name(name)
 
 
 def restore() -> None:
@@ -46,6 +55,8 @@ def restore() -> None:
         # None: a handler not installed from Python (it was not ours to change)
         if handler is not None and signal.getsignal(signum) != handler:
             signal.signal(signum, handler)
+    if saved is not None and sc.get_name() != _NAME:
+        sc.set_name(_NAME)
     _choose_tempdir_again()
     _uname_again()
 

@@ -63,7 +63,7 @@ def _init(spec: ContainerSpec, setup_fd: int, cloned_at: float, then: AfterBuild
     if _parent_gone(setup_fd):
         return EXIT_SETUP_FAILED
     # Ctrl-C goes to the host, which ends the container; init must not die of it first.
-    hoststate.save()  # pytest's handlers, for the test process
+    hoststate.save_and_name(b"rootless-init")  # pytest's handlers, for the test process
     signal.signal(signal.SIGINT, signal.SIG_IGN)
 
     # === CGROUPS === first, so that every process of the container is counted.

@@ -30,7 +30,7 @@ def relay_main(
             sc.prctl(sc.PR_SET_PDEATHSIG, signal.SIGKILL, "PR_SET_PDEATHSIG")
         if _parent_gone(result_fd):
             return EXIT_SETUP_FAILED
-        hoststate.save()  # pytest's handlers, for the test process
+        hoststate.save_and_name(b"rootless-relay")  # pytest's, for the test process
         signal.signal(signal.SIGINT, signal.SIG_IGN)
         if spec.network is not None:
             # The container's namespaces become children of the network's user

@@ -107,7 +107,7 @@ class _Zygote:
         sc.prctl(sc.PR_SET_PDEATHSIG, signal.SIGKILL, "PR_SET_PDEATHSIG")
         if _parent_gone(self.control.fileno()):
             return EXIT_SETUP_FAILED
-        hoststate.save()  # pytest's handlers, for the test processes
+        hoststate.save_and_name(b"rootless-zygote")  # pytest's, for the test processes
         signal.signal(signal.SIGINT, signal.SIG_IGN)
         # Nothing of pytest's but what its test processes keep (stdio, capture files): not
         # the pipes of the test running now, not a socket of a plugin's.
