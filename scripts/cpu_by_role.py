@@ -6,9 +6,12 @@ pytest's name back, at the end of its isolation.
 
     python scripts/cpu_by_role.py [--tests 500] [-- pytest options...]
 
-Needs ``perf`` (linux-perf) and the right to sample every CPU (root, or
-kernel.perf_event_paranoid <= 0). A test process is told from the host by its pid: the
-host is the process with the most samples under pytest's name.
+The pytest options replace the default ``--rootless`` (``-- --forked`` measures
+pytest-forked, ``-- -p no:rootless`` plain pytest). Needs ``perf`` (linux-perf) and the
+right to sample every CPU (root, or kernel.perf_event_paranoid <= 0). A test process is
+told from the host by its pid: the host is the process with the most samples under
+pytest's name. Under pytest-xdist the workers have pytest's name too and count as test
+processes: only the total is right there.
 """
 
 from __future__ import annotations
@@ -50,11 +53,14 @@ def print_roles(lines: list[str], tests: int) -> None:
     """Milliseconds of CPU a test, by role, from ``perf script -F comm,pid`` lines."""
     by_process: collections.Counter[tuple[str, int]] = collections.Counter()
     for line in lines:
-        fields = line.split()
-        if len(fields) == 2 and fields[1].isdigit():
-            by_process[fields[0], int(fields[1])] += 1
+        name, _, pid = line.strip().rpartition(" ")  # a name may hold spaces
+        if pid.isdigit():
+            by_process[name.strip(), int(pid)] += 1
     pytest_name = os.path.basename(sys.executable)[:15]  # what the kernel names it
-    host = max((p for p in by_process if p[0] == pytest_name), key=by_process.__getitem__)
+    ours = [p for p in by_process if p[0] == pytest_name]
+    if not ours:
+        raise SystemExit(f"perf recorded no sample of {pytest_name!r}: may it sample?")
+    host = max(ours, key=by_process.__getitem__)
     roles: collections.Counter[str] = collections.Counter()
     for (name, pid), count in by_process.items():
         if (name, pid) == host:
@@ -64,7 +70,7 @@ def print_roles(lines: list[str], tests: int) -> None:
         elif name == pytest_name:
             role = "test processes"
         else:
-            role = "other (kernel threads...)"
+            role = "other (kernel threads, perf)"
         roles[role] += count
     per_test = 1000 / FREQUENCY / tests
     busy = sum(n for role, n in roles.items() if role != "swapper")

@@ -272,7 +272,6 @@ _LINUX_CAPABILITY_VERSION_3 = 0x20080522  # include/uapi/linux/capability.h
 
 
 @functools.cache  # the kernel's, fixed until reboot: read once, not per container
-@functools.cache  # the running kernel's: it does not change
 def cap_last_cap() -> int:
     try:
         with open("/proc/sys/kernel/cap_last_cap") as f:

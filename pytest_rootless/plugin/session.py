@@ -104,7 +104,7 @@ class SessionState:
         basetemp is a copy-on-write view, whose changes go with the container, and the
         tmp_path a bind of the host's directory on top, which stays."""
         rootdir = str(self.config.rootpath) if self.config else os.getcwd()
-        if os.path.realpath(rootdir) in self.containers.hidden_projects:
+        if os.path.realpath(rootdir) in self.containers.hidden_projects():
             # pytest ran with no ini file from (above) a directory that must stay hidden,
             # such as /tmp or HOME: show the test's own directory, not all of it.
             rootdir = ""

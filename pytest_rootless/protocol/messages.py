@@ -109,7 +109,8 @@ class Zygote(StrEnum):
     #: host: hand a test (``job``; ``spec`` if none was prepared) to the init prepared for
     #: ``key``; its result, crash and ack fds alongside
     START = "start"
-    #: zygote: the test was handed over (``pid``); a pidfd of the init alongside
+    #: zygote: the test was handed over (``pid``; ``built``: the seconds its container
+    #: took to build); a pidfd of the init alongside
     STARTED = "started"
     #: zygote: the container could not be built
     SETUP_ERROR = "setup-error"
@@ -121,8 +122,8 @@ class Builder(StrEnum):
     ``connect``), and each zygote and the builder (the rest)."""
 
     #: builder: it runs, in its user namespace (to the host); for a zygote: container
-    #: ``id`` is built, its init is ``pid``; a pidfd of that init and fds of its
-    #: namespaces alongside (see runtime.child.ahead.namespaces)
+    #: ``id`` is built (in ``built`` seconds), its init is ``pid``; a pidfd of that init
+    #: and fds of its namespaces alongside (see runtime.child.ahead.namespaces)
     READY = "ready"
     #: host: serve a zygote; the builder's end of their channel alongside
     CONNECT = "connect"
@@ -142,7 +143,7 @@ class Prepared(StrEnum):
     """A prepared container's channels (SOCK_SEQPACKET): its init and the builder that
     cloned it; its test process and the zygote that forked it."""
 
-    #: init: the container is built; fds of its namespaces alongside
+    #: init: the container is built (in ``built`` seconds); fds of its namespaces alongside
     READY = "ready"
     #: init: building the container failed
     SETUP_ERROR = "setup-error"

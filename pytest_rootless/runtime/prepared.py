@@ -34,9 +34,10 @@ class PreparedInit(Init):
     """The init of a prepared container: the builder's child, which reaps it; we hold a
     pidfd (pidfd_open(2)), to kill it and to see it end."""
 
-    def __init__(self, pid: int, pidfd: int) -> None:
+    def __init__(self, pid: int, pidfd: int, built: object = None) -> None:
         super().__init__(pid)
         self.pidfd = pidfd
+        self.built = built  # the zygote's word: seconds its container took to build
 
     def _kill(self) -> None:
         if self.pidfd >= 0:
@@ -96,6 +97,8 @@ def run_prepared(
         os.close(read_fd)
         return None
     try:
+        if init.built is not None:  # as a container built on its test's turn says it
+            on_message({"kind": messages.Result.BUILT, "seconds": init.built})
         then()
     except BaseException:
         init.kill()
@@ -255,7 +258,7 @@ class Zygote:
             for fd in pidfds:
                 os.close(fd)
             return None
-        return PreparedInit(int(reply["pid"]), pidfds[0])
+        return PreparedInit(int(reply["pid"]), pidfds[0], reply.get("built"))
 
     def _send(self, request: framing.Message, fds: tuple[int, ...]) -> None:
         try:

@@ -75,6 +75,7 @@ class ContainerSession:
     identity: rootfs.Identity = field(default_factory=rootfs.host_identity)
     plans: dict[tuple[Any, ...], Plan] = field(default_factory=dict)
     python_paths: tuple[tuple[tuple[str, ...], int], list[str]] | None = None
+    hidden: frozenset[str] | None = None  # see hidden_projects
     state_dir: str | None = None
     backend: limits.Backend | None = None
     #: cgroups of reaped containers that would not go yet (retried, and at the end)
@@ -95,6 +96,7 @@ class ContainerSession:
         self.cgroups_left = []
         self.reaper = launch.Reaper()
         self.identity = rootfs.host_identity()
+        self.hidden = None
         self.plans = {}
         return True
 
@@ -188,13 +190,15 @@ class ContainerSession:
             self.python_paths = (key, rootfs.python_paths())
         return self.python_paths[1]
 
-    @functools.cached_property
     def hidden_projects(self) -> frozenset[str]:
         """Directories that must stay hidden even when pytest runs from them (with no ini
         file): a container shows the test's own directory instead."""
-        homes = {self.identity.home, self.identity.account_home}
-        paths = ("/", "/tmp", "/var/tmp", "/home", *homes)
-        return frozenset(os.path.realpath(p) for p in paths if p)
+        self.fresh_if_forked()
+        if self.hidden is None:
+            homes = {self.identity.home, self.identity.account_home}
+            paths = ("/", "/tmp", "/var/tmp", "/home", *homes)
+            self.hidden = frozenset(os.path.realpath(p) for p in paths if p)
+        return self.hidden
 
     def plan(
         self, options: Options, ro_paths: Sequence[str], cwd: str, writable: tuple[str, ...]

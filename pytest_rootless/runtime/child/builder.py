@@ -161,12 +161,15 @@ class _Serve:
     def _make(self, zygote: socket.socket, ident: int, spec: ContainerSpec) -> None:
         ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
         cloned_at = time.monotonic()
-        # What we hold now stays out of the collector, as in the zygote: a collection in
-        # init (or here, after the clone) then writes no page the other still shares.
+        # What we hold now stays out of init's collector, as pytest's is out of the
+        # zygote's: a collection in init writes no page we still share. Here it goes
+        # back to the oldest generation (as runtime.prepared does around the zygote's
+        # fork), which only a full collection walks.
         gc.freeze()
         try:
             pid = sc.clone(CLONE_FLAGS)  # one thread here: see kernel.syscalls.clone
         except OSError as exc:
+            gc.unfreeze()
             ours.close()
             theirs.close()
             _send(
@@ -187,6 +190,7 @@ class _Serve:
                 _close_inherited_fds({0, 1, 2, go_fd})
             finally:
                 prepared_main(spec, go_fd, cloned_at)
+        gc.unfreeze()
         theirs.close()
         init = _Init(ident, pid, os.pidfd_open(pid), ours, zygote)
         self.inits[pid] = init
@@ -206,7 +210,12 @@ class _Serve:
                 "message": "init ended while building the container",
             }
         if message["kind"] == Prepared.READY:
-            ready = {"kind": Builder.READY, "id": init.ident, "pid": init.pid}
+            ready = {
+                "kind": Builder.READY,
+                "id": init.ident,
+                "pid": init.pid,
+                "built": message.get("built"),
+            }
             _send(init.zygote, ready, (init.pidfd, *ns_fds))
         else:
             _send(init.zygote, {**message, "kind": Builder.SETUP_ERROR, "id": init.ident})
@@ -264,7 +273,9 @@ def prepared_main(spec: ContainerSpec, go_fd: int, cloned_at: float) -> NoReturn
         ns_fds = [os.open(f"/proc/self/ns/{name}", os.O_RDONLY) for name, _ in namespaces(spec)]
         go = socket.socket(fileno=go_fd)
         try:
-            framing.send_packet(go, {"kind": Prepared.READY}, ns_fds)
+            # How long the build took goes with the word that it is done: on the test's
+            # channel it could come after the test's last frame, which the host reads last.
+            framing.send_packet(go, {"kind": Prepared.READY, "built": built}, ns_fds)
         finally:
             _close_all(ns_fds)
         started = _receive_test(go)
@@ -272,7 +283,7 @@ def prepared_main(spec: ContainerSpec, go_fd: int, cloned_at: float) -> NoReturn
             return 0  # nobody will use this container; our exit ends it
         test_pid, result_fd = started
         channel[0] = result_fd
-        tell_built(spec, result_fd, built)
+        tell_built(spec, result_fd, None)
         return reap_after_start(spec, result_fd, test_pid, store)
 
     def build() -> int:

@@ -72,6 +72,7 @@ class _Prepared:
     job: socket.socket | None = None  # to the test process, waiting for its test
     test_pid: int = 0  # in the container
     failed: framing.Message | None = None
+    built: object = None  # seconds its init took to build it (init's word)
 
     def close(self) -> None:
         if self.job is not None:
@@ -181,6 +182,7 @@ class _Zygote:
             entry.failed = {**message, "kind": Zygote.SETUP_ERROR}
             return
         entry.pid, entry.pidfd, entry.ns_fds = int(message["pid"]), fds[0], fds[1:]
+        entry.built = message.get("built")
         try:
             entry.job, entry.test_pid = launch_test_process(
                 entry.spec, entry.ns_fds, self.last_pid_fd, self.job_payload
@@ -212,7 +214,7 @@ class _Zygote:
             framing.send_packet(self.builder, test, fds[:1])
             # STARTED first: once the test is handed over, the host must never build its
             # container again (the test may have run), whatever becomes of us.
-            started = {"kind": Zygote.STARTED, "pid": entry.pid}
+            started = {"kind": Zygote.STARTED, "pid": entry.pid, "built": entry.built}
             framing.send_packet(self.control, started, [entry.pidfd])
             job = {"kind": Prepared.JOB, "job": request["job"]}
             try:
