@@ -8,7 +8,6 @@ from __future__ import annotations
 import gc
 import json
 import os
-import select
 import socket
 import subprocess
 import sys
@@ -44,20 +43,16 @@ class PreparedInit(Init):
             processes.kill_pidfd(self.pidfd)
 
     def gone(self) -> bool:
-        self._ended(0)
+        self._ended(0.0)
         return self.pidfd < 0
 
     def wait(self) -> int | None:
         self._ended(None)
         return None  # the builder sends it (init-exit)
 
-    def _ended(self, timeout_ms: int | None) -> None:
+    def _ended(self, timeout: float | None) -> None:
         """Close the pidfd once it polls readable: its process has ended (pidfd_open(2))."""
-        if self.pidfd < 0:
-            return
-        poller = select.poll()
-        poller.register(self.pidfd, select.POLLIN)
-        if poller.poll(timeout_ms):
+        if self.pidfd >= 0 and framing.readable(self.pidfd, timeout):
             self.close()
 
     def close(self) -> None:

@@ -122,19 +122,7 @@ def apply(
     )
     # === MOUNT PROPAGATION ===
     mnt.mount(None, "/", None, MS.REC | MS.PRIVATE)
-    # === PIN BIND SOURCES === (before the new root covers any of them)
-    sources: dict[str, int] = {}
-    image = (Bind(plan.image, "/"),) if plan.image is not None else ()
-    fixups = (Bind(op.fixups, op.target) for op in ops if isinstance(op, Overlay) and op.fixups)
-    binds = (op for op in ops if isinstance(op, Bind))
-    for bind in (Bind(root, "/"), *image, *fixups, *binds):
-        if bind.source not in sources:
-            try:
-                sources[bind.source] = mnt.open_path(bind.source)
-            except OSError as exc:
-                raise RootfsError(
-                    exc.errno or errno.EIO, f"cannot open bind source {bind.source}: {exc.strerror}"
-                ) from None
+    sources = _pin_sources(root, plan.image, ops)
     # === THE STORE OF UPPER LAYERS === a tmpfs that is mounted nowhere
     store = None
     if plan.image is not None or any(isinstance(op, Overlay) for op in ops):
@@ -169,12 +157,36 @@ def apply(
     for fd in sources.values():
         os.close(fd)
     mnt.mount_setattr(base, mnt.MOUNT_ATTR_RDONLY, recursive=False)
-    # === PIVOT_ROOT === (never chroot: a process with CAP_SYS_CHROOT escapes a chroot)
+    _pivot_into(base)
+    return store
+
+
+def _pivot_into(base: str) -> None:
+    """=== PIVOT_ROOT === into ``base``, the old root detached from under it (never
+    chroot: a process with CAP_SYS_CHROOT escapes a chroot)."""
     os.chdir(base)
     mnt.pivot_root(".", ".")
     mnt.umount2(".", mnt.MNT_DETACH)
     os.chdir("/")
-    return store
+
+
+def _pin_sources(root: str, image: str | None, ops: Sequence[Op]) -> dict[str, int]:
+    """=== PIN BIND SOURCES === an O_PATH fd of every host path the root is built from
+    (the skeleton, the image, overlays' fixups, binds), opened before the new root covers
+    any of them."""
+    sources: dict[str, int] = {}
+    whole = (Bind(image, "/"),) if image is not None else ()
+    fixups = (Bind(op.fixups, op.target) for op in ops if isinstance(op, Overlay) and op.fixups)
+    binds = (op for op in ops if isinstance(op, Bind))
+    for bind in (Bind(root, "/"), *whole, *fixups, *binds):
+        if bind.source not in sources:
+            try:
+                sources[bind.source] = mnt.open_path(bind.source)
+            except OSError as exc:
+                raise RootfsError(
+                    exc.errno or errno.EIO, f"cannot open bind source {bind.source}: {exc.strerror}"
+                ) from None
+    return sources
 
 
 def _image_root(image: str, lowers: list[int], base: str, store: Store) -> None:
