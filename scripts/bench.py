@@ -650,6 +650,21 @@ def overhead_ratio(a: float, b: float) -> str:
     return f"{ratio(a, b):.2f}x" if b > NOISE else "n/a (the second is within noise of plain)"
 
 
+def _suite_cells(v: Variant, plain: Variant, per: dict[str, float], kind: str) -> list[str]:
+    """A real-suite variant's wall time, overhead, CPU a test over plain and how many CPUs
+    it kept busy (its overhead goes into ``per``)."""
+    if v.error or not v.times or not plain.times:
+        return [f"FAILED: {v.error}", "", "", ""]
+    w = statistics.median(v.times)
+    busy = statistics.median(c / t for c, t in zip(v.cpu, v.times, strict=False))
+    cells = [f"{w:.2f} s ({min(v.times):.2f} s)", "", "", f"{busy:.2f}"]
+    if kind != "plain":
+        per[kind] = (w - statistics.median(plain.times)) / v.expect
+        cpu = (statistics.median(v.cpu) - statistics.median(plain.cpu)) / v.expect
+        cells[1:3] = [signed_ms(per[kind]), signed_ms(cpu)]
+    return cells
+
+
 def report_suites(
     suites: dict[str, Path],
     variants: list[Variant],
@@ -663,21 +678,18 @@ def report_suites(
     verdicts: list[tuple[bool, str]] = []
     print()
     print("real suites (sdists; plain pytest's outcomes in every variant):")
-    row = "{:<26} {:<16} {:>17} {:>22}"
-    print(row.format("suite", "variant", "wall time", "overhead per test"))
+    # CPU: every process of the run (getrusage of the reaped ones), kernel threads aside.
+    row = "{:<26} {:<16} {:>17} {:>18} {:>16} {:>10}"
+    print(
+        row.format("suite", "variant", "wall time", "overhead per test", "CPU a test", "CPUs busy")
+    )
     for name in suites:
         plain = by_key[f"{name}/plain"]
         title = f"{name}, {plain.expect} tests"
         per: dict[str, float] = {}
         for kind in ("plain", "floor", "forked", "rootless", "n2"):
             v = by_key[f"{name}/{kind}"]
-            if v.error or not v.times or not plain.times:
-                print(row.format(title, v.label, f"FAILED: {v.error}", ""))
-            else:
-                w = statistics.median(v.times)
-                per[kind] = (w - statistics.median(plain.times)) / v.expect
-                text = "" if kind == "plain" else signed_ms(per[kind])
-                print(row.format(title, v.label, f"{w:.2f} s ({min(v.times):.2f} s)", text))
+            print(row.format(title, v.label, *_suite_cells(v, plain, per, kind)))
             title = ""
         if {"rootless", "forked", "floor"} <= per.keys():
             print(
@@ -689,6 +701,11 @@ def report_suites(
         if n0.times and n2.times:
             speedup = ratio(statistics.median(n0.times), statistics.median(n2.times))
             print(f"{'':<26} -n 2 against -n 0, both --rootless: {speedup:.2f}x faster")
+            # -n 2 cannot take less than its CPU spread over every CPU of the machine.
+            bound = statistics.median(n0.times) / (
+                statistics.median(n2.cpu) / (os.cpu_count() or 1)
+            )
+            print(f"{'':<26} -n 2's CPU on {os.cpu_count()} CPUs: at most {bound:.2f}x faster")
             verdicts.append(
                 (
                     speedup >= TARGET_XDIST_SPEEDUP,

@@ -21,6 +21,7 @@ from ..protocol import framing
 from ..protocol.messages import Result, cache_key_problem
 from ..runtime import limits as limits_mod
 from ..runtime.options import Options
+from . import setupstate
 from .in_container_coverage import ContainerCoverage
 from .shared import (
     _HOOKIMPL,
@@ -433,6 +434,7 @@ def _container_protocol(
     no ``memory`` option."""
     config = item.config
     measuring = ContainerCoverage.start()
+    setupstate.mirror_host_stack(item)  # a prepared copy may be older than the host's
     _use_host_tmp_path(config, prepared_tmp)
     send = functools.partial(framing.send, result_fd)
     _forward_log_hooks(item, send, ack_fd, ceiling)

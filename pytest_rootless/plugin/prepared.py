@@ -18,6 +18,7 @@ from ..runtime import launch, limits, mountplan, prepared
 from ..runtime.options import Options
 from ..runtime.session import ContainerSession
 from ..runtime.spec import ContainerSpec, Payload, spec_from_data
+from . import setupstate
 from .in_container import _container_protocol, _limit_notes
 from .shared import TmpPath
 from .stats import Stats
@@ -108,9 +109,8 @@ class ZygoteKeeper:
         self._here()
         containers = self.containers
         crash = containers.crash_channel()
-        # The host changes when the next test has other nodes to set up (another module,
-        # class): a zygote made for this test alone would cost one more fork of pytest.
-        if ahead is not None and ahead[0].parent is not item.parent:
+        # A zygote made for this test alone would cost one more fork of pytest.
+        if ahead is not None and not _same_zygote_likely(item, ahead[0]):
             ahead = None
         zygote = self._zygote_for(item, ahead is not None)
         if zygote is None:
@@ -147,7 +147,10 @@ class ZygoteKeeper:
         """The zygote for the host as it is at ``item``'s turn: the one we have, or one
         made now if ``worth_making`` (the next test can use it too); None if none."""
         state = _host_state(item, self.local_runs, self.containers.keep())
-        if self.zygote is not None and self.zygote.fingerprint != state:
+        made_for = self.zygote.fingerprint if self.zygote is not None else None
+        if self.zygote is not None and not (
+            isinstance(made_for, HostState) and made_for.serves(state)
+        ):
             self.zygote.close()  # made before the host changed: it would run stale copies
             self.zygote = None
         if self.zygote is not None:
@@ -208,30 +211,47 @@ class ZygoteKeeper:
 
 @dataclasses.dataclass(frozen=True)
 class HostState:
-    """What a zygote was made for (see _host_state); two are equal when a copy made at
-    either would run a test the same way. ``kinds`` names each node, for the stats."""
+    """What a zygote was made for (see _host_state). ``kinds`` names each node, for the
+    stats; ``bare`` says which nodes hold nothing but their place on the stack (see
+    setupstate)."""
 
     nodes: tuple[tuple[int, int], ...]  # (id, how many finalizers) of each node set up
     local_runs: int
     fds: frozenset[int]
     items: tuple[int, int]  # the list of items: its identity and length
     kinds: tuple[str, ...] = dataclasses.field(compare=False, default=())
+    bare: tuple[bool, ...] = dataclasses.field(compare=False, default=())
+
+    def serves(self, now: HostState) -> bool:
+        """Whether a copy of pytest made at this state runs a test at ``now`` as a copy
+        made then would: they differ at most in bare nodes, which the test process puts
+        on its stack or takes off (setupstate.mirror_host_stack)."""
+        return dataclasses.replace(self, nodes=self.kept()) == dataclasses.replace(
+            now, nodes=now.kept()
+        )
+
+    def kept(self) -> tuple[tuple[int, int], ...]:
+        """The nodes that hold more than their place on the stack."""
+        return tuple(node for node, bare in zip(self.nodes, self.bare, strict=True) if not bare)
 
 
 def remake_cause(old: HostState | None, new: HostState) -> str:
-    """Why a zygote for ``new`` was needed when the last was made for ``old`` (see
-    stats.REMAKE_CAUSES)."""
+    """Why a zygote for ``new`` was needed when the last was made for ``old``, which did
+    not serve it (see stats.REMAKE_CAUSES)."""
     if old is None:
         return "first"
     if old.local_runs != new.local_runs:
         return "host-run"
     old_ids = {node for node, _ in old.nodes}
-    pairs = zip(new.nodes, new.kinds, strict=True)
-    added = [kind for (node, _), kind in pairs if node not in old_ids]
-    if added or len(old.nodes) != len(new.nodes):
-        return (added or ["node"])[-1]
-    if old.nodes != new.nodes:
-        return "fixture"
+    pairs = zip(new.nodes, new.kinds, new.bare, strict=True)
+    added = [kind for (node, _), kind, bare in pairs if not bare and node not in old_ids]
+    if added:
+        return added[-1]
+    old_kept, new_kept = old.kept(), new.kept()
+    if len(new_kept) < len(old_kept):
+        return "teardown"
+    if old_kept != new_kept:
+        return "fixture"  # on a node set up before, now holding one more
     return "other"
 
 
@@ -245,8 +265,33 @@ def _host_state(item: pytest.Item, local_runs: int, fds: frozenset[int]) -> Host
     stack = item.session._setupstate.stack
     nodes = tuple((id(node), len(entry[0])) for node, entry in stack.items())
     kinds = tuple(_kind(node) for node in stack)
+    bare = tuple(setupstate.bare(node, entry) for node, entry in stack.items())
     items = item.session.items
-    return HostState(nodes, local_runs, fds, (id(items), len(items)), kinds)
+    return HostState(nodes, local_runs, fds, (id(items), len(items)), kinds, bare)
+
+
+def _same_zygote_likely(item: pytest.Item, nextitem: pytest.Item) -> bool:
+    """Whether the zygote for ``item`` will likely serve ``nextitem`` too (HostState.serves):
+    the nodes the host will tear down after ``item`` are bare, the ones it will set up for
+    ``nextitem`` have nothing to set up, and no fixture of a wider scope is still to be
+    set up for it. A wrong guess costs a container prepared for nothing."""
+    if nextitem.parent is item.parent:
+        return True
+    stack = item.session._setupstate.stack
+    chain = nextitem.listchain()[:-1]
+    if not all(setupstate.bare(node, entry) for node, entry in stack.items() if node not in chain):
+        return False
+    if not all(setupstate.bare_setup(node) for node in chain if node not in stack):
+        return False
+    info = getattr(nextitem, "_fixtureinfo", None)
+    wider = (
+        defs[-1]
+        for name in getattr(nextitem, "fixturenames", ())
+        if info is not None and (defs := info.name2fixturedefs.get(name))
+    )
+    return all(
+        fixture.scope == "function" or fixture.cached_result is not None for fixture in wider
+    )
 
 
 #: The nodes whose set-up makes a new zygote, as --rootless-stats names them.

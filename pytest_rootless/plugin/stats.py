@@ -28,10 +28,11 @@ from typing import Any
 #: Why a zygote was made, as the summary words it.
 REMAKE_CAUSES = {
     "first": "the first",
-    "module": "a new module",
-    "class": "a new class",
+    "module": "a new module with fixtures or a setup",
+    "class": "a new class with fixtures or a setup",
     "package": "a new package",
     "node": "another collector set up",
+    "teardown": "a class or module torn down with its fixtures",
     "fixture": "a fixture set up on the host",
     "host-run": "a test run on the host (not isolated)",
     "lost": "the previous one ended",
@@ -124,7 +125,8 @@ def summary(stats: Stats) -> list[str]:
         lines.append(
             f"hint: the zygote was made again {remade} times for {stats.containers} "
             "containers; each costs a fork of pytest. Fewer module- or class-scoped "
-            "fixtures set up on the host, fewer tests run on the host between isolated "
-            "ones (or isolate them too), longer runs of tests per module or class."
+            "fixtures and setup_class/setup_module functions (a class or module that sets "
+            "up nothing costs none), fewer tests run on the host between isolated ones "
+            "(or isolate them too)."
         )
     return lines

@@ -138,6 +138,116 @@ def test_every_test_sees_the_host_as_it_is_at_its_turn(
         assert count == 0, result.stdout.str()
 
 
+# Classes and modules, some set up with nothing (bare), some with a class fixture or a
+# setup_class: each test checks pytest's stack of set-up nodes and the fixtures' values.
+CLASSES_ONE = """
+    import os
+
+    import pytest
+
+    pytestmark = pytest.mark.isolated
+    CALLS = []
+
+
+    def stack_names(request):
+        return [node.name for node in request.session._setupstate.stack]
+
+
+    @pytest.fixture(scope="class")
+    def cfix():
+        CALLS.append(1)
+        return len(CALLS)
+
+
+    class TestA:
+        def test_1(self, request):
+            assert os.getpid() == 2
+            assert stack_names(request)[-2:] == ["TestA", "test_1"]
+
+        def test_2(self):
+            pass
+
+
+    class TestB:
+        def test_1(self):
+            pass
+
+        def test_2(self, request):
+            assert stack_names(request)[-3:] == ["test_one.py", "TestB", "test_2"]
+
+
+    class TestC:
+        def test_1(self, cfix):
+            assert cfix == 1
+
+        def test_2(self, cfix):
+            assert cfix == 1
+
+
+    class TestD:
+        def test_1(self, cfix):
+            assert cfix == 2  # set up again for this class, on the host
+
+        def test_2(self, request):
+            assert request.getfixturevalue("cfix") == 2
+
+
+    class TestE:
+        x = 0
+
+        @classmethod
+        def setup_class(cls):
+            cls.x = 5
+
+        def test_1(self):
+            assert self.x == 5
+
+        def test_2(self):
+            assert self.x == 5
+
+
+    class TestF:
+        def test_1(self, request):
+            assert request.getfixturevalue("cfix") == 3  # first asked for here
+
+        def test_2(self, request):
+            assert request.getfixturevalue("cfix") == 3
+"""
+
+CLASSES_TWO = """
+    import pytest
+
+    pytestmark = pytest.mark.isolated
+
+
+    class TestG:
+        def test_1(self, request):
+            names = [node.name for node in request.session._setupstate.stack]
+            assert names[-3:] == ["test_two.py", "TestG", "test_1"], names
+
+        def test_2(self):
+            pass
+"""
+
+
+@pytest.mark.parametrize("prepare", [True, False], ids=["prepared", "no-prepare"])
+def test_a_zygote_serves_the_next_class_when_setting_it_up_ran_nothing(
+    pytester: pytest.Pytester, prepare: bool
+) -> None:
+    """A zygote stays for the next class or module when the host set up nothing for it
+    (no fixture of a wider scope, no setup_class): the test process puts the new nodes on
+    pytest's stack and takes the old ones off, and every test sees what it would see in a
+    copy made at its turn. Zygotes: TestA (the first, serving TestB), TestC and TestD (a
+    class fixture each), TestE (setup_class), TestF (after TestE's setup_class, serving
+    test_two.py's TestG too)."""
+    pytester.makeconftest(COUNT_ZYGOTES)
+    pytester.makepyfile(test_one=CLASSES_ONE, test_two=CLASSES_TWO)
+    args = ["-p", "rootless", "-v"] + ([] if prepare else ["--rootless-no-prepare"])
+    result = pytester.runpytest_subprocess(*args, timeout=TIMEOUT)
+    result.assert_outcomes(passed=14)
+    assert f"zygotes made: {5 if prepare else 0}" in result.outlines, result.stdout.str()
+
+
 MANY_TRIVIAL = """
     import os
 
@@ -291,6 +401,21 @@ STATS_SUITE = """
 
 
     @isolated
+    class TestBare:
+        def test_c1(self):
+            pass
+
+        def test_c2(self):
+            pass
+
+
+    @pytest.fixture(scope="class")
+    def group():
+        return "set up on the host, once for the class"
+
+
+    @isolated
+    @pytest.mark.usefixtures("group")
     class TestGroup:
         def test_b1(self):
             pass
@@ -315,20 +440,21 @@ def test_stats_say_what_was_prepared_and_why_zygotes_were_made(pytester: pytest.
     cause of each (the host's own test, a new class), and measures every stage of each."""
     pytester.makepyfile(test_stats=STATS_SUITE)
     result = pytester.runpytest_subprocess("-p", "rootless", "--rootless-stats", timeout=TIMEOUT)
-    result.assert_outcomes(passed=9)
+    result.assert_outcomes(passed=11)
     lines = _stats_section(result)
     text = "\n".join(lines)
-    # 8 isolated tests; zygotes for test_a1 (first), test_after_the_host (a test ran on the
-    # host) and TestGroup (a new class): each one's first container is built on request,
-    # the others are prepared; test_with_a_limit never is.
-    assert "containers: 8 for tests, 4 prepared ahead (50%), 4 built" in text, text
+    # 10 isolated tests; zygotes for test_a1 (first), test_after_the_host (a test ran on
+    # the host; it serves TestBare too, set up with nothing) and TestGroup (a new class,
+    # with a class fixture set up on the host): each zygote's first container is built on
+    # request, the others are prepared; test_with_a_limit never is.
+    assert "containers: 10 for tests, 6 prepared ahead (60%), 4 built" in text, text
     assert "3 built by the zygote on request" in text, text
     assert "1 options never prepared ahead" in text, text
     assert "zygotes (copies of pytest that prepare containers): 3 made" in text, text
     for cause in ("1 the first", "1 a test run on the host", "1 a new class"):
         assert cause in text, text
     for stage in ("build", "hand-over", "teardown"):
-        assert any(stage in line and "(8 measured)" in line for line in lines), text
+        assert any(stage in line and "(10 measured)" in line for line in lines), text
 
 
 def test_stats_add_up_the_workers_of_pytest_xdist(pytester: pytest.Pytester) -> None:
@@ -336,10 +462,10 @@ def test_stats_add_up_the_workers_of_pytest_xdist(pytester: pytest.Pytester) -> 
     result = pytester.runpytest_subprocess(
         "-p", "rootless", "--rootless-stats", "-n", "2", timeout=TIMEOUT
     )
-    result.assert_outcomes(passed=9)
+    result.assert_outcomes(passed=11)
     text = "\n".join(_stats_section(result))
-    assert "containers: 8 for tests" in text, text
-    assert "(8 measured)" in text, text
+    assert "containers: 10 for tests" in text, text
+    assert "(10 measured)" in text, text
 
 
 FDS_SEEN = """
