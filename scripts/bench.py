@@ -368,7 +368,7 @@ def done(fd):  # what a test process sends last
 
 
 builder = prepared_containers.Builder()
-zygote = prepared_containers.Zygote(builder, lambda job, ack_fd: done, None, containers.keep())
+zygote = prepared_containers.Zygote(builder, lambda job, ack_fd: done, containers.keep())
 key = "floor"
 ack_r, ack_w = os.pipe()
 zygote.prepare(key, spec)

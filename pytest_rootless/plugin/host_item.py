@@ -41,6 +41,7 @@ from collections.abc import Callable, Iterator
 import pytest
 
 from ..runtime.options import Options
+from . import setupstate
 from .host_container import ContainerRun
 from .reports import (
     MAX_WARNINGS,
@@ -181,30 +182,23 @@ def _tempdir_the_container_sees(config: pytest.Config) -> Iterator[None]:
 
 
 def _set_up_higher_scopes(item: pytest.Item) -> None:
-    setupstate = item.session._setupstate
+    state = item.session._setupstate
     # SetupState.setup() only needs listchain() of its argument: the parent's chain.
-    setupstate.setup(item.parent)  # type: ignore[arg-type]
+    state.setup(item.parent)  # type: ignore[arg-type]
     request = getattr(item, "_request", None)
-    info = getattr(item, "_fixtureinfo", None)
-    if not request or info is None:
-        return
-    names = [
-        name
-        for name in getattr(item, "fixturenames", ())
-        if (defs := info.name2fixturedefs.get(name)) and defs[-1].scope != "function"
-    ]
-    if not names:
+    names = [fixture.argname for fixture in setupstate.wider_fixtures(item)]
+    if not request or not names:
         return
     # The item must look active while it requests fixtures (pytest >= 9.1 treats requests
     # from an inactive node as teardown-time requests), but its own setup — the
     # function-scoped fixtures — belongs to the container: push it without calling
     # item.setup(), and pop it again before the fork.
-    setupstate.stack[item] = ([], None)
+    state.stack[item] = ([], None)
     try:
         for name in names:
             request.getfixturevalue(name)
     finally:
-        del setupstate.stack[item]
+        del state.stack[item]
 
 
 def _hand_timers_to_the_container(item: pytest.Item) -> None:

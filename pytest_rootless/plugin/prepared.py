@@ -147,10 +147,8 @@ class ZygoteKeeper:
         """The zygote for the host as it is at ``item``'s turn: the one we have, or one
         made now if ``worth_making`` (the next test can use it too); None if none."""
         state = _host_state(item, self.local_runs, self.containers.keep())
-        made_for = self.zygote.fingerprint if self.zygote is not None else None
-        if self.zygote is not None and not (
-            isinstance(made_for, HostState) and made_for.serves(state)
-        ):
+        made_for = self.last_state  # what the zygote we have, if any, was made for
+        if self.zygote is not None and not (made_for is not None and made_for.serves(state)):
             self.zygote.close()  # made before the host changed: it would run stale copies
             self.zygote = None
         if self.zygote is not None:
@@ -162,7 +160,6 @@ class ZygoteKeeper:
             self.zygote = prepared.Zygote(
                 self._builder(),
                 functools.partial(_job_payload, item.session, self.containers.backend),
-                state,
                 self.containers.keep(),
             )
         except (
@@ -210,29 +207,34 @@ class ZygoteKeeper:
 
 
 @dataclasses.dataclass(frozen=True)
-class HostState:
-    """What a zygote was made for (see _host_state). ``kinds`` names each node, for the
-    stats; ``bare`` says which nodes hold nothing but their place on the stack (see
-    setupstate)."""
+class SetUpNode:
+    """A node on the host's stack of set-up nodes, as a zygote's copy of pytest holds it."""
 
-    nodes: tuple[tuple[int, int], ...]  # (id, how many finalizers) of each node set up
+    ident: int  # id() of the node
+    finalizers: int  # each fixture set up for it adds one (FixtureDef.execute)
+    kind: str  # for the stats: "class", "module"...
+    bare: bool  # nothing but its place on the stack (see setupstate)
+
+
+@dataclasses.dataclass(frozen=True)
+class HostState:
+    """What a zygote was made for (see _host_state)."""
+
+    nodes: tuple[SetUpNode, ...]
     local_runs: int
     fds: frozenset[int]
     items: tuple[int, int]  # the list of items: its identity and length
-    kinds: tuple[str, ...] = dataclasses.field(compare=False, default=())
-    bare: tuple[bool, ...] = dataclasses.field(compare=False, default=())
+
+    def kept(self) -> tuple[tuple[int, int], ...]:
+        """The nodes that hold more than their place on the stack, and their finalizers."""
+        return tuple((node.ident, node.finalizers) for node in self.nodes if not node.bare)
 
     def serves(self, now: HostState) -> bool:
         """Whether a copy of pytest made at this state runs a test at ``now`` as a copy
         made then would: they differ at most in bare nodes, which the test process puts
         on its stack or takes off (setupstate.mirror_host_stack)."""
-        return dataclasses.replace(self, nodes=self.kept()) == dataclasses.replace(
-            now, nodes=now.kept()
-        )
-
-    def kept(self) -> tuple[tuple[int, int], ...]:
-        """The nodes that hold more than their place on the stack."""
-        return tuple(node for node, bare in zip(self.nodes, self.bare, strict=True) if not bare)
+        mine = (self.kept(), self.local_runs, self.fds, self.items)
+        return mine == (now.kept(), now.local_runs, now.fds, now.items)
 
 
 def remake_cause(old: HostState | None, new: HostState) -> str:
@@ -242,9 +244,8 @@ def remake_cause(old: HostState | None, new: HostState) -> str:
         return "first"
     if old.local_runs != new.local_runs:
         return "host-run"
-    old_ids = {node for node, _ in old.nodes}
-    pairs = zip(new.nodes, new.kinds, new.bare, strict=True)
-    added = [kind for (node, _), kind, bare in pairs if not bare and node not in old_ids]
+    old_ids = {node.ident for node in old.nodes}
+    added = [node.kind for node in new.nodes if not node.bare and node.ident not in old_ids]
     if added:
         return added[-1]
     old_kept, new_kept = old.kept(), new.kept()
@@ -262,35 +263,28 @@ def _host_state(item: pytest.Item, local_runs: int, fds: frozenset[int]) -> Host
     tests pytest ran itself, the fds its test processes keep, and the list of items
     (a request names its item by index; see run_prepared). What the logging hooks change
     on the host is not in it: the session's counts go with each test (see _job_payload)."""
-    stack = item.session._setupstate.stack
-    nodes = tuple((id(node), len(entry[0])) for node, entry in stack.items())
-    kinds = tuple(_kind(node) for node in stack)
-    bare = tuple(setupstate.bare(node, entry) for node, entry in stack.items())
+    nodes = tuple(
+        SetUpNode(id(node), len(entry[0]), _kind(node), setupstate.bare(node, entry))
+        for node, entry in item.session._setupstate.stack.items()
+    )
     items = item.session.items
-    return HostState(nodes, local_runs, fds, (id(items), len(items)), kinds, bare)
+    return HostState(nodes, local_runs, fds, (id(items), len(items)))
 
 
 def _same_zygote_likely(item: pytest.Item, nextitem: pytest.Item) -> bool:
     """Whether the zygote for ``item`` will likely serve ``nextitem`` too (HostState.serves):
     the nodes the host will tear down after ``item`` are bare, the ones it will set up for
-    ``nextitem`` have nothing to set up, and no fixture of a wider scope is still to be
-    set up for it. A wrong guess costs a container prepared for nothing."""
+    ``nextitem`` have nothing to set up, and every fixture the host sets up for it is set up
+    already. A wrong guess costs a container prepared for nothing."""
     if nextitem.parent is item.parent:
         return True
-    stack = item.session._setupstate.stack
-    chain = nextitem.listchain()[:-1]
-    if not all(setupstate.bare(node, entry) for node, entry in stack.items() if node not in chain):
-        return False
-    if not all(setupstate.bare_setup(node) for node in chain if node not in stack):
-        return False
-    info = getattr(nextitem, "_fixtureinfo", None)
-    wider = (
-        defs[-1]
-        for name in getattr(nextitem, "fixturenames", ())
-        if info is not None and (defs := info.name2fixturedefs.get(name))
-    )
-    return all(
-        fixture.scope == "function" or fixture.cached_result is not None for fixture in wider
+    leaving, coming = setupstate.changes_between(item.session, nextitem)
+    return (
+        all(setupstate.bare(node, entry) for node, entry in leaving)
+        and all(setupstate.bare_setup(node) for node in coming)
+        and all(
+            fixture.cached_result is not None for fixture in setupstate.wider_fixtures(nextitem)
+        )
     )
 
 

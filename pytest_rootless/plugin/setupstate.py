@@ -44,19 +44,53 @@ def bare(node: object, entry: Entry) -> bool:
     return failed is None and len(finalizers) == 1 and bare_setup(node)
 
 
+def changes_between(
+    session: pytest.Session, item: pytest.Item
+) -> tuple[list[tuple[Any, Entry]], list[Any]]:
+    """What setting ``item``'s parents up changes on ``session``'s stack as it is now: the
+    nodes (with their entries) that go, and the nodes that come, in the order pytest tears
+    down and sets up. Both the stack and the item's chain go from the session down, so what
+    they share is where they start."""
+    stack = session._setupstate.stack
+    chain = item.listchain()[:-1]
+    leaving = [(node, entry) for node, entry in reversed(stack.items()) if node not in chain]
+    return leaving, [node for node in chain if node not in stack]
+
+
 def mirror_host_stack(item: pytest.Item) -> None:
     """In a test process: make the stack the host's for ``item`` (the item's parents, all
-    set up), adding the bare nodes the host set up since this copy of pytest was made and
-    taking off the ones it tore down. The host made sure that only bare nodes differ;
+    set up), taking off the bare nodes the host tore down since this copy of pytest was
+    made and adding the ones it set up. The host made sure that only bare nodes differ;
     anything else here is a bug, said as one rather than run on a wrong stack."""
     stack = item.session._setupstate.stack
-    chain = item.listchain()[:-1]
-    for node in [node for node in stack if node not in chain]:
-        if not bare(node, stack[node]):
+    leaving, coming = changes_between(item.session, item)
+    for node, entry in leaving:
+        if not bare(node, entry):
             raise RuntimeError(f"pytest-rootless: a stale copy of pytest still holds {node!r}")
         del stack[node]
-    for node in chain:
-        if node not in stack:
-            if not bare_setup(node):
-                raise RuntimeError(f"pytest-rootless: a stale copy of pytest lacks {node!r}")
-            stack[node] = ([node.teardown], None)
+    for node in coming:
+        if not bare_setup(node):
+            raise RuntimeError(f"pytest-rootless: a stale copy of pytest lacks {node!r}")
+        stack[node] = ([node.teardown], None)
+
+
+def wider_fixtures(item: pytest.Item) -> list[Any]:
+    """The definitions of the fixtures ``item`` uses whose scope is wider than the
+    function's: the ones the host sets up (the one that applies to the item: the last).
+    Not a class-scoped fixture of a test outside any class: pytest sets that up for the
+    item itself and tears it down with it (SubRequest's fallback to the item), like a
+    function-scoped one, so the container does too."""
+    info = getattr(item, "_fixtureinfo", None)
+    if info is None:
+        return []
+    in_class = item.getparent(pytest.Class) is not None
+    found = []
+    for name in getattr(item, "fixturenames", ()):
+        defs = info.name2fixturedefs.get(name)
+        if not defs:
+            continue  # request and the like: no definition
+        scope = defs[-1].scope
+        if scope == "function" or (scope == "class" and not in_class):
+            continue
+        found.append(defs[-1])
+    return found

@@ -32,7 +32,7 @@ REMAKE_CAUSES = {
     "class": "a new class with fixtures or a setup",
     "package": "a new package",
     "node": "another collector set up",
-    "teardown": "a class or module torn down with its fixtures",
+    "teardown": "a node torn down with its fixtures or setup",
     "fixture": "a fixture set up on the host",
     "host-run": "a test run on the host (not isolated)",
     "lost": "the previous one ended",

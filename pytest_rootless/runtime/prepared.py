@@ -185,7 +185,8 @@ class Builder:
 
 class Zygote:
     """A copy of pytest that forks test processes into containers the builder prepares
-    (see zygote.zygote_main). Made for one state of the host: ``fingerprint`` says which."""
+    (see zygote.zygote_main), made for one state of the host (which one is the caller's
+    to know)."""
 
     #: How long a container may take to be built before the zygote counts as stuck.
     BUILD_TIMEOUT = 60.0
@@ -194,10 +195,8 @@ class Zygote:
         self,
         builder: Builder,
         job_payload: PayloadFromJob,
-        fingerprint: object,
         keep_fds: frozenset[int],
     ) -> None:
-        self.fingerprint = fingerprint
         self.prepared: set[str] = set()  # keys of the containers being prepared
         to_builder = builder.connect()
         self.control, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)

@@ -119,14 +119,24 @@ HOST_CHANGES = """
 """
 
 
-@pytest.mark.parametrize("prepare", [True, False], ids=["prepared", "no-prepare"])
+def run_inner(
+    pytester: pytest.Pytester, prepare: bool, conftest: str, **modules: str
+) -> pytest.RunResult:
+    """The inner suite, prepared or with --rootless-no-prepare."""
+    pytester.makeconftest(conftest)
+    pytester.makepyfile(**modules)
+    args = ["-p", "rootless", "-v"] + ([] if prepare else ["--rootless-no-prepare"])
+    return pytester.runpytest_subprocess(*args, timeout=TIMEOUT)
+
+
+BOTH_WAYS = pytest.mark.parametrize("prepare", [True, False], ids=["prepared", "no-prepare"])
+
+
+@BOTH_WAYS
 def test_every_test_sees_the_host_as_it_is_at_its_turn(
     pytester: pytest.Pytester, prepare: bool
 ) -> None:
-    pytester.makeconftest(COUNT_ZYGOTES)
-    pytester.makepyfile(test_host=HOST_CHANGES)
-    args = ["-p", "rootless", "-v"] + ([] if prepare else ["--rootless-no-prepare"])
-    result = pytester.runpytest_subprocess(*args, timeout=TIMEOUT)
+    result = run_inner(pytester, prepare, COUNT_ZYGOTES, test_host=HOST_CHANGES)
     result.assert_outcomes(passed=14, failed=1)
     made = [line for line in result.outlines if line.startswith("zygotes made: ")]
     assert made, result.stdout.str()
@@ -230,7 +240,7 @@ CLASSES_TWO = """
 """
 
 
-@pytest.mark.parametrize("prepare", [True, False], ids=["prepared", "no-prepare"])
+@BOTH_WAYS
 def test_a_zygote_serves_the_next_class_when_setting_it_up_ran_nothing(
     pytester: pytest.Pytester, prepare: bool
 ) -> None:
@@ -240,12 +250,65 @@ def test_a_zygote_serves_the_next_class_when_setting_it_up_ran_nothing(
     copy made at its turn. Zygotes: TestA (the first, serving TestB), TestC and TestD (a
     class fixture each), TestE (setup_class), TestF (after TestE's setup_class, serving
     test_two.py's TestG too)."""
-    pytester.makeconftest(COUNT_ZYGOTES)
-    pytester.makepyfile(test_one=CLASSES_ONE, test_two=CLASSES_TWO)
-    args = ["-p", "rootless", "-v"] + ([] if prepare else ["--rootless-no-prepare"])
-    result = pytester.runpytest_subprocess(*args, timeout=TIMEOUT)
+    result = run_inner(pytester, prepare, COUNT_ZYGOTES, test_one=CLASSES_ONE, test_two=CLASSES_TWO)
     result.assert_outcomes(passed=14)
     assert f"zygotes made: {5 if prepare else 0}" in result.outlines, result.stdout.str()
+
+
+# A class-scoped fixture of tests outside any class: pytest sets it up for each test and
+# tears it down with it (SubRequest's fallback to the item), so the container must, never
+# the host. The inner pytest says what the host's copy of the module saw.
+OUTSIDE_A_CLASS = """
+    import os
+
+    import pytest
+
+    pytestmark = pytest.mark.isolated
+    EVENTS = []
+
+
+    @pytest.fixture(scope="class")
+    def per_test():
+        EVENTS.append("setup")
+        yield os.getpid()
+        EVENTS.append("teardown")
+
+
+    class TestBare:
+        def test_1(self):
+            pass
+
+        def test_2(self):
+            pass
+
+
+    def test_f(per_test):
+        assert per_test == os.getpid() == 2
+        assert EVENTS == ["setup"]
+
+
+    def test_g(per_test):
+        assert per_test == os.getpid() == 2
+        assert EVENTS == ["setup"]
+"""
+
+HOST_EVENTS = """
+    import sys
+
+
+    def pytest_terminal_summary(terminalreporter):
+        events = sys.modules["test_outside"].EVENTS
+        terminalreporter.write_line(f"host events: {events}")
+"""
+
+
+@BOTH_WAYS
+def test_a_class_fixture_outside_a_class_is_the_tests_own(
+    pytester: pytest.Pytester, prepare: bool
+) -> None:
+    result = run_inner(pytester, prepare, HOST_EVENTS, test_outside=OUTSIDE_A_CLASS)
+    result.assert_outcomes(passed=4)
+    assert "host events: []" in result.outlines, result.stdout.str()
 
 
 MANY_TRIVIAL = """

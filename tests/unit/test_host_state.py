@@ -3,7 +3,7 @@ and what --rootless-stats names as the cause when it does not."""
 
 from __future__ import annotations
 
-from pytest_rootless.plugin.prepared import HostState, remake_cause
+from pytest_rootless.plugin.prepared import HostState, SetUpNode, remake_cause
 
 SESSION, MODULE, CLASS_A, CLASS_B, MODULE_2 = 1, 2, 3, 4, 5
 
@@ -11,12 +11,10 @@ SESSION, MODULE, CLASS_A, CLASS_B, MODULE_2 = 1, 2, 3, 4, 5
 def state(*nodes: tuple[int, int, str, bool], local_runs: int = 0) -> HostState:
     """The host with ``nodes`` set up: (id, finalizers, kind, bare) each."""
     return HostState(
-        nodes=tuple((node, count) for node, count, _, _ in nodes),
+        nodes=tuple(SetUpNode(*node) for node in nodes),
         local_runs=local_runs,
         fds=frozenset({0, 1, 2}),
         items=(99, 10),
-        kinds=tuple(kind for _, _, kind, _ in nodes),
-        bare=tuple(bare for _, _, _, bare in nodes),
     )
 
 
@@ -64,3 +62,18 @@ def test_a_test_run_on_the_host_is_not_served() -> None:
     assert not before.serves(after)
     assert remake_cause(before, after) == "host-run"
     assert remake_cause(None, after) == "first"
+
+
+def test_a_package_set_up_is_not_served() -> None:
+    """A package's setup imports its ``__init__`` and runs its setup_module: never bare."""
+    before = state(SESSION_UP, MODULE_BARE)
+    after = state(SESSION_UP, (6, 1, "package", False), (MODULE_2, 1, "module", True))
+    assert not before.serves(after)
+    assert remake_cause(before, after) == "package"
+
+
+def test_other_fds_are_not_served() -> None:
+    before = state(SESSION_UP, MODULE_BARE)
+    after = HostState(before.nodes, 0, frozenset({0, 1, 2, 7}), before.items)
+    assert not before.serves(after)
+    assert remake_cause(before, after) == "other"
