@@ -193,7 +193,8 @@ class Variant:
     extra_env: dict[str, str] = field(default_factory=dict)
     times: list[float] = field(default_factory=list)
     samples: list[dict[str, float]] = field(default_factory=list)  # round trip figures
-    #: CPU seconds the machine was busy during each run (see busy_cpu_seconds)
+    #: CPU seconds the machine was busy during each counted run, as ``times`` (see
+    #: busy_cpu_seconds)
     cpu: list[float] = field(default_factory=list)
     error: str | None = None
     suite: bool = False  # a real suite: some of its tests may fail, as they do plainly
@@ -307,7 +308,6 @@ def run_variant(v: Variant, env: dict[str, str], results: Path) -> float | None:
                 return None
         return time.perf_counter() - start
     start = time.perf_counter()
-    used = busy_cpu_seconds()
     done = subprocess.run(
         v.argv,
         cwd=v.cwd,
@@ -319,7 +319,6 @@ def run_variant(v: Variant, env: dict[str, str], results: Path) -> float | None:
         check=False,
     )
     elapsed = time.perf_counter() - start
-    v.cpu.append(busy_cpu_seconds() - used)
     passed = re.findall(r"(\d+) passed", done.stdout)
     if v.suite:  # as many tests as plain pytest ran, whatever their outcomes
         count = bench_suites.ran(bench_suites.outcomes(done.stdout))
@@ -561,9 +560,11 @@ def measure(
         for v in order:
             if v.error is not None:
                 continue
+            used = busy_cpu_seconds()
             elapsed = run_variant(v, env, results)
-            if elapsed is not None:
+            if elapsed is not None:  # a counted round: its wall and CPU time, paired
                 v.times.append(elapsed)
+                v.cpu.append(busy_cpu_seconds() - used)
             status = f"{elapsed:.2f} s" if elapsed is not None else f"FAILED: {v.error}"
             print(f"round {r + 1}/{args.rounds}  {v.key:<22} {status}", file=sys.stderr)
     load_end = os.getloadavg()
@@ -667,7 +668,7 @@ def _suite_cells(v: Variant, plain: Variant, per: dict[str, float], kind: str) -
     if v.error or not v.times or not plain.times:
         return [f"FAILED: {v.error}", "", "", ""]
     w = statistics.median(v.times)
-    busy = statistics.median(c / t for c, t in zip(v.cpu, v.times, strict=False))
+    busy = statistics.median(c / t for c, t in zip(v.cpu, v.times, strict=True))
     cells = [f"{w:.2f} s ({min(v.times):.2f} s)", "", "", f"{busy:.2f}"]
     if kind != "plain":
         per[kind] = (w - statistics.median(plain.times)) / v.expect
@@ -878,7 +879,7 @@ def report(
         # Its floor: what -n 0 leaves of the machine. The busy CPU time over the wall
         # time is how many CPUs -n 0 keeps busy (containers are prepared on one while
         # the test runs on another); -n 2 can at best fill the rest.
-        busy = statistics.median(c / t for c, t in zip(n0.cpu, n0.times, strict=False))
+        busy = statistics.median(c / t for c, t in zip(n0.cpu, n0.times, strict=True))
         cpus = os.cpu_count() or 1
         per_test = 1000 * statistics.median(n0.cpu) / counts["trivial"]
         print(
